@@ -1,0 +1,189 @@
+"""Read accuracies from Dassl/CoOp ``log.txt`` files and summarise them over seeds.
+
+A run directory holds ``log.txt`` and, when it was restarted, ``log.txt-<timestamp>`` files (Dassl
+never overwrites a log). The result of a run is the last ``* <keyword>: X%`` line that follows the end
+signal ("Finish training" for training runs, "=> result" for test-only runs) in the newest log that
+has one.
+"""
+import math
+import os
+import re
+import statistics
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+TRAIN_END_SIGNAL = "Finish training"
+TEST_END_SIGNAL = "=> result"
+SEED_DIR = re.compile(r"^seed(\d+)$")
+
+
+def _log_files(run_dir: str) -> List[str]:
+    names = [n for n in os.listdir(run_dir) if n == "log.txt" or n.startswith("log.txt-")]
+    # "log.txt" is the first log of a run; the timestamped ones follow in name order.
+    names.sort(key=lambda n: (n != "log.txt", n))
+    return [os.path.join(run_dir, n) for n in names]
+
+
+def parse_log(fpath: str, keyword: str = "accuracy", end_signal: str = TRAIN_END_SIGNAL) -> Optional[float]:
+    """The last ``* keyword: X%`` value after ``end_signal`` in one log file, or None."""
+    pattern = re.compile(rf"\* {re.escape(keyword)}: ([\.\deE+-]+)%")
+    seen_signal = False
+    value = None
+    with open(fpath, "r", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if line == end_signal:
+                seen_signal = True
+            match = pattern.search(line)
+            if match and seen_signal:
+                value = float(match.group(1))
+    return value
+
+
+def parse_run(run_dir: str, keyword: str = "accuracy", end_signal: str = TRAIN_END_SIGNAL) -> Optional[float]:
+    """The result of one run directory (newest log with a result), or None if it has none."""
+    if not os.path.isdir(run_dir):
+        return None
+    for fpath in reversed(_log_files(run_dir)):
+        value = parse_log(fpath, keyword, end_signal)
+        if value is not None:
+            return value
+    return None
+
+
+@dataclass
+class SeedSummary:
+    """Per-seed values of one experiment, and the seeds that had no result."""
+
+    values: Dict[str, float] = field(default_factory=dict)
+    missing: List[str] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values.values()) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        # Population std, as CoOp's parse_test_res.py (numpy's default).
+        return statistics.pstdev(self.values.values()) if self.values else math.nan
+
+    @property
+    def ci95(self) -> float:
+        n = len(self.values)
+        return 1.96 * self.std / math.sqrt(n) if n else math.nan
+
+
+def summarise_seeds(
+    exp_dir: str,
+    keyword: str = "accuracy",
+    end_signal: str = TRAIN_END_SIGNAL,
+    expected_seeds: Sequence[int] = (),
+) -> SeedSummary:
+    """Collect the result of every ``seed*`` (or other) sub-directory of ``exp_dir``."""
+    summary = SeedSummary()
+    subdirs = sorted(d for d in os.listdir(exp_dir) if not d.startswith(".") and os.path.isdir(os.path.join(exp_dir, d))) if os.path.isdir(exp_dir) else []
+    for name in subdirs:
+        value = parse_run(os.path.join(exp_dir, name), keyword, end_signal)
+        if value is None:
+            summary.missing.append(name)
+        else:
+            summary.values[name] = value
+    for seed in expected_seeds:
+        name = f"seed{seed}"
+        if name not in summary.values and name not in summary.missing:
+            summary.missing.append(name)
+    return summary
+
+
+def harmonic_mean(base: float, new: float) -> float:
+    if math.isnan(base) or math.isnan(new) or base + new == 0:
+        return math.nan
+    return 2 * base * new / (base + new)
+
+
+@dataclass
+class Base2NewRow:
+    dataset: str
+    base: SeedSummary
+    new: SeedSummary
+
+    @property
+    def hm(self) -> float:
+        return harmonic_mean(self.base.mean, self.new.mean)
+
+
+def base2new_rows(
+    root: str,
+    trainer: str,
+    cfg: str,
+    shots: int = 16,
+    datasets: Optional[Sequence[str]] = None,
+    seeds: Sequence[int] = (1, 2, 3),
+    keyword: str = "accuracy",
+) -> List[Base2NewRow]:
+    """Pair ``<root>/train_base/<ds>/shots_<S>/<trainer>/<cfg>/seed*`` (base accuracy, read after
+    training) with ``<root>/test_new/...`` (new accuracy, test-only logs) for each dataset."""
+    train_root = os.path.join(root, "train_base")
+    if datasets is None:
+        found = set()
+        for split in ("train_base", "test_new"):
+            split_dir = os.path.join(root, split)
+            if os.path.isdir(split_dir):
+                found.update(d for d in os.listdir(split_dir) if not d.startswith("."))
+        datasets = sorted(found)
+    if not datasets:
+        raise FileNotFoundError(f"No datasets found under {train_root} or {os.path.join(root, 'test_new')}")
+    rows = []
+    for ds in datasets:
+        tail = os.path.join(ds, f"shots_{shots}", trainer, cfg)
+        base = summarise_seeds(os.path.join(root, "train_base", tail), keyword, TRAIN_END_SIGNAL, seeds)
+        new = summarise_seeds(os.path.join(root, "test_new", tail), keyword, TEST_END_SIGNAL, seeds)
+        rows.append(Base2NewRow(ds, base, new))
+    return rows
+
+
+def _fmt(mean: float, std: float, with_std: bool) -> str:
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.2f} ± {std:.2f}" if with_std else f"{mean:.2f}"
+
+
+def base2new_table(rows: Sequence[Base2NewRow], with_std: bool = True) -> Tuple[List[str], List[List[str]]]:
+    """Header and rows (Dataset, Base, New, HM), with an Average row over datasets that have both."""
+    header = ["Dataset", "Base", "New", "HM"]
+    body = [[r.dataset, _fmt(r.base.mean, r.base.std, with_std), _fmt(r.new.mean, r.new.std, with_std), _fmt(r.hm, 0.0, False)] for r in rows]
+    complete = [r for r in rows if not math.isnan(r.base.mean) and not math.isnan(r.new.mean)]
+    if complete:
+        avg_base = statistics.fmean(r.base.mean for r in complete)
+        avg_new = statistics.fmean(r.new.mean for r in complete)
+        body.append(["Average", f"{avg_base:.2f}", f"{avg_new:.2f}", f"{harmonic_mean(avg_base, avg_new):.2f}"])
+    return header, body
+
+
+def missing_lines(rows: Sequence[Base2NewRow]) -> List[str]:
+    lines = []
+    for r in rows:
+        for split, summary in (("train_base", r.base), ("test_new", r.new)):
+            if summary.missing:
+                lines.append(f"missing: {r.dataset} {split} {', '.join(summary.missing)}")
+    return lines
+
+
+def render(header: Sequence[str], body: Sequence[Sequence[str]], fmt: str = "table") -> str:
+    """Render rows as a plain tabulate table, a markdown table or CSV."""
+    if fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(body)
+        return buf.getvalue().rstrip("\n")
+    from tabulate import tabulate
+
+    if fmt == "markdown":
+        return tabulate(body, headers=header, tablefmt="github")
+    if fmt == "table":
+        return tabulate(body, headers=header, tablefmt="simple")
+    raise ValueError(f"--format must be one of table, markdown, csv; got {fmt!r}")
