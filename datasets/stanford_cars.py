@@ -1,0 +1,72 @@
+"""Stanford Cars: ``stanford_cars/{cars_train,cars_test}/<n>.jpg``, ``devkit/cars_train_annos.mat``,
+``devkit/cars_meta.mat``, ``cars_test_annos_withlabels.mat`` and ``split_zhou_StanfordCars.json``
+(whose paths, unlike the other datasets', are relative to the dataset folder). Class names put the
+year first, as CoOp does: "2012 Tesla Model S Sedan"."""
+import os
+from typing import List
+
+from scipy.io import loadmat
+
+from mutual_prompt.backend import DATASET_REGISTRY, DatasetBase, Datum
+from mutual_prompt.splits import (
+    Split,
+    dataset_folder,
+    fewshot_and_subsample,
+    load_or_create_split,
+    make_datum,
+    require_file,
+    split_trainval,
+)
+
+NAME = "StanfordCars"
+
+
+def _mat_field(path: str, key: str):
+    data = loadmat(require_file(path, NAME))
+    if key not in data:
+        raise KeyError(f"{path}: no variable '{key}' (has: {', '.join(k for k in data if not k.startswith('__'))})")
+    return data[key]
+
+
+def year_first(classname: str) -> str:
+    names = classname.split(" ")
+    return " ".join([names[-1]] + names[:-1])
+
+
+@DATASET_REGISTRY.register()
+class StanfordCars(DatasetBase):
+    dataset_dir = "stanford_cars"
+
+    def __init__(self, cfg) -> None:
+        self.dataset_dir = dataset_folder(cfg, "stanford_cars", NAME)
+        self.split_path = os.path.join(self.dataset_dir, "split_zhou_StanfordCars.json")
+        self.split_fewshot_dir = os.path.join(self.dataset_dir, "split_fewshot")
+
+        train, val, test = load_or_create_split(self.split_path, self.dataset_dir, self._split_from_annotations)
+        train, val, test = fewshot_and_subsample(self, cfg, train, val, test, self.split_fewshot_dir, self.dataset_dir)
+        super().__init__(train_x=train, val=val, test=test)
+
+    def _split_from_annotations(self) -> Split:
+        meta_file = os.path.join(self.dataset_dir, "devkit", "cars_meta.mat")
+        trainval_file = os.path.join(self.dataset_dir, "devkit", "cars_train_annos.mat")
+        test_file = os.path.join(self.dataset_dir, "cars_test_annos_withlabels.mat")
+        trainval = self.read_data("cars_train", trainval_file, meta_file)
+        test = self.read_data("cars_test", test_file, meta_file)
+        train, val = split_trainval(trainval)
+        return train, val, test
+
+    def read_data(self, image_dir: str, anno_file: str, meta_file: str) -> List[Datum]:
+        annotations = _mat_field(anno_file, "annotations")[0]
+        class_names = _mat_field(meta_file, "class_names")[0]
+        items = []
+        for anno in annotations:
+            imname = str(anno["fname"][0])
+            label = int(anno["class"][0, 0]) - 1
+            if not 0 <= label < len(class_names):
+                raise ValueError(
+                    f"{anno_file}: image {imname} has class {label + 1}, but {meta_file} names "
+                    f"{len(class_names)} classes"
+                )
+            classname = year_first(str(class_names[label][0]))
+            items.append(make_datum(os.path.join(self.dataset_dir, image_dir, imname), label, classname, anno_file))
+        return items
