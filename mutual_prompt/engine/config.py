@@ -13,7 +13,13 @@ class Config(CfgNode):
         except FileNotFoundError as e:
             raise FileNotFoundError(f"Config file not found: {cfg_filename}") from e
         except (KeyError, ValueError, AssertionError) as e:
-            raise type(e)(f"{cfg_filename}: {_reason(e)}") from e
+            error = KeyError if _is_unknown_key(e) else type(e)
+            raise error(f"{cfg_filename}: {_reason(e)}") from e
+
+    def merge_from_other_cfg(self, cfg_other: CfgNode) -> None:
+        if not self.is_frozen():
+            _make_nodes_config(self)
+        super().merge_from_other_cfg(cfg_other)
 
     def merge_from_list(self, cfg_list: List[str]) -> None:
         if len(cfg_list) % 2 != 0:
@@ -23,12 +29,41 @@ class Config(CfgNode):
         try:
             super().merge_from_list(cfg_list)
         except (KeyError, ValueError, AssertionError) as e:
-            raise type(e)(f"command-line overrides: {_reason(e)}") from e
+            error = KeyError if _is_unknown_key(e) else type(e)
+            raise error(f"command-line overrides: {_reason(e)}") from e
+
+
+def _make_nodes_config(node: CfgNode) -> None:
+    """Turn plain yacs sub-nodes into ``Config`` in place.
+
+    yacs decodes a file's node as its parent's class and merges it only into a node of exactly that
+    class, so a block that a trainer's ``extend_cfg`` added as a plain ``CfgNode`` (CoOp's style)
+    could not be set from a config file.
+    """
+    for key, value in node.items():
+        if isinstance(value, CfgNode):
+            if not isinstance(value, Config):
+                converted = Config(new_allowed=value.is_new_allowed())
+                converted.update(value)
+                node[key] = value = converted
+            _make_nodes_config(value)
+
+
+_UNKNOWN_KEY_PREFIXES = ("Non-existent config key", "Non-existent key")
+
+
+def _message(e: Exception) -> str:
+    return str(e.args[0]) if e.args else str(e)
+
+
+def _is_unknown_key(e: Exception) -> bool:
+    """yacs reports an unknown key as a KeyError from a file and an AssertionError from a list."""
+    return _message(e).startswith(_UNKNOWN_KEY_PREFIXES)
 
 
 def _reason(e: Exception) -> str:
-    msg = e.args[0] if e.args else str(e)
-    if isinstance(msg, str) and msg.startswith("Non-existent config key"):
+    msg = _message(e)
+    if _is_unknown_key(e):
         key = msg.split(":", 1)[1].strip()
         return f"unknown config key '{key}' (check its spelling, or that the trainer's extend_cfg added it)"
     return str(msg)
