@@ -16,4 +16,5 @@ from . import oxford_flowers
 from . import oxford_pets
 from . import stanford_cars
 from . import sun397
+from . import toy_shapes
 from . import ucf101

@@ -37,10 +37,18 @@ def atomic_path(fpath: str) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, fpath)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_json(fpath: str) -> Any:

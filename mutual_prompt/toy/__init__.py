@@ -1,0 +1,23 @@
+"""The offline toy world: a seeded shape renderer, its captions and the shipped tiny pre-trained CLIP.
+
+``TINY_CLIP_PATH`` is the checkpoint that ``MODEL.BACKBONE.NAME toy`` loads (a flat fp16 state dict of
+``clip.model.CLIP``); ``python -m mutual_prompt.toy.pretrain`` regenerates it.
+"""
+import os
+
+from .render import CLASSNAMES, COLOURS, CONCEPTS, NUM_CLASSES, SHAPES, ShapeScene, caption, render, render_batch
+
+TINY_CLIP_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tiny_clip.pt")
+
+__all__ = [
+    "CLASSNAMES",
+    "COLOURS",
+    "CONCEPTS",
+    "NUM_CLASSES",
+    "SHAPES",
+    "ShapeScene",
+    "TINY_CLIP_PATH",
+    "caption",
+    "render",
+    "render_batch",
+]
