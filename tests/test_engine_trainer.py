@@ -1,0 +1,283 @@
+"""The built-in TrainerX loop: log and checkpoint layout, resume, eval-only, schedules, DDP."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mutual_prompt.engine import (
+    DATASET_REGISTRY,
+    TRAINER_REGISTRY,
+    DatasetBase,
+    build_lr_scheduler,
+    build_optimizer,
+    build_trainer,
+    compute_accuracy,
+    get_cfg_default,
+    load_checkpoint,
+    save_checkpoint,
+)
+from mutual_prompt.engine.evaluation import macro_f1
+from tests._image_tree import make_datums, make_images
+
+CLASSES = {"alpha": 6, "beta": 6, "gamma": 6}
+
+
+@DATASET_REGISTRY.register()
+class TrainerTestSet(DatasetBase):
+    """Three classes of flat-coloured noise images, generated under DATASET.ROOT."""
+
+    def __init__(self, cfg):
+        root = os.path.join(cfg.DATASET.ROOT, "trainer_test_set")
+        if not os.path.isdir(root):
+            make_images(root, CLASSES, size=(16, 16), seed=3)
+        paths = sorted(os.path.join(root, c, f) for c in CLASSES for f in os.listdir(os.path.join(root, c)))
+        items = make_datums(paths, classnames=list(CLASSES))
+        super().__init__(train_x=items, val=items[::2], test=items)
+
+
+@TRAINER_REGISTRY.register()
+class TinyLinear(__import__("mutual_prompt.engine", fromlist=["TrainerX"]).TrainerX):
+    """A linear classifier on mean colours: enough to learn the test set in a few epochs."""
+
+    def build_model(self):
+        torch.manual_seed(0)
+        self.model = nn.Linear(3, self.num_classes)
+        self.optim = build_optimizer(self.model, self.cfg.OPTIM)
+        self.sched = build_lr_scheduler(self.optim, self.cfg.OPTIM)
+        self.register_model("linear", self.model, self.optim, self.sched)
+
+    def features(self, img):
+        return img.mean(dim=(2, 3))
+
+    def forward_backward(self, batch):
+        img, label = self.parse_batch_train(batch)
+        out = self.model(self.features(img))
+        loss = F.cross_entropy(out, label)
+        self.model_backward_and_update(loss)
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return {"loss": loss.item(), "acc": compute_accuracy(out, label)[0].item()}
+
+    def model_inference(self, img):
+        return self.model(self.features(img))
+
+
+def make_cfg(root, out, epochs=3, **opts):
+    cfg = get_cfg_default()
+    cfg.DATASET.ROOT = str(root)
+    cfg.DATASET.NAME = "TrainerTestSet"
+    cfg.TRAINER.NAME = "TinyLinear"
+    cfg.OUTPUT_DIR = str(out)
+    cfg.SEED = 1
+    cfg.USE_CUDA = False
+    cfg.DATALOADER.NUM_WORKERS = 0
+    cfg.DATALOADER.TRAIN_X.BATCH_SIZE = 4
+    cfg.INPUT.SIZE = (16, 16)
+    cfg.INPUT.TRANSFORMS = ("random_flip", "normalize")
+    cfg.OPTIM.NAME = "sgd"
+    cfg.OPTIM.LR = 0.5
+    cfg.OPTIM.MAX_EPOCH = epochs
+    cfg.OPTIM.LR_SCHEDULER = "cosine"
+    cfg.TRAIN.PRINT_FREQ = 2
+    for k, v in opts.items():
+        node = cfg
+        *path, last = k.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = v
+    return cfg
+
+
+def run(cfg):
+    from mutual_prompt.engine import set_random_seed
+
+    set_random_seed(cfg.SEED)
+    trainer = build_trainer(cfg)
+    trainer.train()
+    return trainer
+
+
+def opt(**kw):
+    cfg = get_cfg_default()
+    for k, v in kw.items():
+        setattr(cfg.OPTIM, k, v)
+    return cfg.OPTIM
+
+
+def lrs(optim_cfg, epochs):
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=optim_cfg.LR)
+    sched = build_lr_scheduler(optimizer, optim_cfg)
+    out = []
+    for _ in range(epochs):
+        out.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        sched.step()
+    return out
+
+
+def test_cosine_with_constant_warmup_matches_dassls_sequence():
+    seq = lrs(opt(LR=0.002, MAX_EPOCH=4, LR_SCHEDULER="cosine", WARMUP_EPOCH=1, WARMUP_TYPE="constant", WARMUP_CONS_LR=1e-5), 5)
+    import math
+
+    expected = [1e-5, 0.002] + [0.002 * (1 + math.cos(math.pi * e / 4)) / 2 for e in (1, 2, 3)]
+    assert seq == pytest.approx(expected)
+
+
+def test_linear_warmup_then_single_and_multi_step():
+    seq = lrs(opt(LR=1.0, MAX_EPOCH=6, LR_SCHEDULER="single_step", STEPSIZE=(2,), GAMMA=0.1, WARMUP_EPOCH=2, WARMUP_TYPE="linear", WARMUP_MIN_LR=0.01), 6)
+    assert seq == pytest.approx([0.01, 0.5, 1.0, 1.0, 0.1, 0.1])
+    seq = lrs(opt(LR=1.0, MAX_EPOCH=5, LR_SCHEDULER="multi_step", STEPSIZE=(1, 3), GAMMA=0.5), 5)
+    assert seq == pytest.approx([1.0, 0.5, 0.5, 0.25, 0.25])
+
+
+def test_scheduler_state_dict_round_trip_continues_identically():
+    cfg = opt(LR=0.1, MAX_EPOCH=6, LR_SCHEDULER="cosine", WARMUP_EPOCH=1, WARMUP_TYPE="linear")
+    full = lrs(cfg, 6)
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=cfg.LR)
+    sched = build_lr_scheduler(optimizer, cfg)
+    for _ in range(3):
+        optimizer.step()
+        sched.step()
+    state = sched.state_dict()
+    optimizer2 = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=cfg.LR)
+    sched2 = build_lr_scheduler(optimizer2, cfg)
+    sched2.load_state_dict(state)
+    for _ in range(2):
+        optimizer2.step()
+        sched2.step()
+    assert optimizer2.param_groups[0]["lr"] == pytest.approx(full[5])
+
+
+def test_bad_optimizer_and_scheduler_names_are_named():
+    with pytest.raises(ValueError, match="OPTIM.NAME.*'sgdd'"):
+        build_optimizer(nn.Linear(1, 1), opt(NAME="sgdd"))
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(ValueError, match="OPTIM.LR_SCHEDULER.*'cos'"):
+        build_lr_scheduler(optimizer, opt(LR_SCHEDULER="cos"))
+
+
+def test_macro_f1_matches_hand_computation():
+    # class 0: tp=1 fp=1 fn=1 -> 0.5; class 1: tp=1 fp=0 fn=1 -> 2/3; class 2: tp=0 fp=1 fn=0 -> 0
+    assert macro_f1([0, 0, 1, 1], [0, 2, 1, 0]) == pytest.approx((0.5 + 2 / 3 + 0) / 3)
+
+
+def test_train_writes_dassl_layout_and_result_block(tmp_path):
+    out = tmp_path / "out"
+    trainer = run(make_cfg(tmp_path, out))
+    assert (out / "linear" / "model.pth.tar-3").is_file()
+    assert (out / "linear" / "checkpoint").read_text().strip() == "model.pth.tar-3"
+    assert trainer.test() > 60.0
+
+
+def test_log_txt_holds_epoch_lines_and_result(tmp_path, capsys):
+    from mutual_prompt.engine import setup_logger
+
+    out = tmp_path / "out"
+    old = sys.stdout
+    try:
+        setup_logger(str(out))
+        run(make_cfg(tmp_path, out, epochs=2))
+    finally:
+        sys.stdout.flush()
+        sys.stdout = old
+    text = (out / "log.txt").read_text()
+    assert "epoch [1/2] batch [2/4]" in text and " lr " in text and " eta " in text
+    assert "Finish training" in text and "=> result" in text and "* accuracy:" in text and "* macro_f1:" in text
+
+
+def test_best_val_writes_model_best(tmp_path):
+    out = tmp_path / "out"
+    run(make_cfg(tmp_path, out, epochs=2, **{"TEST.FINAL_MODEL": "best_val"}))
+    assert (out / "linear" / "model-best.pth.tar").is_file()
+
+
+def test_resume_gives_the_same_final_weights_as_an_uninterrupted_run(tmp_path):
+    straight = run(make_cfg(tmp_path, tmp_path / "straight", epochs=3))
+    interrupted_dir = tmp_path / "interrupted"
+    run(make_cfg(tmp_path, interrupted_dir, epochs=3, **{"TRAIN.CHECKPOINT_FREQ": 1, "OPTIM.MAX_EPOCH": 3}))
+    # Simulate a crash after epoch 2: drop the last checkpoint and point the pointer file at epoch 2.
+    os.remove(interrupted_dir / "linear" / "model.pth.tar-3")
+    (interrupted_dir / "linear" / "checkpoint").write_text("model.pth.tar-2\n")
+    resumed = run(make_cfg(tmp_path, interrupted_dir, epochs=3))
+    assert resumed.start_epoch == 2
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_eval_only_loads_the_epoch_and_reproduces_the_accuracy(tmp_path):
+    out = tmp_path / "out"
+    trained = run(make_cfg(tmp_path, out, epochs=2))
+    expected = trained.test()
+    fresh = build_trainer(make_cfg(tmp_path, tmp_path / "eval"))
+    fresh.load_model(str(out), epoch=2)
+    assert fresh.test() == pytest.approx(expected)
+    with pytest.raises(FileNotFoundError, match="model.pth.tar-7"):
+        fresh.load_model(str(out), epoch=7)
+
+
+def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    state = {"state_dict": {"w": torch.ones(2)}, "epoch": 1}
+    fpath = save_checkpoint(state, str(tmp_path), model_name="model.pth.tar-1")
+
+    def broken_save(obj, f, *a, **k):
+        with open(f, "wb") as fh:
+            fh.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"state_dict": {"w": torch.zeros(2)}, "epoch": 1}, str(tmp_path), model_name="model.pth.tar-1")
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(fpath)["state_dict"]["w"], torch.ones(2))
+    assert [f for f in os.listdir(tmp_path) if f.endswith(".tmp")] == []
+
+
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    sys.path.insert(0, {repo!r})
+    import torch
+    import tests.test_engine_trainer as t
+    from mutual_prompt.engine import setup_logger
+    cfg = t.make_cfg({root!r}, {out!r}, epochs=2)
+    setup_logger(cfg.OUTPUT_DIR)
+    trainer = t.run(cfg)
+    acc = trainer.test()
+    w = trainer.model.weight.detach().flatten().tolist()
+    with open(os.path.join({out!r}, "rank%s.json" % os.environ["RANK"]), "w") as f:
+        json.dump({{"acc": acc, "w": w, "n_test": len(trainer.test_loader.sampler)}}, f)
+    """
+)
+
+
+@pytest.mark.slow
+def test_two_process_gloo_ddp_on_cpu(tmp_path, repo_root):
+    import json
+
+    out = tmp_path / "ddp"
+    out.mkdir()
+    TrainerTestSet(make_cfg(tmp_path, out))  # generate the images before two processes read them
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT.format(repo=repo_root, root=str(tmp_path), out=str(out)))
+    env = dict(os.environ, MUTUAL_PROMPT_BACKEND="builtin", OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", str(script)],
+        cwd=repo_root, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["w"] == r1["w"]  # gradients averaged: both ranks hold the same weights
+    assert r0["acc"] == r1["acc"]  # metrics reduced over ranks
+    assert r0["n_test"] + r1["n_test"] == sum(CLASSES.values())  # disjoint shards, no padding
+    assert (out / "linear" / "model.pth.tar-2").is_file()
+    assert "Finish training" in (out / "log.txt").read_text()
+    assert not any(n.startswith("log.txt-") for n in os.listdir(out))  # only rank 0 logs
+    # The reduced accuracy equals a single-process evaluation of the same weights.
+    single = build_trainer(make_cfg(tmp_path, tmp_path / "single"))
+    single.load_model(str(out), epoch=2)
+    assert single.test() == pytest.approx(r0["acc"])
