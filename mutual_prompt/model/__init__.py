@@ -1,0 +1,1 @@
+"""CLIP loading and the Mutual Prompt model: prompt text and image encoders, FTP, TVP."""

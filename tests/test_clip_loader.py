@@ -1,0 +1,170 @@
+"""load_clip: state dicts, JIT archives, clip's download cache, the toy CLIP, and its error messages."""
+import hashlib
+import os
+import shutil
+import warnings
+import zipfile
+
+import clip
+import pytest
+import torch
+
+from mutual_prompt.model import clip_loader
+from mutual_prompt.model.clip_loader import load_clip
+
+IMAGE_SIZE = 32
+OPENAI_FILE = "ViT-B-16.pt"
+
+
+def tiny_clip() -> clip.model.CLIP:
+    torch.manual_seed(0)
+    return clip.model.CLIP(embed_dim=64, image_resolution=IMAGE_SIZE, vision_layers=1, vision_width=64,
+                           vision_patch_size=16, context_length=77, vocab_size=49408,
+                           transformer_width=64, transformer_heads=1, transformer_layers=1).eval()
+
+
+@pytest.fixture(scope="module")
+def reference_fp16() -> dict:
+    """The tiny model's weights rounded to fp16, as OpenAI ships them: loading them is exact."""
+    return {k: v.half() for k, v in tiny_clip().state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def state_dict_file(tmp_path_factory, reference_fp16) -> str:
+    path = str(tmp_path_factory.mktemp("weights") / "tiny_clip_state_dict.pt")
+    torch.save(reference_fp16, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def jit_file(tmp_path_factory, reference_fp16) -> str:
+    """A traced archive like OpenAI's files, holding the fp16-rounded weights."""
+    model = tiny_clip()
+    model.load_state_dict({k: v.float() for k, v in reference_fp16.items()})
+    example = (torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE), clip.tokenize(["a photo of a cat."]))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer and deprecation warnings about building the fixture
+        traced = torch.jit.trace(model, example)
+    path = str(tmp_path_factory.mktemp("weights") / "tiny_clip_jit.pt")
+    traced.save(path)
+    return path
+
+
+def assert_same_weights(model: clip.model.CLIP, reference: dict) -> None:
+    loaded = model.state_dict()
+    assert set(loaded) == set(reference)
+    for key, value in reference.items():
+        assert torch.equal(loaded[key], value.float()), key
+
+
+def unreachable_models(sha256: str) -> dict:
+    """clip's name -> URL table with ViT-B/16 served from a closed local port (the URL carries the checksum)."""
+    return dict(clip.clip._MODELS, **{"ViT-B/16": f"http://127.0.0.1:9/{sha256}/{OPENAI_FILE}"})
+
+
+def test_state_dict_path_loads_fp32_eval_model_with_the_saved_weights(state_dict_file, reference_fp16):
+    model = load_clip("", state_dict_file)
+    assert isinstance(model, clip.model.CLIP)
+    assert not model.training
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert model.visual.input_resolution == IMAGE_SIZE
+    assert_same_weights(model, reference_fp16)
+
+
+def test_jit_archive_path_loads_the_same_model_as_the_state_dict(jit_file, state_dict_file, reference_fp16):
+    from_jit = load_clip("", jit_file)
+    assert isinstance(from_jit, clip.model.CLIP)  # rebuilt as a plain module, not the traced one
+    assert_same_weights(from_jit, reference_fp16)
+    image = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    with torch.no_grad():
+        assert torch.equal(from_jit.encode_image(image), load_clip("", state_dict_file).encode_image(image))
+
+
+def test_path_takes_precedence_over_a_named_backbone(state_dict_file, reference_fp16, monkeypatch):
+    monkeypatch.setattr(clip.clip, "_download", lambda *a, **k: pytest.fail("must not download"))
+    assert_same_weights(load_clip("ViT-B/16", state_dict_file), reference_fp16)
+
+
+def test_off_the_cpu_the_model_keeps_build_models_fp16_weights(state_dict_file):
+    model = load_clip("", state_dict_file, device="meta")
+    assert model.visual.conv1.weight.dtype == torch.float16
+    assert model.visual.conv1.weight.device.type == "meta"
+
+
+def test_named_backbone_is_read_from_clips_cache(state_dict_file, reference_fp16, tmp_path, monkeypatch):
+    with open(state_dict_file, "rb") as f:
+        sha256 = hashlib.sha256(f.read()).hexdigest()
+    monkeypatch.setattr(clip.clip, "_MODELS", unreachable_models(sha256))
+    shutil.copy(state_dict_file, tmp_path / OPENAI_FILE)
+    assert_same_weights(load_clip("ViT-B/16", download_root=str(tmp_path)), reference_fp16)
+
+
+def test_offline_named_backbone_names_the_cache_file_and_the_path_key(tmp_path, monkeypatch):
+    monkeypatch.setattr(clip.clip, "_MODELS", unreachable_models("0" * 64))
+    monkeypatch.setattr(clip_loader, "CLIP_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(RuntimeError) as info:
+        load_clip("ViT-B/16")
+    message = str(info.value)
+    assert os.path.join(str(tmp_path / "cache"), OPENAI_FILE) in message
+    assert "MODEL.BACKBONE.PATH" in message
+    assert "ViT-B/16" in message
+
+
+def test_missing_path_is_named(tmp_path):
+    missing = str(tmp_path / "nowhere" / "clip.pt")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_clip("ViT-B/16", missing)
+
+
+def test_unreadable_file_is_named(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pt.*neither an OpenAI JIT archive nor a state dict"):
+        load_clip("", str(junk))
+
+
+def test_corrupt_jit_archive_is_named(jit_file, tmp_path):
+    corrupt = tmp_path / "corrupt_jit.pt"
+    with zipfile.ZipFile(jit_file) as source, zipfile.ZipFile(corrupt, "w") as target:
+        for name in source.namelist():
+            if not name.endswith("data.pkl"):
+                target.writestr(name, source.read(name))
+    with pytest.raises(ValueError, match="Cannot read the OpenAI JIT archive .*corrupt_jit.pt"):
+        load_clip("", str(corrupt))
+
+
+def test_file_without_a_state_dict_is_named(tmp_path):
+    path = tmp_path / "list.pt"
+    torch.save([torch.zeros(1)], path)
+    with pytest.raises(ValueError, match="list.pt holds a list, expected a flat state dict"):
+        load_clip("", str(path))
+
+
+def test_state_dict_of_another_model_is_named(tmp_path):
+    path = tmp_path / "linear.pt"
+    torch.save(torch.nn.Linear(2, 2).state_dict(), path)
+    with pytest.raises(ValueError, match="linear.pt does not hold OpenAI CLIP weights"):
+        load_clip("", str(path))
+
+
+def test_unknown_name_lists_the_available_names():
+    with pytest.raises(ValueError) as info:
+        load_clip("ViT-B/17")
+    message = str(info.value)
+    assert "'ViT-B/17'" in message and "'ViT-B/16'" in message and "'RN50'" in message and "'toy'" in message
+
+
+def test_missing_toy_checkpoint_says_how_to_make_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(clip_loader, "TINY_CLIP_PATH", str(tmp_path / "tiny_clip.pt"))
+    with pytest.raises(FileNotFoundError, match="tiny_clip.pt is missing.*mutual_prompt.toy.pretrain"):
+        load_clip("toy")
+
+
+def test_toy_loads_the_shipped_checkpoint_in_fp32_on_any_device():
+    if not os.path.isfile(clip_loader.TINY_CLIP_PATH):
+        pytest.skip(f"{clip_loader.TINY_CLIP_PATH} not generated yet")
+    model = load_clip("toy", device="meta")
+    assert isinstance(model.visual, clip.model.VisionTransformer)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    shipped = torch.load(clip_loader.TINY_CLIP_PATH, weights_only=True)
+    assert torch.equal(load_clip("toy").visual.conv1.weight, shipped["visual.conv1.weight"].float())

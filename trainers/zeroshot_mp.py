@@ -1,0 +1,98 @@
+"""ZeroshotMP: zero-shot CLIP, the baseline every prompt learner is compared with.
+
+The classifier is CLIP's text features of one prompt per class, filled into a template, computed
+once when the model is built; nothing is trained, so ``--eval-only`` needs no checkpoint. Named so
+that it can sit beside CoOp's ``ZeroshotCLIP`` in the same registry.
+"""
+from typing import List
+
+import clip
+import torch
+from yacs.config import CfgNode as CN
+
+from mutual_prompt.backend import TRAINER_REGISTRY, TrainerX
+from mutual_prompt.cfg_keys import ensure_common_keys
+from mutual_prompt.model.clip_loader import load_clip
+
+DEFAULT_TEMPLATE = "a photo of a {}."
+
+# CoOp's hand-made prompt per dataset (trainers/zsclip.py there); other datasets use DEFAULT_TEMPLATE.
+DATASET_TEMPLATES = {
+    "OxfordPets": "a photo of a {}, a type of pet.",
+    "OxfordFlowers": "a photo of a {}, a type of flower.",
+    "FGVCAircraft": "a photo of a {}, a type of aircraft.",
+    "DescribableTextures": "{} texture.",
+    "EuroSAT": "a centered satellite photo of {}.",
+    "StanfordCars": "a photo of a {}.",
+    "Food101": "a photo of {}, a type of food.",
+    "SUN397": "a photo of a {}.",
+    "Caltech101": "a photo of a {}.",
+    "UCF101": "a photo of a person doing {}.",
+    "ImageNet": "a photo of a {}.",
+    "ImageNetSketch": "a photo of a {}.",
+    "ImageNetV2": "a photo of a {}.",
+    "ImageNetA": "a photo of a {}.",
+    "ImageNetR": "a photo of a {}.",
+}
+
+
+def extend_cfg(cfg) -> None:
+    """Add ``TRAINER.ZEROSHOT_MP.*`` (and keys real Dassl lacks) to ``cfg``; idempotent."""
+    ensure_common_keys(cfg)
+    if "ZEROSHOT_MP" in cfg.TRAINER:
+        return
+    zs = CN()
+    zs.TEMPLATE = ""  # e.g. "a photo of a {}."; "" = CoOp's template for DATASET.NAME
+    cfg.TRAINER.ZEROSHOT_MP = zs
+
+
+def prompt_template(cfg) -> str:
+    """TRAINER.ZEROSHOT_MP.TEMPLATE, else CoOp's template for the dataset, else ``DEFAULT_TEMPLATE``."""
+    template = cfg.TRAINER.ZEROSHOT_MP.TEMPLATE or DATASET_TEMPLATES.get(cfg.DATASET.NAME, DEFAULT_TEMPLATE)
+    if template.count("{}") != 1:
+        raise ValueError(
+            f"TRAINER.ZEROSHOT_MP.TEMPLATE must contain exactly one '{{}}' for the class name, got {template!r}"
+        )
+    return template
+
+
+def class_prompts(template: str, classnames: List[str]) -> List[str]:
+    return [template.format(name.replace("_", " ")) for name in classnames]
+
+
+@TRAINER_REGISTRY.register()
+class ZeroshotMP(TrainerX):
+    """Zero-shot CLIP; ``model_inference`` returns ``exp(logit_scale) * cos(image, class text)``."""
+
+    def build_model(self) -> None:
+        cfg = self.cfg
+        weights = f", weights: {cfg.MODEL.BACKBONE.PATH}" if cfg.MODEL.BACKBONE.PATH else ""
+        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME}{weights})")
+        clip_model = load_clip(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PATH, device=self.device)
+        clip_model.requires_grad_(False)
+        resolution = clip_model.visual.input_resolution
+        if tuple(cfg.INPUT.SIZE) != (resolution, resolution):
+            raise ValueError(
+                f"INPUT.SIZE {tuple(cfg.INPUT.SIZE)} does not match the CLIP backbone's input resolution "
+                f"({resolution}, {resolution})"
+            )
+
+        prompts = class_prompts(prompt_template(cfg), self.dm.dataset.classnames)
+        print(f"Prompts: {prompts}")
+        tokens = clip.tokenize(prompts).to(self.device)
+        with torch.no_grad():
+            text_features = clip_model.encode_text(tokens)
+        self.text_features = text_features / text_features.norm(dim=-1, keepdim=True)
+        self.clip_model = clip_model
+
+    @torch.no_grad()
+    def model_inference(self, image: torch.Tensor) -> torch.Tensor:
+        image_features = self.clip_model.encode_image(image)
+        image_features = image_features / image_features.norm(dim=-1, keepdim=True)
+        logits = self.clip_model.logit_scale.exp() * image_features @ self.text_features.t()
+        return logits.float()
+
+    def train(self) -> None:
+        """Nothing to train: evaluate, as a training run would at its end."""
+        print("ZeroshotMP has no parameters to train; evaluating")
+        self.test()
