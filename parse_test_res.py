@@ -46,6 +46,8 @@ def main(argv=None) -> int:
     parser.add_argument("--multi-exp", action="store_true", help="each sub-directory is an experiment of seeds")
     parser.add_argument("--keyword", default="accuracy", help="metric to extract (accuracy, error, macro_f1)")
     parser.add_argument("--base2new", metavar="ROOT", help="output root holding train_base/ and test_new/")
+    parser.add_argument("--base-split", default="train_base", choices=["train_base", "test_base"],
+                        help="read base accuracy from training runs or from test-only runs (zero-shot)")
     parser.add_argument("--trainer", default="MutualPrompt")
     parser.add_argument("--cfg", default="vit_b16_c4_ep10_batch1_ctxv1")
     parser.add_argument("--shots", type=int, default=16)
@@ -55,7 +57,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     if args.base2new:
-        rows = base2new_rows(args.base2new, args.trainer, args.cfg, args.shots, args.datasets, args.seeds, args.keyword)
+        rows = base2new_rows(args.base2new, args.trainer, args.cfg, args.shots, args.datasets, args.seeds, args.keyword, args.base_split)
         header, body = base2new_table(rows)
         print(render(header, body, args.format))
         for line in missing_lines(rows):

@@ -106,6 +106,7 @@ class Base2NewRow:
     dataset: str
     base: SeedSummary
     new: SeedSummary
+    base_split: str = "train_base"
 
     @property
     def hm(self) -> float:
@@ -120,13 +121,20 @@ def base2new_rows(
     datasets: Optional[Sequence[str]] = None,
     seeds: Sequence[int] = (1, 2, 3),
     keyword: str = "accuracy",
+    base_split: str = "train_base",
 ) -> List[Base2NewRow]:
     """Pair ``<root>/train_base/<ds>/shots_<S>/<trainer>/<cfg>/seed*`` (base accuracy, read after
-    training) with ``<root>/test_new/...`` (new accuracy, test-only logs) for each dataset."""
-    train_root = os.path.join(root, "train_base")
+    training) with ``<root>/test_new/...`` (new accuracy, test-only logs) for each dataset.
+
+    ``base_split="test_base"`` reads the base accuracy from test-only runs instead (a model that is
+    not trained, such as zero-shot CLIP, or a re-test with ``SUB=base``)."""
+    if base_split not in ("train_base", "test_base"):
+        raise ValueError(f"base_split must be 'train_base' or 'test_base', got {base_split!r}")
+    base_signal = TRAIN_END_SIGNAL if base_split == "train_base" else TEST_END_SIGNAL
+    train_root = os.path.join(root, base_split)
     if datasets is None:
         found = set()
-        for split in ("train_base", "test_new"):
+        for split in (base_split, "test_new"):
             split_dir = os.path.join(root, split)
             if os.path.isdir(split_dir):
                 found.update(d for d in os.listdir(split_dir) if not d.startswith("."))
@@ -136,9 +144,9 @@ def base2new_rows(
     rows = []
     for ds in datasets:
         tail = os.path.join(ds, f"shots_{shots}", trainer, cfg)
-        base = summarise_seeds(os.path.join(root, "train_base", tail), keyword, TRAIN_END_SIGNAL, seeds)
+        base = summarise_seeds(os.path.join(root, base_split, tail), keyword, base_signal, seeds)
         new = summarise_seeds(os.path.join(root, "test_new", tail), keyword, TEST_END_SIGNAL, seeds)
-        rows.append(Base2NewRow(ds, base, new))
+        rows.append(Base2NewRow(ds, base, new, base_split))
     return rows
 
 
@@ -163,7 +171,7 @@ def base2new_table(rows: Sequence[Base2NewRow], with_std: bool = True) -> Tuple[
 def missing_lines(rows: Sequence[Base2NewRow]) -> List[str]:
     lines = []
     for r in rows:
-        for split, summary in (("train_base", r.base), ("test_new", r.new)):
+        for split, summary in ((r.base_split, r.base), ("test_new", r.new)):
             if summary.missing:
                 lines.append(f"missing: {r.dataset} {split} {', '.join(summary.missing)}")
     return lines

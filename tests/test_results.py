@@ -93,3 +93,12 @@ def test_cli_base2new_and_seed_mode(tmp_path, repo_root):
     assert "* accuracy: 42.00% +- 2.00%" in out
     bad = subprocess.run(cmd + [seed_parent], capture_output=True, text=True)
     assert bad.returncode != 0 and "Nothing found" in bad.stderr
+
+
+def test_base2new_reads_base_from_test_only_runs(tmp_path):
+    root = str(tmp_path)
+    for split, acc in (("test_base", 70.0), ("test_new", 60.0)):
+        _write(os.path.join(_run_dir(root, split, "toy_shapes", 1), "log.txt"), TEST_LOG.format(c=int(acc), acc=acc, err=100 - acc))
+    rows = base2new_rows(root, "MP", "c", seeds=(1,), base_split="test_base")
+    assert rows[0].base.mean == 70.0 and rows[0].new.mean == 60.0
+    assert base2new_rows(root, "MP", "c", seeds=(1,))[0].base.missing == ["seed1"]

@@ -1,0 +1,9 @@
+#!/bin/bash
+# Domain generalisation: the ImageNet-trained model on ImageNetV2, -Sketch, -A and -R.
+#   bash scripts/dg_test.sh SEED [KEY VALUE ...]      (TARGETS="imagenetv2 imagenet_a" to choose)
+source "$(dirname "$0")/_common.sh"
+require_args 1 "bash scripts/dg_test.sh SEED [KEY VALUE ...]" "$@"
+SEED=$1
+for DATASET in ${TARGETS:-imagenetv2 imagenet_sketch imagenet_a imagenet_r}; do
+  bash scripts/xd_test.sh "$DATASET" "$SEED" "${@:2}"
+done
