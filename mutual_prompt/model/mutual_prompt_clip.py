@@ -1,0 +1,120 @@
+"""MutualPromptCLIP: frozen CLIP + the trainable prompt modules (context, FTP, TVP)."""
+from typing import Optional, Sequence, Tuple
+
+import clip
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .ftp import FineGrainedTextPrompt
+from .image_encoder import PromptImageEncoder
+from .text_encoder import PromptTextEncoder
+from .tvp import TextReorganizedVisualPrompt
+
+TVP_TEMPLATE = "a photo of a {}."
+
+
+class PromptLearner(nn.Module):
+    """Everything that trains (and is saved): the context vectors, FTP and TVP."""
+
+    def __init__(self, ctx: Tensor, ftp: FineGrainedTextPrompt, tvp: Optional[TextReorganizedVisualPrompt]) -> None:
+        super().__init__()
+        self.ctx = nn.Parameter(ctx)
+        self.ftp = ftp
+        self.tvp = tvp
+
+
+class MutualPromptCLIP(nn.Module):
+    """Logits ``exp(logit_scale) * x_b . t_{b,c}`` of Mutual Prompt Learning (METHOD.md).
+
+    CLIP stays frozen; ``prompt_learner`` holds all trainable parameters. Class-dependent state (the
+    text encoder's class suffixes and TVP's class text features) lives in non-persistent buffers
+    rebuilt by ``set_classnames``, so a checkpoint trained on base classes loads for new classes.
+    """
+
+    def __init__(self, clip_model: nn.Module, classnames: Sequence[str], *, n_ctx: int = 4,
+                 ctx_init: str = "a photo of a", ftp_mode: str = "fine", tvp_enabled: bool = True,
+                 tvp_topk: int = 5, tvp_temp: float = 0.01, tvp_n_tokens: int = 4, tvp_depth: int = 1,
+                 text_chunk: int = 0, text_shared_prefix: bool = True, text_truncate: bool = True,
+                 text_checkpoint: bool = False, class_token_position: str = "end") -> None:
+        super().__init__()
+        if class_token_position != "end":
+            raise ValueError(f"class_token_position must be 'end', got {class_token_position!r}")
+        clip_model.requires_grad_(False)
+        ctx = self._initial_context(clip_model, n_ctx, ctx_init)
+        n_ctx = ctx.shape[0]
+        embed_dim = clip_model.text_projection.shape[1]
+        self.image_encoder = PromptImageEncoder(clip_model.visual) if tvp_enabled else None
+        ftp = FineGrainedTextPrompt(embed_dim, ctx.shape[1], n_ctx, ftp_mode)
+        tvp = None
+        if tvp_enabled:
+            tvp = TextReorganizedVisualPrompt(embed_dim, self.image_encoder.width, tvp_n_tokens, tvp_depth, tvp_topk, tvp_temp)
+        self.prompt_learner = PromptLearner(ctx, ftp, tvp)
+        self.text_encoder = PromptTextEncoder(
+            clip_model, n_ctx, chunk_size=text_chunk, truncate=text_truncate, shared_prefix=text_shared_prefix,
+            checkpoint=text_checkpoint,
+        )
+        self.clip_model = clip_model
+        self._classifier_cache: Optional[Tuple[Tuple[int, int], Tensor]] = None
+        self.set_classnames(classnames)
+
+    @staticmethod
+    def _initial_context(clip_model: nn.Module, n_ctx: int, ctx_init: str) -> Tensor:
+        ctx_dim = clip_model.ln_final.weight.shape[0]
+        if ctx_init:
+            words = ctx_init.replace("_", " ").strip()
+            n_ctx = len(words.split(" "))
+            tokens = clip.tokenize(words).to(clip_model.token_embedding.weight.device)
+            with torch.no_grad():
+                embedding = clip_model.token_embedding(tokens)
+            return embedding[0, 1 : 1 + n_ctx].detach().float().clone()
+        if n_ctx < 1:
+            raise ValueError(f"N_CTX must be >= 1 when CTX_INIT is empty, got {n_ctx}")
+        return torch.randn(n_ctx, ctx_dim) * 0.02
+
+    @property
+    def num_classes(self) -> int:
+        return self.text_encoder.num_classes
+
+    @torch.no_grad()
+    def set_classnames(self, classnames: Sequence[str]) -> None:
+        """Rebuild the class-dependent buffers for a new class set."""
+        self.text_encoder.set_classnames(list(classnames))
+        tvp = self.prompt_learner.tvp
+        if tvp is not None:
+            device = self.clip_model.token_embedding.weight.device
+            prompts = clip.tokenize([TVP_TEMPLATE.format(c.replace("_", " ")) for c in classnames]).to(device)
+            tvp.set_class_text_features(F.normalize(self.clip_model.encode_text(prompts).float(), dim=-1))
+        self._classifier_cache = None
+
+    def encode_image(self, images: Tensor) -> Tensor:
+        """The frozen, unprompted, normalised image feature x0."""
+        with torch.no_grad():
+            return F.normalize(self.clip_model.encode_image(images).float(), dim=-1)
+
+    def shared_classifier(self) -> Tensor:
+        """[C, d] normalised class features from the unconditioned context (FTP ``none``), cached while
+        neither gradients nor a new context can change them."""
+        ctx = self.prompt_learner.ctx
+        key = (ctx.data_ptr(), ctx._version)
+        if torch.is_grad_enabled():
+            self._classifier_cache = None
+            return F.normalize(self.text_encoder(ctx).float(), dim=-1)
+        if self._classifier_cache is None or self._classifier_cache[0] != key:
+            self._classifier_cache = (key, F.normalize(self.text_encoder(ctx).float(), dim=-1))
+        return self._classifier_cache[1]
+
+    def forward(self, images: Tensor) -> Tensor:
+        x0 = self.encode_image(images)
+        learner = self.prompt_learner
+        if learner.tvp is not None:
+            x = F.normalize(self.image_encoder(images, learner.tvp(x0)).float(), dim=-1)
+        else:
+            x = x0
+        scale = self.clip_model.logit_scale.exp().float()
+        offsets = learner.ftp(x0)
+        if offsets is None:
+            return scale * x @ self.shared_classifier().t()
+        ctx = learner.ctx.unsqueeze(0) + offsets
+        text = F.normalize(self.text_encoder(ctx).float(), dim=-1)
+        return scale * torch.einsum("bd,bcd->bc", x, text)

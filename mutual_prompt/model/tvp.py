@@ -1,0 +1,48 @@
+"""TVP, the text-reorganised visual prompt: visual tokens built from the text of the classes an
+image is most similar to."""
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class TextReorganizedVisualPrompt(nn.Module):
+    """``p_j = e_j + U_j r`` with ``r = sum_k softmax(s_K / temp)_k t_k`` over the top-k classes.
+
+    ``t`` (set by ``set_class_text_features``) are the frozen, normalised CLIP text features of
+    "a photo of a {class}." — a non-persistent buffer, so checkpoints do not depend on the class
+    set. ``U`` starts at zero, so training starts from the plain learnable tokens ``e`` (std 0.02).
+    With ``depth > 1`` there is one set of tokens (and of U) per prompted layer.
+    """
+
+    def __init__(self, embed_dim: int, vis_width: int, n_tokens: int = 4, depth: int = 1, topk: int = 5,
+                 temp: float = 0.01) -> None:
+        super().__init__()
+        if n_tokens < 1 or depth < 1 or topk < 1 or temp <= 0:
+            raise ValueError(
+                f"TVP needs N_TOKENS >= 1, DEPTH >= 1, TOPK >= 1 and TEMP > 0; got {n_tokens}, {depth}, {topk}, {temp}"
+            )
+        self.n_tokens, self.depth, self.topk, self.temp, self.vis_width = n_tokens, depth, topk, temp, vis_width
+        self.base_tokens = nn.Parameter(torch.randn(depth, n_tokens, vis_width) * 0.02)
+        self.proj = nn.Linear(embed_dim, depth * n_tokens * vis_width)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+        self.register_buffer("class_text_features", torch.empty(0, embed_dim), persistent=False)
+
+    def set_class_text_features(self, text_features: Tensor) -> None:
+        self.class_text_features = text_features.detach().float().to(self.base_tokens.device)
+
+    def reorganised_text(self, x0: Tensor) -> Tensor:
+        """The weighted text description ``r`` [B, d] of each image's top-k classes."""
+        t = self.class_text_features
+        if t.shape[0] == 0:
+            raise RuntimeError("TVP has no class text features: call set_class_text_features first")
+        s = x0.float() @ t.t()
+        values, index = s.topk(min(self.topk, t.shape[0]), dim=-1)
+        w = F.softmax(values / self.temp, dim=-1)
+        return torch.einsum("bk,bkd->bd", w, t[index])
+
+    def forward(self, x0: Tensor) -> Tensor:
+        """[B, d] -> prompts [B, P, width] (depth 1) or [DEPTH, B, P, width]."""
+        r = self.reorganised_text(x0)
+        p = self.base_tokens.unsqueeze(0) + self.proj(r).view(-1, self.depth, self.n_tokens, self.vis_width)
+        return p[:, 0] if self.depth == 1 else p.permute(1, 0, 2, 3)
