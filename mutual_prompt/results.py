@@ -191,7 +191,7 @@ def render(header: Sequence[str], body: Sequence[Sequence[str]], fmt: str = "tab
     from tabulate import tabulate
 
     if fmt == "markdown":
-        return tabulate(body, headers=header, tablefmt="github")
+        return tabulate(body, headers=header, tablefmt="github", disable_numparse=True)
     if fmt == "table":
-        return tabulate(body, headers=header, tablefmt="simple")
+        return tabulate(body, headers=header, tablefmt="simple", disable_numparse=True)
     raise ValueError(f"--format must be one of table, markdown, csv; got {fmt!r}")

@@ -7,7 +7,7 @@ import importlib
 from types import ModuleType
 from typing import List
 
-TRAINER_MODULES = ["zeroshot_mp"]
+TRAINER_MODULES = ["mutual_prompt", "zeroshot_mp"]
 
 _modules: List[ModuleType] = [importlib.import_module(f"{__name__}.{name}") for name in TRAINER_MODULES]
 

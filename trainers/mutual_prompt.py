@@ -1,0 +1,153 @@
+"""MutualPrompt: Mutual Prompt Learning (Long et al., IJCV 2024) as a CoOp-style trainer.
+
+Drop this file into a CoOp-style repository (``trainers/mutual_prompt.py``), ``import
+trainers.mutual_prompt`` in its train.py and call ``extend_cfg(cfg)`` from this module inside its
+``extend_cfg``; everything else comes from the ``mutual_prompt`` package, under real Dassl or not.
+"""
+import contextlib
+import warnings
+
+import torch
+import torch.nn.functional as F
+from yacs.config import CfgNode as CN
+
+from mutual_prompt.backend import (
+    TRAINER_REGISTRY,
+    TrainerX,
+    build_lr_scheduler,
+    build_optimizer,
+    compute_accuracy,
+    load_pretrained_weights,
+)
+from mutual_prompt.cfg_keys import ensure_common_keys
+from mutual_prompt.model.clip_loader import load_clip
+from mutual_prompt.model.mutual_prompt_clip import MutualPromptCLIP
+
+PRECISIONS = ("fp16", "fp32", "amp", "bf16")
+FTP_MODES = ("fine", "shared", "none")
+
+
+def extend_cfg(cfg) -> None:
+    """Add ``TRAINER.MUTUAL_PROMPT.*`` (and keys real Dassl lacks) to ``cfg``; idempotent."""
+    ensure_common_keys(cfg)
+    if "MUTUAL_PROMPT" in cfg.TRAINER:
+        return
+    mp = CN()
+    mp.N_CTX = 4  # number of context tokens (used when CTX_INIT is empty)
+    mp.CTX_INIT = "a photo of a"  # initialise the context from these words ("" = random)
+    mp.PREC = "fp16"  # fp16, fp32, amp or bf16
+    mp.CLASS_TOKEN_POSITION = "end"
+    mp.FTP = CN()
+    mp.FTP.MODE = "fine"  # fine (per-token semantics), shared (CoCoOp's meta-net), none (CoOp)
+    mp.TVP = CN()
+    mp.TVP.ENABLED = True
+    mp.TVP.TOPK = 5  # classes kept for the reorganised text description (capped at C)
+    mp.TVP.TEMP = 0.01  # softmax temperature over the kept classes' similarities
+    mp.TVP.N_TOKENS = 4  # visual prompt tokens appended to the image sequence
+    mp.TVP.DEPTH = 1  # > 1: fresh prompt tokens at the input of each of the first DEPTH layers
+    mp.TEXT_CHUNK = 0  # prompts per text-encoder call (0: all B x C at once)
+    mp.TEXT_SHARED_PREFIX = True  # encode SOS + context once per image, share it across classes
+    mp.TEXT_TRUNCATE = True  # run prompts only up to the longest end-of-text position
+    mp.TEXT_CHECKPOINT = False  # activation checkpointing of the text encoder (large C)
+    cfg.TRAINER.MUTUAL_PROMPT = mp
+
+
+def build_mutual_prompt_clip(cfg, classnames, clip_model) -> MutualPromptCLIP:
+    mp = cfg.TRAINER.MUTUAL_PROMPT
+    return MutualPromptCLIP(
+        clip_model,
+        classnames,
+        n_ctx=mp.N_CTX,
+        ctx_init=mp.CTX_INIT,
+        ftp_mode=mp.FTP.MODE,
+        tvp_enabled=mp.TVP.ENABLED,
+        tvp_topk=mp.TVP.TOPK,
+        tvp_temp=mp.TVP.TEMP,
+        tvp_n_tokens=mp.TVP.N_TOKENS,
+        tvp_depth=mp.TVP.DEPTH,
+        text_chunk=mp.TEXT_CHUNK,
+        text_shared_prefix=mp.TEXT_SHARED_PREFIX,
+        text_truncate=mp.TEXT_TRUNCATE,
+        text_checkpoint=mp.TEXT_CHECKPOINT,
+        class_token_position=mp.CLASS_TOKEN_POSITION,
+    )
+
+
+@TRAINER_REGISTRY.register()
+class MutualPrompt(TrainerX):
+    """Frozen CLIP; trains only ``prompt_learner`` (context, FTP, TVP) with cross-entropy."""
+
+    def check_cfg(self, cfg) -> None:
+        mp = cfg.TRAINER.MUTUAL_PROMPT
+        if mp.PREC not in PRECISIONS:
+            raise ValueError(f"TRAINER.MUTUAL_PROMPT.PREC must be one of {PRECISIONS}, got {mp.PREC!r}")
+        if mp.FTP.MODE not in FTP_MODES:
+            raise ValueError(f"TRAINER.MUTUAL_PROMPT.FTP.MODE must be one of {FTP_MODES}, got {mp.FTP.MODE!r}")
+        if mp.CLASS_TOKEN_POSITION != "end":
+            raise ValueError(
+                f"TRAINER.MUTUAL_PROMPT.CLASS_TOKEN_POSITION must be 'end' (got {mp.CLASS_TOKEN_POSITION!r}): "
+                "the per-image context is shared across classes only when it precedes the class name"
+            )
+
+    def _precision(self) -> str:
+        prec = self.cfg.TRAINER.MUTUAL_PROMPT.PREC
+        if prec == "fp16" and self.device.type == "cpu":
+            warnings.warn("TRAINER.MUTUAL_PROMPT.PREC fp16 needs a GPU; running in fp32 on the CPU")
+            return "fp32"
+        return prec
+
+    def build_model(self) -> None:
+        cfg = self.cfg
+        classnames = self.dm.dataset.classnames
+        self.precision = self._precision()
+        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
+        clip_model = load_clip(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PATH)
+        if self.precision == "fp16":
+            clip_model.half()
+        elif self.precision == "bf16":
+            clip_model.to(torch.bfloat16)
+
+        print("Building MutualPromptCLIP")
+        self.model = build_mutual_prompt_clip(cfg, classnames, clip_model)
+        for name, param in self.model.named_parameters():
+            param.requires_grad_(name.startswith("prompt_learner."))
+        trainable = sum(p.numel() for p in self.model.prompt_learner.parameters())
+        print(f"Trainable parameters (prompt_learner): {trainable:,}")
+
+        if cfg.MODEL.INIT_WEIGHTS:
+            load_pretrained_weights(self.model.prompt_learner, cfg.MODEL.INIT_WEIGHTS)
+
+        self.model.to(self.device)
+        self.optim = build_optimizer(self.model.prompt_learner, cfg.OPTIM)
+        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
+        self.register_model("prompt_learner", self.model.prompt_learner, self.optim, self.sched)
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "amp" and self.device.type == "cuda" else None
+
+    def _autocast(self):
+        if self.precision != "amp":
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def forward_backward(self, batch):
+        image, label = self.parse_batch_train(batch)
+        with self._autocast():
+            logits = self.model(image)
+            loss = F.cross_entropy(logits.float(), label)
+        if self.scaler is not None:
+            self.optim.zero_grad()
+            self.scaler.scale(loss).backward()
+            if hasattr(self, "sync_gradients"):  # the built-in engine under torchrun
+                self.sync_gradients()
+            self.scaler.step(self.optim)
+            self.scaler.update()
+        else:
+            self.model_backward_and_update(loss)
+        summary = {"loss": loss.item(), "acc": compute_accuracy(logits, label)[0].item()}
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return summary
+
+    def model_inference(self, image):
+        with self._autocast():
+            return self.model(image).float()
