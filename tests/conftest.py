@@ -12,6 +12,6 @@ if REPO_ROOT not in sys.path:
 os.environ.setdefault("MUTUAL_PROMPT_BACKEND", "builtin")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def repo_root() -> str:
     return REPO_ROOT
