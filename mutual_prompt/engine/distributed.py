@@ -1,4 +1,5 @@
 """PyTorch DDP under ``torchrun``: process group set-up and the rank helpers the trainer uses."""
+import atexit
 import os
 
 import torch
@@ -20,7 +21,16 @@ def init_distributed(use_cuda: bool) -> torch.device:
         device = torch.device("cpu")
     if launched_by_torchrun() and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if cuda else "gloo")
+        # Leave the group before the interpreter exits: gloo's threads abort a process that exits
+        # while they are still running ("terminate called without an active exception").
+        atexit.register(destroy_distributed)
     return device
+
+
+def destroy_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def is_distributed() -> bool:
