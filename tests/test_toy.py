@@ -24,7 +24,7 @@ from mutual_prompt.toy.pretrain import (
     tokenize_trimmed,
     zero_shot_predict,
 )
-from mutual_prompt.toy.render import CAPTION_TEMPLATES, ShapeScene
+from mutual_prompt.toy.render import CAPTION_TEMPLATES, LAMPLIGHT, Domain, ShapeScene
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY_INPUT_CONFIG = os.path.join(REPO_ROOT, "configs", "toy_input.yaml")
@@ -64,6 +64,49 @@ def test_render_rejects_bad_arguments():
         render(64, np.random.default_rng(0))
     with pytest.raises(ValueError, match="at least 16"):
         render(0, np.random.default_rng(0), size=8)
+
+
+def _channel_stats(image):
+    """Per-channel mean, standard deviation and mean absolute step between horizontal neighbours."""
+    pixels = np.asarray(image, dtype=float)
+    return pixels.mean((0, 1)), pixels.std((0, 1)), np.abs(np.diff(pixels, axis=1)).mean((0, 1))
+
+
+@pytest.mark.parametrize("label", range(0, 64, 7))
+def test_lamplight_sees_the_same_scene_warmer_softer_and_blurred(label):
+    plain, plain_scene = render(label, np.random.default_rng(label), 32)
+    shifted, shifted_scene = render(label, np.random.default_rng(label), 32, LAMPLIGHT)
+    assert shifted_scene == plain_scene  # the domain draws only after the scene
+    plain_mean, plain_std, plain_step = _channel_stats(plain)
+    mean, std, step = _channel_stats(shifted)
+    gain = mean / plain_mean
+    # Warm light: red kept, green and blue dimmed by the configured gains (+-15% strength).
+    assert abs(gain[0] - 1.0) < 0.02
+    assert 0.8 < gain[1] < 0.9 and 0.63 < gain[2] < 0.77
+    # Contrast 0.8 and blur: less spread than the gain alone explains, and much smoother.
+    assert np.all(std / gain < 0.85 * plain_std)
+    assert np.all(step / gain < 0.5 * plain_step)
+
+
+def test_identity_domain_renders_the_pretraining_pixels():
+    plain, _ = render(9, np.random.default_rng(4), 32)
+    same, _ = render(9, np.random.default_rng(4), 32, Domain("identity"))
+    assert np.array_equal(np.asarray(plain), np.asarray(same))
+
+
+@pytest.mark.parametrize(
+    "field, message",
+    [
+        (dict(light=(1.0, 0.0, 0.5)), "light must be three gains"),
+        (dict(light=(1.0, 1.0)), "light must be three gains"),
+        (dict(strength_jitter=1.0), "strength_jitter must be in"),
+        (dict(contrast=1.5), "contrast must be in"),
+        (dict(blur=(0.05, 0.01)), "blur must be a range"),
+    ],
+)
+def test_domain_rejects_bad_values(field, message):
+    with pytest.raises(ValueError, match=f"Domain 'bad': {message}"):
+        Domain("bad", **field)
 
 
 def test_label_order_puts_every_colour_and_shape_in_both_halves():
@@ -117,9 +160,14 @@ def toy_root(tmp_path_factory):
 
 
 def test_dataset_renders_the_standard_layout(toy_root):
+    import datasets.toy_shapes as toy_shapes
+
     folder = toy_root / "toy_shapes"
     assert sorted(os.listdir(toy_root)) == ["toy_shapes"]  # no temporary folder left behind
     assert (folder / "split_toy_shapes.json").is_file()
+    info = json.loads((folder / "render_info.json").read_text())
+    assert info == toy_shapes.render_info()
+    assert info["version"] == 2 and info["domain"]["name"] == "lamplight"
     assert folder.stat().st_mode & 0o777 == 0o755
     class_dirs = sorted(os.listdir(folder / "images"))
     assert class_dirs == sorted(name.replace(" ", "_") for name in CLASSNAMES)
@@ -156,6 +204,43 @@ def test_dataset_rendering_is_the_same_on_every_run(toy_root, tmp_path, monkeypa
         for rel in (f"{name}/train_000.png", f"{name}/test_000.png"):
             with Image.open(toy_root / "toy_shapes" / "images" / rel) as a, Image.open(tmp_path / "again" / "images" / rel) as b:
                 assert np.array_equal(np.asarray(a), np.asarray(b)), rel
+
+
+def test_dataset_images_are_seen_under_lamplight(toy_root):
+    import datasets.toy_shapes as toy_shapes
+
+    label = 17
+    rng = np.random.default_rng([toy_shapes.RENDER_SEED, label, 2])  # the test split's generator
+    expected, _ = render(label, rng, 32, LAMPLIGHT)
+    folder = toy_root / "toy_shapes" / "images" / CLASSNAMES[label].replace(" ", "_")
+    with Image.open(folder / "test_000.png") as image:
+        assert np.array_equal(np.asarray(image), np.asarray(expected))
+
+
+@pytest.fixture()
+def small_copy(tmp_path, monkeypatch):
+    """A one-image-per-split ToyShapes copy under ``tmp_path``, loadable as the dataset."""
+    import datasets.toy_shapes as toy_shapes
+
+    monkeypatch.setattr(toy_shapes, "IMAGES_PER_CLASS", {"train": 1, "val": 1, "test": 1})
+    toy_shapes.render_toy_shapes(str(tmp_path / "toy_shapes"))
+    return tmp_path
+
+
+def test_dataset_refuses_a_copy_rendered_before_the_domain_shift(small_copy):
+    (small_copy / "toy_shapes" / "render_info.json").unlink()  # version 1 wrote none
+    with pytest.raises(RuntimeError, match="older version of ToyShapes.*delete the folder"):
+        _build(_cfg(small_copy))
+
+
+def test_dataset_refuses_a_copy_rendered_differently(small_copy):
+    info_path = small_copy / "toy_shapes" / "render_info.json"
+    info = json.loads(info_path.read_text())
+    _build(_cfg(small_copy))
+    info["domain"]["contrast"] = 0.5
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(RuntimeError, match="rendered differently.*delete the folder"):
+        _build(_cfg(small_copy))
 
 
 def test_render_into_an_existing_complete_copy_keeps_it(toy_root, monkeypatch):
@@ -243,16 +328,23 @@ def test_toy_input_config_matches_the_checkpoint(tiny_clip):
     assert cfg.MODEL.BACKBONE.NAME == "toy"
 
 
-def test_zero_shot_accuracy_floor_on_the_test_split(toy_root, tiny_clip):
-    """Measured at shipping: 99.8% (base 100%, new 99.7%, worst class 95%). Chance is 1/64 = 1.6%."""
+def test_zero_shot_accuracy_on_the_test_split_is_good_but_leaves_room(toy_root, tiny_clip):
+    """Measured: 81.3% over 64 classes (base 80.8%, new 81.9%, worst class 30%); over each half's own
+    32 classes base 88.3%, new 88.3%. Chance is 1/64 = 1.6%. The same renders in the pre-training
+    domain give 99.8%: the upper bounds check that the domain shift is there."""
     ds = _build(_cfg(toy_root))
     images = np.stack([np.asarray(Image.open(d.impath).convert("RGB")) for d in ds.test])
+    images = images_to_tensor(images)
     labels = torch.tensor([d.label for d in ds.test])
-    correct = (zero_shot_predict(tiny_clip, images_to_tensor(images), CLASSNAMES) == labels).float()
-    assert correct.mean() >= 0.90
-    assert correct[labels < 32].mean() >= 0.90 and correct[labels >= 32].mean() >= 0.90
+    base = labels < 32
+    correct = (zero_shot_predict(tiny_clip, images, CLASSNAMES) == labels).float()
+    assert 0.77 <= correct.mean() <= 0.86
+    assert 0.75 <= correct[base].mean() <= 0.87 and 0.75 <= correct[~base].mean() <= 0.87
     per_class = torch.zeros(64).index_add_(0, labels, correct) / 20
-    assert per_class.min() >= 0.50
+    assert per_class.min() >= 0.15
+    base_correct = zero_shot_predict(tiny_clip, images[base], CLASSNAMES[:32]) == labels[base]
+    new_correct = zero_shot_predict(tiny_clip, images[~base], CLASSNAMES[32:]) == labels[~base] - 32
+    assert 0.84 <= base_correct.float().mean() <= 0.93 and 0.84 <= new_correct.float().mean() <= 0.93
 
 
 # ----------------------------------------------------------------------------- pre-training pieces

@@ -4,6 +4,11 @@ Every image shows one shape of one colour (64 concepts = 8 colours x 8 shapes) a
 position and small rotation, over a grey background with random brightness and pixel noise. All
 randomness comes from the ``numpy.random.Generator`` the caller passes, so a seed fixes the pixels.
 
+Pre-training renders this plain domain. A ``Domain`` changes the imaging conditions after the scene is
+drawn (a colour cast of the light, lower contrast, blur); the ToyShapes dataset renders ``LAMPLIGHT``,
+so that, as on real prompt-learning benchmarks, its images differ systematically from what the toy
+CLIP saw in pre-training.
+
 Concept labels follow ``CLASSNAMES``: the 32 "base" concepts first, then the 32 "new" ones. A concept
 (colour i, shape j) is base when ``(i + j) % 8 < 4``, so each half holds every colour with four
 shapes and every shape with four colours, and the new half is made of unseen *combinations* of
@@ -11,10 +16,10 @@ seen words.
 """
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 COLOURS: Dict[str, Tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -58,6 +63,48 @@ CAPTION_TEMPLATES: List[str] = [
     "there is a {colour} {shape} in the image.",
     "{colour} {shape}",
 ]
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Imaging conditions applied to a drawn scene, each image drawing its own strength and blur.
+
+    ``light``: per-channel gain of the light (R, G, B), applied at a random strength in
+    ``1 +- strength_jitter`` (gain ``1 - s * (1 - light)``); ``contrast``: the factor on every pixel's
+    deviation from the image's mean colour (a haze); ``blur``: range of the Gaussian blur radius as
+    a fraction of the image side.
+    """
+
+    name: str
+    light: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+    strength_jitter: float = 0.0
+    contrast: float = 1.0
+    blur: Tuple[float, float] = (0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        if len(self.light) != 3 or not all(0.0 < g <= 1.0 for g in self.light):
+            raise ValueError(f"Domain {self.name!r}: light must be three gains in (0, 1], got {self.light}")
+        if not 0.0 <= self.strength_jitter < 1.0:
+            raise ValueError(f"Domain {self.name!r}: strength_jitter must be in [0, 1), got {self.strength_jitter}")
+        if not 0.0 < self.contrast <= 1.0:
+            raise ValueError(f"Domain {self.name!r}: contrast must be in (0, 1], got {self.contrast}")
+        if len(self.blur) != 2 or not 0.0 <= self.blur[0] <= self.blur[1]:
+            raise ValueError(f"Domain {self.name!r}: blur must be a range (low, high) with 0 <= low <= high, "
+                             f"got {self.blur}")
+
+    def apply(self, pixels: np.ndarray, rng: np.random.Generator) -> Image.Image:
+        """The float RGB ``pixels`` (H, W, 3) as seen under these conditions."""
+        strength = rng.uniform(1.0 - self.strength_jitter, 1.0 + self.strength_jitter)
+        gain = 1.0 - strength * (1.0 - np.array(self.light))
+        radius = rng.uniform(*self.blur) * pixels.shape[0]
+        mean = pixels.mean(axis=(0, 1), keepdims=True)
+        pixels = (mean + self.contrast * (pixels - mean)) * gain
+        image = _to_image(pixels)
+        return image.filter(ImageFilter.GaussianBlur(radius)) if radius > 0 else image
+
+
+# A warm, dim lamp seen through a slightly soft lens: whites turn cream, blues darken, edges soften.
+LAMPLIGHT = Domain("lamplight", light=(1.0, 0.85, 0.7), strength_jitter=0.15, contrast=0.8, blur=(0.028, 0.04))
 
 
 @dataclass(frozen=True)
@@ -128,8 +175,17 @@ def _position_word(cx: float, cy: float, size: int) -> str:
     return "at the top" if dy < 0 else "at the bottom"
 
 
-def render(label: int, rng: np.random.Generator, size: int = 32) -> Tuple[Image.Image, ShapeScene]:
-    """Draw concept ``label`` as a ``size`` x ``size`` RGB image; returns the image and its scene."""
+def _to_image(pixels: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.clip(pixels, 0, 255).round().astype(np.uint8), "RGB")
+
+
+def render(label: int, rng: np.random.Generator, size: int = 32,
+           domain: Optional[Domain] = None) -> Tuple[Image.Image, ShapeScene]:
+    """Draw concept ``label`` as a ``size`` x ``size`` RGB image; returns the image and its scene.
+
+    With a ``domain`` the same scene (the same first draws from ``rng``) is drawn, then seen under
+    the domain's conditions, which draw from ``rng`` after the scene.
+    """
     if not 0 <= label < NUM_CLASSES:
         raise ValueError(f"label must be in [0, {NUM_CLASSES}), got {label}")
     if size < 16:
@@ -153,7 +209,8 @@ def render(label: int, rng: np.random.Generator, size: int = 32) -> Tuple[Image.
 
     background = brightness + noise
     foreground = fill[None, None, :] + 0.5 * noise
-    pixels = np.clip(alpha * foreground + (1.0 - alpha) * background, 0, 255).round().astype(np.uint8)
+    pixels = alpha * foreground + (1.0 - alpha) * background
+    image = _to_image(pixels) if domain is None else domain.apply(pixels, rng)
     scene = ShapeScene(
         label=label,
         colour=colour,
@@ -161,7 +218,7 @@ def render(label: int, rng: np.random.Generator, size: int = 32) -> Tuple[Image.
         size="small" if radius < 0.3 * size else "large",
         position=_position_word(cx, cy, size),
     )
-    return Image.fromarray(pixels, "RGB"), scene
+    return image, scene
 
 
 def caption(scene: ShapeScene, rng: np.random.Generator) -> str:
