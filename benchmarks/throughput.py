@@ -1,0 +1,246 @@
+"""Training and evaluation throughput of MutualPrompt against a plain CoCoOp-style loop.
+
+ViT-B/16-shaped CLIP with random weights (nothing is downloaded), synthetic 224x224 batches. Modes:
+
+- ``plain``: CoCoOp's reference computation written out here: per image, the meta-net bias is added
+  to every context token and the C prompts run at the full 77 tokens through CLIP's own text
+  transformer;
+- ``cocoop_equiv``: MutualPromptCLIP with FTP ``shared`` and TVP off (the same logits, tested);
+- ``full``: MutualPromptCLIP with FTP ``fine`` and TVP.
+
+Each (mode, classes, batch) runs in a fresh subprocess, so its peak memory (ru_maxrss on the CPU,
+max_memory_allocated on CUDA) is its own; ratios are against the plain loop of the same run.
+
+    python benchmarks/throughput.py                 # C = 10, 50 (train + eval), 1000 (eval; full-mode train memory)
+    python benchmarks/throughput.py --quick         # C = 50 only, fewer iterations (< 3 min on 2 CPU cores)
+    python benchmarks/throughput.py --device cuda --json results.json
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+MODES = ("plain", "cocoop_equiv", "full")
+CTX_INIT = "a photo of a"
+
+
+def vit_b16_clip(device: str) -> nn.Module:
+    from clip.model import CLIP
+
+    torch.manual_seed(0)
+    model = CLIP(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=16,
+                 context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8, transformer_layers=12)
+    return model.float().eval().requires_grad_(False).to(device)
+
+
+class PlainCoCoOp(nn.Module):
+    """CoCoOp's loop over images at 77 tokens (the baseline every ratio is against)."""
+
+    def __init__(self, clip_model: nn.Module, classnames: List[str], meta_net: nn.Module, ctx: torch.Tensor) -> None:
+        super().__init__()
+        import clip
+
+        self.clip_model = clip_model
+        self.meta_net = meta_net
+        self.ctx = nn.Parameter(ctx.clone())
+        n_ctx = ctx.shape[0]
+        prompts = [" ".join(["X"] * n_ctx) + " " + name + "." for name in classnames]
+        device = clip_model.token_embedding.weight.device
+        self.tokens = clip.tokenize(prompts).to(device)
+        with torch.no_grad():
+            embedding = clip_model.token_embedding(self.tokens)
+        self.prefix = embedding[:, :1]
+        self.suffix = embedding[:, 1 + n_ctx:]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        m = self.clip_model
+        with torch.no_grad():
+            x = F.normalize(m.encode_image(images), dim=-1)
+        bias = self.meta_net(x).unsqueeze(1)
+        logits = []
+        for b in range(x.shape[0]):
+            ctx = (self.ctx.unsqueeze(0) + bias[b]).expand(self.tokens.shape[0], -1, -1)
+            t = torch.cat([self.prefix, ctx, self.suffix], dim=1) + m.positional_embedding
+            t = m.ln_final(m.transformer(t.permute(1, 0, 2)).permute(1, 0, 2))
+            t = t[torch.arange(t.shape[0]), self.tokens.argmax(dim=-1)] @ m.text_projection
+            logits.append(m.logit_scale.exp() * F.normalize(t, dim=-1) @ x[b])
+        return torch.stack(logits)
+
+
+def build_model(mode: str, clip_model: nn.Module, classnames: List[str], text_chunk: int = 0,
+                text_checkpoint: bool = False) -> nn.Module:
+    from mutual_prompt.model.mutual_prompt_clip import MutualPromptCLIP
+
+    if mode == "full":
+        return MutualPromptCLIP(clip_model, classnames, ctx_init=CTX_INIT, ftp_mode="fine", tvp_enabled=True,
+                                text_chunk=text_chunk, text_checkpoint=text_checkpoint)
+    equiv = MutualPromptCLIP(clip_model, classnames, ctx_init=CTX_INIT, ftp_mode="shared", tvp_enabled=False,
+                             text_chunk=text_chunk, text_checkpoint=text_checkpoint)
+    if mode == "cocoop_equiv":
+        return equiv
+    return PlainCoCoOp(clip_model, classnames, equiv.prompt_learner.ftp.meta_net, equiv.prompt_learner.ctx.detach())
+
+
+def classnames_for(n: int) -> List[str]:
+    return [f"class name {i}" for i in range(n)]
+
+
+def time_steps(step, iters: int, warmup: int) -> float:
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(iters):
+        step()
+    return time.perf_counter() - start
+
+
+def measure(mode: str, classes: int, batch: int, device: str, iters: int, warmup: int, train: bool, evaluate: bool,
+            text_chunk: int = 0, text_checkpoint: bool = False, label: str = "") -> Dict:
+    """One (mode, classes, batch) record: images/s for a training step and for evaluation."""
+    clip_model = vit_b16_clip(device)
+    model = build_model(mode, clip_model, classnames_for(classes), text_chunk, text_checkpoint).to(device)
+    images = torch.randn(batch, 3, 224, 224, device=device)
+    labels = torch.randint(0, classes, (batch,), device=device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=0.002, momentum=0.9)
+
+    def train_step():
+        optimizer.zero_grad()
+        F.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+
+    def eval_step():
+        with torch.no_grad():
+            model(images)
+
+    def rate(step):
+        seconds = time_steps(step, iters, warmup)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return batch * iters / seconds
+
+    record = {"mode": label or mode, "classes": classes, "batch": batch, "train_img_s": None, "eval_img_s": None}
+    if train:
+        record["train_img_s"] = rate(train_step)
+    if evaluate:
+        record["eval_img_s"] = rate(eval_step)
+    if device == "cuda":
+        record["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        record["peak_mem_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return record
+
+
+def run_worker(spec: Dict) -> Dict:
+    """Measure ``spec`` in a fresh interpreter and return its record."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark worker failed for {spec}:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def plan(quick: bool, device: str) -> List[Dict]:
+    """The configurations of a run; the plain loop is slow, so it gets the fewest iterations."""
+    cpu = device == "cpu"
+    specs: List[Dict] = []
+    class_counts = (50,) if quick else (10, 50)
+    for classes in class_counts:
+        for mode in MODES:
+            slow = mode == "plain"
+            specs.append(dict(mode=mode, classes=classes, batch=4, iters=1 if (slow or quick) else 3,
+                              warmup=1, train=True, evaluate=True))
+    if not quick:
+        for mode in MODES:
+            specs.append(dict(mode=mode, classes=1000, batch=4, iters=1, warmup=0 if cpu else 1,
+                              train=not cpu, evaluate=True, text_chunk=1000))
+        # The memory-bounded training step at ImageNet's class count: chunking + checkpointing.
+        specs.append(dict(mode="full", classes=1000, batch=4, iters=1, warmup=0, train=True, evaluate=False,
+                          text_chunk=500, text_checkpoint=True, label="full_chunk500_ckpt"))
+    return specs
+
+
+def add_ratios(records: List[Dict]) -> None:
+    plain = {r["classes"]: r for r in records if r["mode"] == "plain"}
+    for r in records:
+        base = plain.get(r["classes"], {})
+        for key, ratio in (("train_img_s", "train_ratio"), ("eval_img_s", "eval_ratio")):
+            r[ratio] = r[key] / base[key] if r.get(key) and base.get(key) else None
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def print_table(records: List[Dict], device: str) -> None:
+    from tabulate import tabulate
+
+    def fmt(v, pattern):
+        return "-" if v is None else pattern.format(v)
+
+    rows = [[r["mode"], r["classes"], r["batch"], fmt(r["train_img_s"], "{:.3f}"), fmt(r["eval_img_s"], "{:.3f}"),
+             fmt(r["peak_mem_mb"], "{:.0f}"), fmt(r["train_ratio"], "{:.1f}x"), fmt(r["eval_ratio"], "{:.1f}x")]
+            for r in records]
+    print(f"Device: {device}; {machine()}")
+    print(tabulate(rows, headers=["mode", "C", "batch", "train img/s", "eval img/s", "peak MB", "train ratio", "eval ratio"],
+                   disable_numparse=True))
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--quick", action="store_true", help="C = 50 only, one timed iteration (< 3 min on 2 CPU cores)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
+    parser.add_argument("--json", metavar="PATH", help="write one record per (mode, classes, batch)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        os.environ["BENCH_THREADS"] = str(args.threads)
+    elif os.environ.get("BENCH_THREADS"):
+        torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
+    if args.worker:
+        spec = json.loads(args.worker)
+        print(json.dumps(measure(device=spec.pop("device"), **spec)))
+        return 0
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda, but no CUDA device is available")
+    records = []
+    specs = plan(args.quick, args.device)
+    start = time.time()
+    for i, spec in enumerate(specs, 1):
+        records.append(run_worker(dict(spec, device=args.device)))
+        elapsed = time.time() - start
+        eta = elapsed / i * (len(specs) - i)
+        print(f"[{i}/{len(specs)}] {spec['mode']} C={spec['classes']} done; elapsed {elapsed:.0f}s, eta {eta:.0f}s",
+              file=sys.stderr, flush=True)
+    add_ratios(records)
+    print_table(records, args.device)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([{k: r[k] for k in ("mode", "classes", "batch", "train_img_s", "eval_img_s", "peak_mem_mb",
+                                           "train_ratio", "eval_ratio")} for r in records], f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
