@@ -94,3 +94,19 @@ def test_zeroshot_eval_only_through_train_py_under_real_dassl(tmp_path):
     # the same 10 identical images as the built-in test: one class predicted for all, 2 right
     assert re.search(r"\* accuracy: 20\.0%", result), result
     assert re.search(r"\* macro_f1: \d+\.\d%", result), result
+
+
+@pytest.mark.dassl
+@pytest.mark.slow
+@needs_dassl
+def test_mutual_prompt_trains_and_tests_through_train_py_under_real_dassl(tmp_path, repo_root):
+    env = dict(os.environ, MUTUAL_PROMPT_BACKEND="dassl")
+    cmd = [sys.executable, "train.py", "--root", str(tmp_path / "data"), "--trainer", "MutualPrompt", "--seed", "1",
+           "--dataset-config-file", "configs/datasets/toy_shapes.yaml",
+           "--config-file", "configs/trainers/MutualPrompt/toy.yaml", "--output-dir", str(tmp_path / "out"),
+           "DATASET.NUM_SHOTS", "2", "DATASET.SUBSAMPLE_CLASSES", "base", "OPTIM.MAX_EPOCH", "1"]
+    proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = (tmp_path / "out" / "log.txt").read_text()
+    assert "Finish training" in log and "* accuracy:" in log
+    assert (tmp_path / "out" / "prompt_learner" / "model.pth.tar-1").is_file()

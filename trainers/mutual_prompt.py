@@ -148,6 +148,10 @@ class MutualPrompt(TrainerX):
             self.update_lr()
         return summary
 
+    def parse_batch_train(self, batch):
+        # Dassl's TrainerX returns (input, label, domain); ours needs only the first two, as CoOp's.
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
     def model_inference(self, image):
         with self._autocast():
             return self.model(image).float()
