@@ -6,7 +6,10 @@ ViT-B/16-shaped CLIP with random weights (nothing is downloaded), synthetic 224x
   to every context token and the C prompts run at the full 77 tokens through CLIP's own text
   transformer;
 - ``cocoop_equiv``: MutualPromptCLIP with FTP ``shared`` and TVP off (the same logits, tested);
-- ``full``: MutualPromptCLIP with FTP ``fine`` and TVP.
+- ``full``: MutualPromptCLIP with FTP ``fine`` and TVP;
+- ``cocoop_equiv/F.linear``, ``full/F.linear`` (C = 50): the same with the frozen linear layers on
+  PyTorch's default fp32 kernel instead of oneDNN (``MUTUAL_PROMPT_ONEDNN_LINEAR=0``), to show how
+  much of the ratio is the text-side speed-ups and how much the CPU kernel.
 
 Each (mode, classes, batch) runs in a fresh subprocess, so its peak memory (ru_maxrss on the CPU,
 max_memory_allocated on CUDA) is its own; ratios are against the plain loop of the same run.
@@ -108,8 +111,11 @@ def time_steps(step, iters: int, warmup: int) -> float:
 
 
 def measure(mode: str, classes: int, batch: int, device: str, iters: int, warmup: int, train: bool, evaluate: bool,
-            text_chunk: int = 0, text_checkpoint: bool = False, label: str = "") -> Dict:
+            text_chunk: int = 0, text_checkpoint: bool = False, onednn: bool = True, label: str = "") -> Dict:
     """One (mode, classes, batch) record: images/s for a training step and for evaluation."""
+    from mutual_prompt.model.frozen_linear import set_onednn_linear
+
+    set_onednn_linear(onednn)
     clip_model = vit_b16_clip(device)
     model = build_model(mode, clip_model, classnames_for(classes), text_chunk, text_checkpoint).to(device)
     images = torch.randn(batch, 3, 224, 224, device=device)
@@ -163,6 +169,10 @@ def plan(quick: bool, device: str) -> List[Dict]:
             slow = mode == "plain"
             specs.append(dict(mode=mode, classes=classes, batch=4, iters=1 if (slow or quick) else 3,
                               warmup=1, train=True, evaluate=True))
+    if cpu:
+        for mode in MODES[1:]:
+            specs.append(dict(mode=mode, classes=50, batch=4, iters=1 if quick else 3, warmup=1, train=True,
+                              evaluate=True, onednn=False, label=f"{mode}/F.linear"))
     if not quick:
         for mode in MODES:
             specs.append(dict(mode=mode, classes=1000, batch=4, iters=1, warmup=0 if cpu else 1,

@@ -40,5 +40,8 @@ def test_records_have_the_documented_keys_and_ratios():
     assert records[2]["train_ratio"] is None  # no plain loop measured at C=1000
     keys = {"mode", "classes", "batch", "train_img_s", "eval_img_s", "peak_mem_mb", "train_ratio", "eval_ratio"}
     assert all(keys <= set(r) for r in records)
-    assert {s["mode"] for s in throughput.plan(quick=True, device="cpu")} == set(throughput.MODES)
+    quick = throughput.plan(quick=True, device="cpu")
+    assert {s["mode"] for s in quick} == set(throughput.MODES)
+    assert {s["label"] for s in quick if s.get("onednn") is False} == {"cocoop_equiv/F.linear", "full/F.linear"}
+    assert not any(s.get("onednn") is False for s in throughput.plan(quick=True, device="cuda"))
     assert any(s.get("text_checkpoint") and s["classes"] == 1000 and s["train"] for s in throughput.plan(quick=False, device="cpu"))

@@ -144,23 +144,47 @@ def test_tvp_top_k_softmax_reorganisation_by_hand():
     assert torch.allclose(p, tvp.base_tokens[0] + (r @ tvp.proj.weight.t() + tvp.proj.bias).view(2, 2, 16), atol=1e-6)
 
 
+def clip_blocks_with_prompts(visual, images, prompts):
+    """CLIP's own ViT (sequence-first blocks) with prompt tokens appended before ``ln_pre``;
+    ``prompts`` [DEPTH, B, P, width] replace the prompt outputs at the input of layers 1..DEPTH-1."""
+    deep = prompts.dim() == 4
+    x = visual.conv1(images).flatten(2).permute(0, 2, 1)
+    x = torch.cat([visual.class_embedding + torch.zeros(len(images), 1, x.shape[-1]), x], dim=1)
+    x = x + visual.positional_embedding
+    n_tokens = x.shape[1]
+    x = visual.ln_pre(torch.cat([x, prompts[0] if deep else prompts], dim=1)).permute(1, 0, 2)
+    for i, block in enumerate(visual.transformer.resblocks):
+        if deep and 0 < i < len(prompts):
+            x = torch.cat([x[:n_tokens], prompts[i].permute(1, 0, 2)])
+        x = block(x)
+    return visual.ln_post(x[0]) @ visual.proj
+
+
 def test_image_encoder_unprompted_is_clip_and_prompts_are_appended(clip_model, images):
     enc = PromptImageEncoder(clip_model.visual)
     with torch.no_grad():
-        assert torch.equal(enc(images), clip_model.encode_image(images))
+        assert torch.allclose(enc(images), clip_model.encode_image(images), atol=TOL, rtol=0)
         prompts = torch.randn(3, 2, 64) * 0.1
-        v = clip_model.visual
-        x = v.conv1(images).flatten(2).permute(0, 2, 1)
-        x = torch.cat([v.class_embedding + torch.zeros(3, 1, 64), x], dim=1) + v.positional_embedding
-        x = v.ln_pre(torch.cat([x, prompts], dim=1))
-        x = v.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)
-        expected = v.ln_post(x[:, 0]) @ v.proj
-        assert torch.allclose(enc(images, prompts), expected, atol=TOL)
+        expected = clip_blocks_with_prompts(clip_model.visual, images, prompts)
+        assert torch.allclose(enc(images, prompts), expected, atol=TOL, rtol=0)
         deep = torch.randn(2, 3, 2, 64) * 0.1
+        assert torch.allclose(enc(images, deep), clip_blocks_with_prompts(clip_model.visual, images, deep),
+                              atol=TOL, rtol=0)
         assert not torch.allclose(enc(images, deep), enc(images, deep[0]))  # layer 1 gets fresh tokens
         deep_same_first = deep.clone()
         deep_same_first[1] = 5.0
         assert not torch.allclose(enc(images, deep), enc(images, deep_same_first))
+
+
+def test_image_encoder_gradients_reach_the_prompts_as_through_clips_blocks(clip_model, images):
+    enc = PromptImageEncoder(clip_model.visual)
+    prompts = (torch.randn(2, 3, 2, 64) * 0.1).requires_grad_()
+    reference = prompts.detach().clone().requires_grad_()
+    enc(images, prompts).square().sum().backward()
+    clip_blocks_with_prompts(clip_model.visual, images, reference).square().sum().backward()
+    assert prompts.grad.abs().sum() > 0
+    assert torch.allclose(prompts.grad, reference.grad, atol=TOL, rtol=1e-4)
+    assert all(p.grad is None for p in clip_model.parameters())
 
 
 def test_new_class_set_keeps_checkpoint_keys_and_shapes(clip_model, images):

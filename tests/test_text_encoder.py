@@ -7,8 +7,9 @@ import clip
 import pytest
 import torch
 from torch import nn
+from clip.model import ResidualAttentionBlock
 
-from mutual_prompt.model.prefix_attention import block_step, causal_mask, check_attention, prefix_key_values
+from mutual_prompt.model.prefix_attention import block_step, causal_mask, check_block, prefix_key_values
 from mutual_prompt.model.text_encoder import PromptTextEncoder
 
 WIDTH = 64
@@ -262,5 +263,12 @@ def test_bad_input_raises_clear_errors(clip_model):
         PromptTextEncoder(clip_model, -1)
     with pytest.raises(ValueError, match="chunk_size"):
         PromptTextEncoder(clip_model, N_CTX, chunk_size=-2)
+    block = ResidualAttentionBlock(WIDTH, 4)
+    block.attn = nn.MultiheadAttention(WIDTH, 4, add_bias_kv=True)
     with pytest.raises(ValueError, match="bias_k"):
-        check_attention(nn.MultiheadAttention(WIDTH, 4, add_bias_kv=True))
+        check_block(block)
+    block.attn = nn.Linear(WIDTH, WIDTH)
+    with pytest.raises(TypeError, match="attn to be nn.MultiheadAttention, got Linear"):
+        check_block(block)
+    with pytest.raises(TypeError, match=r"mlp = \(c_fc, gelu, c_proj\)"):
+        check_block(nn.Linear(WIDTH, WIDTH))

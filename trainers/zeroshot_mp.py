@@ -13,6 +13,7 @@ from yacs.config import CfgNode as CN
 from mutual_prompt.backend import TRAINER_REGISTRY, TrainerX
 from mutual_prompt.cfg_keys import ensure_common_keys
 from mutual_prompt.model.clip_loader import load_clip
+from mutual_prompt.model.image_encoder import PromptImageEncoder, is_vision_transformer
 
 DEFAULT_TEMPLATE = "a photo of a {}."
 
@@ -84,10 +85,12 @@ class ZeroshotMP(TrainerX):
             text_features = clip_model.encode_text(tokens)
         self.text_features = text_features / text_features.norm(dim=-1, keepdim=True)
         self.clip_model = clip_model
+        vit = is_vision_transformer(clip_model.visual)
+        self.encode_image = PromptImageEncoder(clip_model.visual) if vit else clip_model.encode_image
 
     @torch.no_grad()
     def model_inference(self, image: torch.Tensor) -> torch.Tensor:
-        image_features = self.clip_model.encode_image(image)
+        image_features = self.encode_image(image)
         image_features = image_features / image_features.norm(dim=-1, keepdim=True)
         logits = self.clip_model.logit_scale.exp() * image_features @ self.text_features.t()
         return logits.float()

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .ftp import FineGrainedTextPrompt
-from .image_encoder import PromptImageEncoder
+from .image_encoder import PromptImageEncoder, is_vision_transformer
 from .text_encoder import PromptTextEncoder
 from .tvp import TextReorganizedVisualPrompt
 
@@ -44,7 +44,8 @@ class MutualPromptCLIP(nn.Module):
         ctx = self._initial_context(clip_model, n_ctx, ctx_init)
         n_ctx = ctx.shape[0]
         embed_dim = clip_model.text_projection.shape[1]
-        self.image_encoder = PromptImageEncoder(clip_model.visual) if tvp_enabled else None
+        use_own_encoder = tvp_enabled or is_vision_transformer(clip_model.visual)
+        self.image_encoder = PromptImageEncoder(clip_model.visual) if use_own_encoder else None
         ftp = FineGrainedTextPrompt(embed_dim, ctx.shape[1], n_ctx, ftp_mode)
         tvp = None
         if tvp_enabled:
@@ -90,7 +91,8 @@ class MutualPromptCLIP(nn.Module):
     def encode_image(self, images: Tensor) -> Tensor:
         """The frozen, unprompted, normalised image feature x0."""
         with torch.no_grad():
-            return F.normalize(self.clip_model.encode_image(images).float(), dim=-1)
+            encode = self.clip_model.encode_image if self.image_encoder is None else self.image_encoder
+            return F.normalize(encode(images).float(), dim=-1)
 
     def shared_classifier(self) -> Tensor:
         """[C, d] normalised class features from the unconditioned context (FTP ``none``), cached while

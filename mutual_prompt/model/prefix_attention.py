@@ -4,9 +4,10 @@ The text transformer is causal: a token's hidden state depends only on the token
 sequence written as ``[prefix ; suffix]`` can therefore be computed in two parts: the prefix alone
 (its keys and values at every layer are final), then any number of suffixes that attend to those
 cached keys/values followed by their own tokens. With no prefix the functions here are ordinary
-causal self-attention blocks, computed from the weights of CLIP's own ``ResidualAttentionBlock``
-(``ln_1``, ``attn`` = ``nn.MultiheadAttention``, ``ln_2``, ``mlp``) with
-``scaled_dot_product_attention``, on batch-first tensors ``[N, L, width]``.
+causal self-attention blocks, and with no mask at all the full self-attention blocks of the image
+transformer. They are computed from the weights of CLIP's own ``ResidualAttentionBlock`` (``ln_1``,
+``attn`` = ``nn.MultiheadAttention``, ``ln_2``, ``mlp`` = ``c_fc``, ``gelu``, ``c_proj``) with
+``scaled_dot_product_attention`` and :func:`frozen_linear`, on batch-first tensors ``[N, L, width]``.
 """
 from typing import List, Optional, Sequence, Tuple
 
@@ -14,14 +15,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mutual_prompt.model.frozen_linear import frozen_linear
+
 KeyValue = Tuple[Tensor, Tensor]
 """One layer's keys and values, each ``[N, heads, length, head_width]``."""
 
 
-def check_attention(attn: nn.MultiheadAttention) -> None:
-    """Raise if ``attn`` uses a feature that the functions here do not reproduce exactly."""
+def check_block(block: nn.Module) -> None:
+    """Raise if ``block`` is not a CLIP residual block that the functions here reproduce exactly."""
+    mlp = getattr(block, "mlp", None)
+    if not all(hasattr(mlp, name) for name in ("c_fc", "gelu", "c_proj")):
+        raise TypeError(f"expected CLIP's ResidualAttentionBlock with mlp = (c_fc, gelu, c_proj), got {block!r}")
+    attn = getattr(block, "attn", None)
     if not isinstance(attn, nn.MultiheadAttention):
-        raise TypeError(f"expected nn.MultiheadAttention, got {type(attn).__name__}")
+        raise TypeError(f"expected the block's attn to be nn.MultiheadAttention, got {type(attn).__name__}")
     if not attn._qkv_same_embed_dim or attn.in_proj_weight is None:
         raise ValueError("MultiheadAttention with separate kdim/vdim is not supported (CLIP uses one in_proj)")
     if attn.bias_k is not None or attn.bias_v is not None or attn.add_zero_attn:
@@ -50,34 +57,39 @@ def _merge_heads(x: Tensor) -> Tensor:
 
 def _in_projection(attn: nn.MultiheadAttention, x: Tensor, rows: slice) -> Tensor:
     bias = None if attn.in_proj_bias is None else attn.in_proj_bias[rows]
-    return F.linear(x, attn.in_proj_weight[rows], bias)
+    return frozen_linear(x, attn.in_proj_weight[rows], bias)
+
+
+def _mlp(mlp: nn.Module, x: Tensor) -> Tensor:
+    return frozen_linear(mlp.gelu(frozen_linear(x, mlp.c_fc.weight, mlp.c_fc.bias)), mlp.c_proj.weight, mlp.c_proj.bias)
 
 
 def _attend(attn: nn.MultiheadAttention, q: Tensor, k: Tensor, v: Tensor, prefix: Optional[KeyValue],
-            prefix_index: Optional[Tensor], mask: Tensor) -> Tensor:
+            prefix_index: Optional[Tensor], mask: Optional[Tensor]) -> Tensor:
     if prefix is not None:
         prefix_k, prefix_v = prefix if prefix_index is None else (prefix[0][prefix_index], prefix[1][prefix_index])
         k = torch.cat([prefix_k, k], dim=2)
         v = torch.cat([prefix_v, v], dim=2)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    return attn.out_proj(_merge_heads(out))
+    return frozen_linear(_merge_heads(out), attn.out_proj.weight, attn.out_proj.bias)
 
 
-def _block_with_key_value(block: nn.Module, x: Tensor, mask: Tensor, prefix: Optional[KeyValue],
+def _block_with_key_value(block: nn.Module, x: Tensor, mask: Optional[Tensor], prefix: Optional[KeyValue],
                           prefix_index: Optional[Tensor]) -> Tuple[Tensor, KeyValue]:
     attn = block.attn
     width = x.shape[-1]
     qkv = _in_projection(attn, block.ln_1(x), slice(0, 3 * width))
     q, k, v = (_split_heads(t, attn.num_heads) for t in qkv.chunk(3, dim=-1))
     x = x + _attend(attn, q, k, v, prefix, prefix_index, mask)
-    x = x + block.mlp(block.ln_2(x))
+    x = x + _mlp(block.mlp, block.ln_2(x))
     return x, (k, v)
 
 
-def block_step(block: nn.Module, x: Tensor, mask: Tensor, prefix: Optional[KeyValue] = None,
+def block_step(block: nn.Module, x: Tensor, mask: Optional[Tensor], prefix: Optional[KeyValue] = None,
                prefix_index: Optional[Tensor] = None) -> Tensor:
     """One residual block on ``x`` ``[N, L, width]`` whose tokens attend to a cached prefix (if
-    given) and then causally to themselves; ``mask`` comes from :func:`causal_mask`.
+    given) and then causally to themselves; ``mask`` comes from :func:`causal_mask`, or is None for
+    full (non-causal) self-attention.
 
     Sequence ``i`` continues prefix ``prefix_index[i]`` (default ``i``). Selecting the prefix here,
     not before the call, keeps only the small per-prefix cache alive under activation checkpointing.
@@ -100,7 +112,7 @@ def block_step_at(block: nn.Module, x: Tensor, rows: Tensor, mask: Tensor, prefi
     q = _split_heads(_in_projection(attn, h[sequence, rows].unsqueeze(1), slice(0, width)), attn.num_heads)
     row_mask = mask[rows].unsqueeze(1).unsqueeze(1)
     out = x[sequence, rows].unsqueeze(1) + _attend(attn, q, k, v, prefix, prefix_index, row_mask)
-    out = out + block.mlp(block.ln_2(out))
+    out = out + _mlp(block.mlp, block.ln_2(out))
     return out.squeeze(1)
 
 

@@ -23,7 +23,7 @@ from mutual_prompt.model.prefix_attention import (
     block_step,
     block_step_at,
     causal_mask,
-    check_attention,
+    check_block,
     prefix_key_values,
 )
 
@@ -48,7 +48,7 @@ class PromptTextEncoder(nn.Module):
         if len(clip_model.transformer.resblocks) == 0:
             raise ValueError("the CLIP text transformer has no residual blocks")
         for block in clip_model.transformer.resblocks:
-            check_attention(block.attn)
+            check_block(block)
 
         self.token_embedding = clip_model.token_embedding
         self.positional_embedding = clip_model.positional_embedding
