@@ -120,6 +120,22 @@ def test_odd_number_of_overrides_is_an_error(capsys):
     assert "KEY VALUE pairs" in capsys.readouterr().err
 
 
+def test_mutual_prompt_keys_reach_the_model():
+    from trainers.mutual_prompt import build_mutual_prompt_clip
+
+    def model(*opts: str):
+        cfg = train.setup_cfg(parse("--trainer", "MutualPrompt", *opts))
+        return build_mutual_prompt_clip(cfg, ["cat", "dog"], tiny_clip())
+
+    default = model()
+    assert default.text_encoder.chunk_size == 2000  # a test batch of 100 images x 1000 classes is chunked
+    assert not default.text_encoder.checkpoint and default.prompt_learner.tvp is not None
+    changed = model("TRAINER.MUTUAL_PROMPT.TEXT_CHUNK", "0", "TRAINER.MUTUAL_PROMPT.TEXT_CHECKPOINT", "True",
+                    "TRAINER.MUTUAL_PROMPT.TVP.ENABLED", "False", "TRAINER.MUTUAL_PROMPT.FTP.MODE", "shared")
+    assert changed.text_encoder.chunk_size == 0 and changed.text_encoder.checkpoint
+    assert changed.prompt_learner.tvp is None and changed.prompt_learner.ftp.mode == "shared"
+
+
 def test_prompt_template_defaults_per_dataset_and_can_be_set(tmp_path):
     def template(*opts: str) -> str:
         return prompt_template(train.setup_cfg(parse(*opts)))

@@ -45,7 +45,7 @@ def extend_cfg(cfg) -> None:
     mp.TVP.TEMP = 0.01  # softmax temperature over the kept classes' similarities
     mp.TVP.N_TOKENS = 4  # visual prompt tokens appended to the image sequence
     mp.TVP.DEPTH = 1  # > 1: fresh prompt tokens at the input of each of the first DEPTH layers
-    mp.TEXT_CHUNK = 0  # prompts per text-encoder call (0: all B x C at once)
+    mp.TEXT_CHUNK = 2000  # prompts per text-encoder call (0: all B x C at once); bounds test-time memory
     mp.TEXT_SHARED_PREFIX = True  # encode SOS + context once per image, share it across classes
     mp.TEXT_TRUNCATE = True  # run prompts only up to the longest end-of-text position
     mp.TEXT_CHECKPOINT = False  # activation checkpointing of the text encoder (large C)
