@@ -84,6 +84,24 @@ def test_cpu_autocast_lowers_the_precision_as_it_does_for_f_linear(weights):
     assert torch.equal(out, expected)
 
 
+def test_an_operator_that_fails_or_disagrees_is_not_used(monkeypatch):
+    def fails(*args):
+        raise RuntimeError("unknown schema")
+
+    monkeypatch.setattr(module, "_onednn", fails)
+    module.onednn_linear_available.cache_clear()
+    try:
+        assert not module.onednn_linear_available() and not onednn_linear_enabled()
+        x, weight = torch.randn(2, 4), torch.randn(3, 4)
+        assert torch.equal(frozen_linear(x, weight), F.linear(x, weight))
+        monkeypatch.setattr(module, "_onednn", lambda x, weight, bias: F.linear(x, weight, bias) + 1)
+        module.onednn_linear_available.cache_clear()
+        assert not module.onednn_linear_available()
+    finally:
+        monkeypatch.undo()
+        module.onednn_linear_available.cache_clear()
+
+
 def test_switch_is_read_from_the_environment(monkeypatch):
     import importlib
 

@@ -11,6 +11,7 @@ train, inside CPU autocast, which must see ``F.linear`` to lower its precision) 
 The weights are frozen, so gradients flow to the input only, as ``grad @ weight``, again through
 oneDNN. ``MUTUAL_PROMPT_ONEDNN_LINEAR=0`` (or :func:`set_onednn_linear`) turns the path off.
 """
+import functools
 import os
 from typing import Optional
 
@@ -23,9 +24,25 @@ ENV_SWITCH = "MUTUAL_PROMPT_ONEDNN_LINEAR"
 _enabled = os.environ.get(ENV_SWITCH, "1") != "0"
 
 
+@functools.lru_cache(maxsize=None)
 def onednn_linear_available() -> bool:
-    """Whether this PyTorch build has oneDNN's dense linear operator."""
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    """Whether this PyTorch build has oneDNN's dense linear operator and it computes ``F.linear``.
+
+    The operator is internal to PyTorch (its compiler uses it), so it is probed once on a small
+    product rather than trusted by name: a build where it is missing, has another signature or
+    disagrees with ``F.linear`` falls back to ``F.linear``.
+    """
+    if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+        return False
+    generator = torch.Generator().manual_seed(0)
+    x, weight, bias = (torch.randn(*shape, generator=generator, dtype=torch.float32)
+                       for shape in ((3, 5, 16), (8, 16), (8,)))
+    try:
+        with torch.no_grad():
+            product = _onednn(x, weight, bias)
+    except (RuntimeError, TypeError):
+        return False
+    return product.shape == (3, 5, 8) and torch.allclose(product, F.linear(x, weight, bias), atol=1e-5, rtol=1e-5)
 
 
 def set_onednn_linear(enabled: bool) -> None:
