@@ -5,8 +5,8 @@ vector width: on the AMD EPYC (AVX-512) this project is developed on, MKL reache
 on CLIP's layer shapes and oneDNN about 460 GFLOP/s, on the same tensors, in fp32. The result is
 the same product; only the summation order inside the GEMM differs, as between any two BLAS
 libraries (relative differences around 1e-7). Everywhere else (GPU, other dtypes, weights that
-train, inside CPU autocast, which must see ``F.linear`` to lower its precision) ``frozen_linear`` is
-``F.linear``.
+train, inside CPU autocast, which must see ``F.linear`` to lower its precision, and with
+``torch.backends.mkldnn.enabled`` off) ``frozen_linear`` is ``F.linear``.
 
 The weights are frozen, so gradients flow to the input only, as ``grad @ weight``, again through
 oneDNN. ``MUTUAL_PROMPT_ONEDNN_LINEAR=0`` (or :func:`set_onednn_linear`) turns the path off.
@@ -86,7 +86,7 @@ def frozen_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> T
     trainable = weight.requires_grad or (bias is not None and bias.requires_grad)
     if (trainable or not _enabled or x.device.type != "cpu" or x.dim() < 2 or x.numel() == 0
             or x.dtype != torch.float32 or weight.dtype != torch.float32 or _cpu_autocast_enabled()
-            or not onednn_linear_available()):
+            or not torch.backends.mkldnn.enabled or not onednn_linear_available()):
         return F.linear(x, weight, bias)
     if torch.is_grad_enabled() and x.requires_grad:
         return _OneDNNFrozenLinear.apply(x, weight, bias)
