@@ -198,7 +198,11 @@ def machine() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    from mutual_prompt.model.frozen_linear import onednn_linear_enabled
+
+    kernel = "oneDNN" if onednn_linear_enabled() else "F.linear"
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+            f"frozen CPU fp32 linear layers: {kernel}")
 
 
 def print_table(records: List[Dict], device: str) -> None:
