@@ -1,4 +1,4 @@
-"""CLIP text-transformer blocks evaluated on sequences that continue a cached prefix.
+"""CLIP transformer blocks, batch-first; in the text transformer, on sequences that continue a cached prefix.
 
 The text transformer is causal: a token's hidden state depends only on the tokens before it. A
 sequence written as ``[prefix ; suffix]`` can therefore be computed in two parts: the prefix alone
