@@ -207,3 +207,18 @@ def test_cached_classifier_equals_uncached_and_follows_context_changes(clip_mode
     uncached = mp(images).detach()
     assert not torch.allclose(changed, cached, atol=1e-3)
     assert torch.allclose(changed, uncached, atol=TOL)
+
+
+def test_resnet_backbone_uses_clips_image_encoder_and_refuses_visual_prompts(images):
+    torch.manual_seed(7)
+    rn = CLIP(embed_dim=64, image_resolution=32, vision_layers=(1, 1, 1, 1), vision_width=16, vision_patch_size=None,
+              context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
+              transformer_layers=1).float().eval()
+    mp = MutualPromptCLIP(rn, CLASSNAMES, ftp_mode="shared", tvp_enabled=False)
+    assert mp.image_encoder is None
+    with torch.no_grad():
+        x0 = F.normalize(rn.encode_image(images), dim=-1)
+        ctx = mp.prompt_learner.ctx.unsqueeze(0) + mp.prompt_learner.ftp(x0)
+        assert torch.allclose(mp(images), reference_logits(rn, images, ctx, CLASSNAMES), atol=TOL, rtol=0)
+    with pytest.raises(TypeError, match="ViT image encoder; got ModifiedResNet.*TVP.ENABLED False"):
+        MutualPromptCLIP(rn, CLASSNAMES, tvp_enabled=True)
