@@ -6,56 +6,39 @@ from typing import Dict, List
 
 from scipy.io import loadmat
 
-from mutual_prompt.backend import DATASET_REGISTRY, DatasetBase
+from mutual_prompt.backend import DATASET_REGISTRY
 from mutual_prompt.engine.utils import read_json
-from mutual_prompt.splits import (
-    Split,
-    dataset_folder,
-    fewshot_and_subsample,
-    load_or_create_split,
-    make_datum,
-    require_dir,
-    require_file,
-    split_class_images,
-)
+from mutual_prompt.splits import Split, SplitFileDataset, make_datum, require_file, split_class_images
 
 NAME = "OxfordFlowers"
 
 
 @DATASET_REGISTRY.register()
-class OxfordFlowers(DatasetBase):
+class OxfordFlowers(SplitFileDataset):
     dataset_dir = "oxford_flowers"
+    image_folder = "jpg"
+    split_name = "OxfordFlowers"
 
-    def __init__(self, cfg) -> None:
-        self.dataset_dir = dataset_folder(cfg, "oxford_flowers", NAME)
-        self.image_dir = require_dir(os.path.join(self.dataset_dir, "jpg"), NAME)
-        self.label_file = os.path.join(self.dataset_dir, "imagelabels.mat")
-        self.lab2cname_file = os.path.join(self.dataset_dir, "cat_to_name.json")
-        self.split_path = os.path.join(self.dataset_dir, "split_zhou_OxfordFlowers.json")
-        self.split_fewshot_dir = os.path.join(self.dataset_dir, "split_fewshot")
-
-        train, val, test = load_or_create_split(self.split_path, self.image_dir, self.read_data)
-        train, val, test = fewshot_and_subsample(self, cfg, train, val, test, self.split_fewshot_dir, self.image_dir)
-        super().__init__(train_x=train, val=val, test=test)
-
-    def read_data(self) -> Split:
-        """Image i (from 1) has label ``labels[i-1]`` (from 1); each class is split 50/20/30 at random,
-        classes taken in order of first appearance, as in CoOp."""
-        mat = loadmat(require_file(self.label_file, NAME))
+    def create_split(self) -> Split:
+        """Image i (from 1) has label ``labels[i-1]`` (from 1) in ``imagelabels.mat``; each class is
+        split 50/20/30 at random, classes taken in order of first appearance, as in CoOp."""
+        label_file = os.path.join(self.dataset_dir, "imagelabels.mat")
+        lab2cname_file = os.path.join(self.dataset_dir, "cat_to_name.json")
+        mat = loadmat(require_file(label_file, NAME))
         if "labels" not in mat:
-            raise KeyError(f"{self.label_file}: no variable 'labels'")
+            raise KeyError(f"{label_file}: no variable 'labels'")
         tracker: Dict[int, List[str]] = defaultdict(list)
         for i, label in enumerate(mat["labels"].ravel()):
             tracker[int(label)].append(os.path.join(self.image_dir, f"image_{i + 1:05d}.jpg"))
 
-        lab2cname = read_json(require_file(self.lab2cname_file, NAME))
+        lab2cname = read_json(require_file(lab2cname_file, NAME))
         print("Splitting data into 50% train, 20% val, and 30% test")
         train, val, test = [], [], []
         for label, impaths in tracker.items():
             if str(label) not in lab2cname:
-                raise KeyError(f"{self.lab2cname_file} has no name for label {label} (used in {self.label_file})")
+                raise KeyError(f"{lab2cname_file} has no name for label {label} (used in {label_file})")
             cname = lab2cname[str(label)]
-            parts = split_class_images(impaths, 0.5, 0.2, f"{self.label_file}, label {label}")
+            parts = split_class_images(impaths, 0.5, 0.2, f"{label_file}, label {label}")
             for out, paths in zip((train, val, test), parts):
-                out.extend(make_datum(p, label - 1, cname, self.label_file) for p in paths)
+                out.extend(make_datum(p, label - 1, cname, label_file) for p in paths)
         return train, val, test

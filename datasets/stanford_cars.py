@@ -7,16 +7,8 @@ from typing import List
 
 from scipy.io import loadmat
 
-from mutual_prompt.backend import DATASET_REGISTRY, DatasetBase, Datum
-from mutual_prompt.splits import (
-    Split,
-    dataset_folder,
-    fewshot_and_subsample,
-    load_or_create_split,
-    make_datum,
-    require_file,
-    split_trainval,
-)
+from mutual_prompt.backend import DATASET_REGISTRY, Datum
+from mutual_prompt.splits import Split, SplitFileDataset, make_datum, require_file, split_trainval
 
 NAME = "StanfordCars"
 
@@ -34,19 +26,11 @@ def year_first(classname: str) -> str:
 
 
 @DATASET_REGISTRY.register()
-class StanfordCars(DatasetBase):
+class StanfordCars(SplitFileDataset):
     dataset_dir = "stanford_cars"
+    split_name = "StanfordCars"  # no image_folder: the split's paths are relative to the dataset folder
 
-    def __init__(self, cfg) -> None:
-        self.dataset_dir = dataset_folder(cfg, "stanford_cars", NAME)
-        self.split_path = os.path.join(self.dataset_dir, "split_zhou_StanfordCars.json")
-        self.split_fewshot_dir = os.path.join(self.dataset_dir, "split_fewshot")
-
-        train, val, test = load_or_create_split(self.split_path, self.dataset_dir, self._split_from_annotations)
-        train, val, test = fewshot_and_subsample(self, cfg, train, val, test, self.split_fewshot_dir, self.dataset_dir)
-        super().__init__(train_x=train, val=val, test=test)
-
-    def _split_from_annotations(self) -> Split:
+    def create_split(self) -> Split:
         meta_file = os.path.join(self.dataset_dir, "devkit", "cars_meta.mat")
         trainval_file = os.path.join(self.dataset_dir, "devkit", "cars_train_annos.mat")
         test_file = os.path.join(self.dataset_dir, "cars_test_annos_withlabels.mat")

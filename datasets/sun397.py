@@ -4,17 +4,8 @@ the letter and put the qualifier first: ``/a/apartment_building/outdoor`` -> "ou
 import os
 from typing import Dict, List
 
-from mutual_prompt.backend import DATASET_REGISTRY, DatasetBase, Datum
-from mutual_prompt.splits import (
-    Split,
-    dataset_folder,
-    fewshot_and_subsample,
-    load_or_create_split,
-    make_datum,
-    read_text_lines,
-    require_dir,
-    split_trainval,
-)
+from mutual_prompt.backend import DATASET_REGISTRY, Datum
+from mutual_prompt.splits import Split, SplitFileDataset, make_datum, read_text_lines, split_trainval
 
 NAME = "SUN397"
 
@@ -25,20 +16,12 @@ def readable_classname(category: str) -> str:
 
 
 @DATASET_REGISTRY.register()
-class SUN397(DatasetBase):
+class SUN397(SplitFileDataset):
     dataset_dir = "sun397"
+    image_folder = "SUN397"
+    split_name = "SUN397"
 
-    def __init__(self, cfg) -> None:
-        self.dataset_dir = dataset_folder(cfg, "sun397", NAME)
-        self.image_dir = require_dir(os.path.join(self.dataset_dir, "SUN397"), NAME)
-        self.split_path = os.path.join(self.dataset_dir, "split_zhou_SUN397.json")
-        self.split_fewshot_dir = os.path.join(self.dataset_dir, "split_fewshot")
-
-        train, val, test = load_or_create_split(self.split_path, self.image_dir, self._split_from_partition)
-        train, val, test = fewshot_and_subsample(self, cfg, train, val, test, self.split_fewshot_dir, self.image_dir)
-        super().__init__(train_x=train, val=val, test=test)
-
-    def _split_from_partition(self) -> Split:
+    def create_split(self) -> Split:
         class_file = os.path.join(self.dataset_dir, "ClassName.txt")
         classnames = [line.lstrip("/") for line in read_text_lines(class_file, NAME)]
         cname2lab = {c: i for i, c in enumerate(classnames)}

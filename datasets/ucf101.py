@@ -5,17 +5,8 @@ import os
 import re
 from typing import Dict, List
 
-from mutual_prompt.backend import DATASET_REGISTRY, DatasetBase, Datum
-from mutual_prompt.splits import (
-    Split,
-    dataset_folder,
-    fewshot_and_subsample,
-    load_or_create_split,
-    make_datum,
-    read_text_lines,
-    require_dir,
-    split_trainval,
-)
+from mutual_prompt.backend import DATASET_REGISTRY, Datum
+from mutual_prompt.splits import Split, SplitFileDataset, make_datum, read_text_lines, split_trainval
 
 NAME = "UCF101"
 
@@ -25,20 +16,12 @@ def split_camel_case(action: str) -> str:
 
 
 @DATASET_REGISTRY.register()
-class UCF101(DatasetBase):
+class UCF101(SplitFileDataset):
     dataset_dir = "ucf101"
+    image_folder = "UCF-101-midframes"
+    split_name = "UCF101"
 
-    def __init__(self, cfg) -> None:
-        self.dataset_dir = dataset_folder(cfg, "ucf101", NAME)
-        self.image_dir = require_dir(os.path.join(self.dataset_dir, "UCF-101-midframes"), NAME)
-        self.split_path = os.path.join(self.dataset_dir, "split_zhou_UCF101.json")
-        self.split_fewshot_dir = os.path.join(self.dataset_dir, "split_fewshot")
-
-        train, val, test = load_or_create_split(self.split_path, self.image_dir, self._split_from_lists)
-        train, val, test = fewshot_and_subsample(self, cfg, train, val, test, self.split_fewshot_dir, self.image_dir)
-        super().__init__(train_x=train, val=val, test=test)
-
-    def _split_from_lists(self) -> Split:
+    def create_split(self) -> Split:
         class_file = os.path.join(self.dataset_dir, "ucfTrainTestlist", "classInd.txt")
         cname2lab = {}
         for line in read_text_lines(class_file, NAME):

@@ -7,7 +7,7 @@ exactly; ``<dir>/checkpoint`` names the newest file.
 import os
 import random
 from collections import OrderedDict
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import numpy as np
 import torch

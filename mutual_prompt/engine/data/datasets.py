@@ -6,7 +6,7 @@ sorted listing gives the same picks as CoOp under the same seed.
 import os
 import random
 from collections import defaultdict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from ..registry import Registry
 
