@@ -21,16 +21,19 @@ print((cfg.get("OPTIM") or {}).get("MAX_EPOCH", 10))
 PY
 }
 
-# run_once DIR END_SIGNAL train.py-args...: skip DIR when it already holds a finished run, else run
-# (an interrupted training run in DIR resumes from its last checkpoint).
+# run_once DIR END_SIGNAL DATASET SEED train.py-args...: skip DIR when it already holds a finished
+# run, else run train.py on DATASET's config with $TRAINER's $CFG, DATA and SEED, then the given
+# arguments (an interrupted training run in DIR resumes from its last checkpoint).
 run_once() {
-  local dir="$1" signal="$2"
-  shift 2
+  local dir="$1" signal="$2" dataset="$3" seed="$4"
+  shift 4
   if "$PYTHON" -c 'import sys; from mutual_prompt.results import parse_run; sys.exit(parse_run(sys.argv[1], end_signal=sys.argv[2]) is None)' "$dir" "$signal"; then
     echo "The results exist at ${dir} (so skip this job)"
     return 0
   fi
-  "$PYTHON" train.py --output-dir "$dir" "$@"
+  "$PYTHON" train.py --output-dir "$dir" --root "$DATA" --seed "$seed" --trainer "$TRAINER" \
+    --dataset-config-file "configs/datasets/${dataset}.yaml" \
+    --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" "$@"
 }
 
 require_args() {

@@ -10,9 +10,6 @@ LOADEP=${LOADEP:-$(config_max_epoch)}
 COMMON_DIR=${DATASET}/shots_${SHOTS}/${TRAINER}/${CFG}/seed${SEED}
 MODEL_DIR=${OUTPUT}/base2new/train_base/${COMMON_DIR}
 DIR=${OUTPUT}/base2new/test_${SUB}/${COMMON_DIR}
-run_once "$DIR" "=> result" \
-  --root "$DATA" --seed "$SEED" --trainer "$TRAINER" \
-  --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-  --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" \
+run_once "$DIR" "=> result" "$DATASET" "$SEED" \
   --model-dir "$MODEL_DIR" --load-epoch "$LOADEP" --eval-only \
   DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES "$SUB" "${@:3}"

@@ -5,8 +5,5 @@ require_args 2 "bash scripts/base2new_train.sh DATASET SEED [KEY VALUE ...]" "$@
 DATASET=$1
 SEED=$2
 DIR=${OUTPUT}/base2new/train_base/${DATASET}/shots_${SHOTS}/${TRAINER}/${CFG}/seed${SEED}
-run_once "$DIR" "Finish training" \
-  --root "$DATA" --seed "$SEED" --trainer "$TRAINER" \
-  --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-  --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" \
+run_once "$DIR" "Finish training" "$DATASET" "$SEED" \
   DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES base "${@:3}"

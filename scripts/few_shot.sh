@@ -8,9 +8,5 @@ DATASET=$1
 SHOTS=$2
 for SEED in ${SEEDS:-1 2 3}; do
   DIR=${OUTPUT}/few_shot/${DATASET}/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}
-  run_once "$DIR" "Finish training" \
-    --root "$DATA" --seed "$SEED" --trainer "$TRAINER" \
-    --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-    --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" \
-    DATASET.NUM_SHOTS "$SHOTS" "${@:3}"
+  run_once "$DIR" "Finish training" "$DATASET" "$SEED" DATASET.NUM_SHOTS "$SHOTS" "${@:3}"
 done

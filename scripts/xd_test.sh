@@ -9,9 +9,6 @@ SEED=$2
 SOURCE=${SOURCE:-imagenet}
 LOADEP=${LOADEP:-$(config_max_epoch)}
 DIR=${OUTPUT}/evaluation/${TRAINER}/${CFG}_${SHOTS}shots/${DATASET}/seed${SEED}
-run_once "$DIR" "=> result" \
-  --root "$DATA" --seed "$SEED" --trainer "$TRAINER" \
-  --dataset-config-file "configs/datasets/${DATASET}.yaml" \
-  --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" \
+run_once "$DIR" "=> result" "$DATASET" "$SEED" \
   --model-dir "${OUTPUT}/${SOURCE}/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}" \
   --load-epoch "$LOADEP" --eval-only "${@:3}"

@@ -7,8 +7,4 @@ require_args 1 "bash scripts/xd_train.sh SEED [KEY VALUE ...]" "$@"
 SEED=$1
 SOURCE=${SOURCE:-imagenet}
 DIR=${OUTPUT}/${SOURCE}/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}
-run_once "$DIR" "Finish training" \
-  --root "$DATA" --seed "$SEED" --trainer "$TRAINER" \
-  --dataset-config-file "configs/datasets/${SOURCE}.yaml" \
-  --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" \
-  DATASET.NUM_SHOTS "$SHOTS" "${@:2}"
+run_once "$DIR" "Finish training" "$SOURCE" "$SEED" DATASET.NUM_SHOTS "$SHOTS" "${@:2}"

@@ -90,3 +90,26 @@ def test_interrupted_training_resumes_to_the_same_weights(repo_root, tmp_path):
     a = torch.load(out / "straight" / "prompt_learner" / "model.pth.tar-3", weights_only=True)["state_dict"]
     b = torch.load(out / "resumed" / "prompt_learner" / "model.pth.tar-3", weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cross_dataset_domain_generalisation_and_few_shot_scripts(repo_root, quickstart):
+    """xd_train -> xd_test (the test loads the trained prompts), dg_test over it, and few_shot, on
+    the toy world with one epoch and few shots."""
+    data = quickstart[0].parent.parent / "data"
+    out = quickstart[0].parent / "scripts"
+    env = dict(SOURCE="toy_shapes", CFG="toy", SHOTS="2", LOADEP="1")
+    run_script(repo_root, ["scripts/xd_train.sh", "1", "OPTIM.MAX_EPOCH", "1"], data, out, **env)
+    run_script(repo_root, ["scripts/xd_test.sh", "toy_shapes", "1"], data, out, **env)
+    train_dir = out / "toy_shapes" / "MutualPrompt" / "toy_2shots" / "seed1"
+    test_dir = out / "evaluation" / "MutualPrompt" / "toy_2shots" / "toy_shapes" / "seed1"
+    assert parse_run(str(train_dir), end_signal=TRAIN_END_SIGNAL) is not None
+    assert parse_run(str(test_dir), end_signal=TEST_END_SIGNAL) is not None
+    assert str(train_dir / "prompt_learner" / "model.pth.tar-1") in (test_dir / "log.txt").read_text()
+    assert "(so skip this job)" in run_script(repo_root, ["scripts/dg_test.sh", "1"], data, out,
+                                              TARGETS="toy_shapes", **env)
+
+    run_script(repo_root, ["scripts/few_shot.sh", "toy_shapes", "1", "OPTIM.MAX_EPOCH", "1"], data, out,
+               CFG="toy", SEEDS="1")
+    few_shot_dir = out / "few_shot" / "toy_shapes" / "MutualPrompt" / "toy_1shots" / "seed1"
+    assert parse_run(str(few_shot_dir), end_signal=TRAIN_END_SIGNAL) is not None
+    assert "# train_x  64" in (few_shot_dir / "log.txt").read_text()  # 1 shot x 64 classes
