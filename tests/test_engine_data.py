@@ -462,3 +462,23 @@ def test_distributed_loaders(image_root, monkeypatch):
         expected = [d.impath for d in getattr(per_rank[0].dataset, split.split("_")[0])]
         assert sorted(paths) == sorted(expected)
     assert all(isinstance(dm.test_loader.sampler, ShardSampler) for dm in per_rank)
+
+
+def test_dataset_base_domain_helpers(tmp_path):
+    """Dassl's domain interface for user datasets: input-domain checks and grouping by domain."""
+    paths = make_images(str(tmp_path), {"cat": 2, "dog": 1})
+    items = make_datums(paths[:2], domain=0) + make_datums(paths[2:], classnames=["cat", "dog"], domain=1)
+
+    class TwoDomains(DatasetBase):
+        domains = ["photo", "sketch"]
+
+    dataset = TwoDomains(train_x=items)
+    dataset.check_input_domains(["photo"], ["sketch"])
+    with pytest.raises(ValueError, match=r"must belong to \['photo', 'sketch'\], but got \[art\]"):
+        dataset.check_input_domains(["photo"], ["art"])
+    with pytest.raises(ValueError, match="DATASET.SOURCE_DOMAINS is empty"):
+        dataset.check_input_domains([], ["sketch"])
+    with pytest.raises(ValueError, match="DATASET.TARGET_DOMAINS is empty"):
+        dataset.check_input_domains(["photo"], [])
+    by_domain = dataset.split_dataset_by_domain(items)
+    assert {d: [item.impath for item in group] for d, group in by_domain.items()} == {0: paths[:2], 1: paths[2:]}

@@ -50,6 +50,14 @@ def write_yaml(path, text: str) -> str:
     return str(path)
 
 
+def run_train_py(cwd, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """train.py in a fresh interpreter; fails the test with its output unless it exits with 0."""
+    proc = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "train.py"), *args], cwd=str(cwd),
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 def parse(*argv: str):
     return train.build_parser().parse_args(list(argv))
 
@@ -174,12 +182,7 @@ def test_zeroshot_logits_are_scaled_cosines_of_image_and_class_prompt_features(c
 
 def test_eval_only_end_to_end_writes_the_result_block_to_log_txt(caltech_root, tiny_clip_file, tmp_path):
     output_dir = tmp_path / "zeroshot"
-    proc = subprocess.run(
-        [sys.executable, os.path.join(REPO_ROOT, "train.py"),
-         *zeroshot_args(caltech_root, tiny_clip_file, str(output_dir), "--eval-only", "--seed", "1")],
-        cwd=str(tmp_path), capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_train_py(tmp_path, *zeroshot_args(caltech_root, tiny_clip_file, str(output_dir), "--eval-only", "--seed", "1"))
     log = (output_dir / "log.txt").read_text()
     for block in ("** Arguments **", "** Config **", "** System info **", "Setting fixed seed: 1"):
         assert block in log
@@ -193,12 +196,7 @@ def test_eval_only_end_to_end_writes_the_result_block_to_log_txt(caltech_root, t
 
 def test_no_train_builds_the_trainer_and_stops(caltech_root, tiny_clip_file, tmp_path):
     output_dir = tmp_path / "no_train"
-    proc = subprocess.run(
-        [sys.executable, os.path.join(REPO_ROOT, "train.py"),
-         *zeroshot_args(caltech_root, tiny_clip_file, str(output_dir), "--no-train")],
-        cwd=str(tmp_path), capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_train_py(tmp_path, *zeroshot_args(caltech_root, tiny_clip_file, str(output_dir), "--no-train"))
     log = (output_dir / "log.txt").read_text()
     assert "Prompts: [" in log and "no_train: True" in log
     assert "=> result" not in log
@@ -209,14 +207,9 @@ def test_toy_clip_zero_shot_on_toy_shapes_is_far_above_chance(tmp_path):
     if not os.path.isfile(TINY_CLIP_PATH):
         pytest.skip(f"{TINY_CLIP_PATH} not generated yet")
     output_dir = tmp_path / "toy"
-    proc = subprocess.run(
-        [sys.executable, os.path.join(REPO_ROOT, "train.py"), "--root", str(tmp_path / "data"),
-         "--trainer", "ZeroshotMP", "--dataset-config-file",
-         os.path.join(REPO_ROOT, "configs", "datasets", "toy_shapes.yaml"), "--config-file", TOY_CONFIG,
-         "--output-dir", str(output_dir), "--eval-only", "USE_CUDA", "False"],
-        cwd=str(tmp_path), capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_train_py(tmp_path, "--root", str(tmp_path / "data"), "--trainer", "ZeroshotMP", "--dataset-config-file",
+                 os.path.join(REPO_ROOT, "configs", "datasets", "toy_shapes.yaml"), "--config-file", TOY_CONFIG,
+                 "--output-dir", str(output_dir), "--eval-only", "USE_CUDA", "False", timeout=600)
     result = (output_dir / "log.txt").read_text().split("=> result")[-1]
     accuracy = float(re.search(r"\* accuracy: ([\d.]+)%", result).group(1))
     assert "* total: 1,280" in result

@@ -21,10 +21,10 @@ from mutual_prompt.backend import (
 )
 from mutual_prompt.cfg_keys import ensure_common_keys
 from mutual_prompt.model.clip_loader import load_clip
+from mutual_prompt.model.ftp import FTP_MODES
 from mutual_prompt.model.mutual_prompt_clip import MutualPromptCLIP
 
 PRECISIONS = ("fp16", "fp32", "amp", "bf16")
-FTP_MODES = ("fine", "shared", "none")
 
 
 def extend_cfg(cfg) -> None:
@@ -108,9 +108,7 @@ class MutualPrompt(TrainerX):
             clip_model.to(torch.bfloat16)
 
         print("Building MutualPromptCLIP")
-        self.model = build_mutual_prompt_clip(cfg, classnames, clip_model)
-        for name, param in self.model.named_parameters():
-            param.requires_grad_(name.startswith("prompt_learner."))
+        self.model = build_mutual_prompt_clip(cfg, classnames, clip_model)  # CLIP frozen, prompts trainable
         trainable = sum(p.numel() for p in self.model.prompt_learner.parameters())
         print(f"Trainable parameters (prompt_learner): {trainable:,}")
 

@@ -6,13 +6,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .distributed import is_distributed
 from .registry import Registry
 
 EVALUATOR_REGISTRY = Registry("EVALUATOR")
 
 
 def _gather(values: List[int]) -> List[int]:
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not is_distributed():
         return values
     parts: List[Optional[List[int]]] = [None] * dist.get_world_size()
     dist.all_gather_object(parts, values)

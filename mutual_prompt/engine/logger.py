@@ -1,4 +1,4 @@
-"""Tee stdout and stderr to ``<output>/log.txt`` as Dassl does (an existing log is never overwritten)."""
+"""Tee stdout to ``<output>/log.txt`` as Dassl does (an existing log is never overwritten)."""
 import os
 import sys
 import time

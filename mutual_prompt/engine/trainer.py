@@ -67,6 +67,11 @@ class TrainerBase:
         self._optims[name] = optim
         self._scheds[name] = sched
 
+    def _unwrapped_model(self, name: str) -> nn.Module:
+        """The registered model, without a ``DataParallel``-style ``.module`` wrapper."""
+        model = self._models[name]
+        return model.module if hasattr(model, "module") else model
+
     def get_model_names(self, names=None) -> List[str]:
         names_real = list(self._models.keys())
         if names is None:
@@ -81,8 +86,7 @@ class TrainerBase:
         if not is_main_process():
             return
         for name in self.get_model_names():
-            model = self._models[name]
-            model = model.module if hasattr(model, "module") else model
+            model = self._unwrapped_model(name)
             optim, sched = self._optims[name], self._scheds[name]
             save_checkpoint(
                 {
@@ -106,8 +110,7 @@ class TrainerBase:
         print(f'Found checkpoint at "{directory}" (will resume training)')
         start_epoch = 0
         for name in names:
-            model = self._models[name]
-            model = model.module if hasattr(model, "module") else model
+            model = self._unwrapped_model(name)
             start_epoch = resume_from_checkpoint(os.path.join(directory, name), model, self._optims[name], self._scheds[name])
         return start_epoch
 
@@ -122,8 +125,7 @@ class TrainerBase:
                 raise FileNotFoundError(f'Model not found at "{model_path}" (--model-dir {directory}, --load-epoch {epoch})')
             checkpoint = load_checkpoint(model_path)
             print(f'Load {model_path} to {name} (epoch={checkpoint["epoch"]}, val_result={checkpoint.get("val_result")})')
-            model = self._models[name]
-            model = model.module if hasattr(model, "module") else model
+            model = self._unwrapped_model(name)
             model.load_state_dict(checkpoint["state_dict"], strict=False)
 
     def set_model_mode(self, mode: str = "train", names=None) -> None:

@@ -21,10 +21,6 @@ def mkdir_if_missing(dirname: str) -> None:
                 raise
 
 
-def check_isfile(fpath: str) -> bool:
-    return os.path.isfile(fpath)
-
-
 @contextmanager
 def atomic_path(fpath: str) -> Iterator[str]:
     """Yield a temporary path beside ``fpath``; it replaces ``fpath`` only if the block succeeds.

@@ -11,11 +11,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from tabulate import tabulate
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
+from .. import distributed
 from ..utils import read_image
 from .datasets import build_dataset
 from .samplers import build_eval_sampler, build_train_sampler
@@ -29,9 +29,7 @@ Transform = Callable[[Any], Any]
 
 def distributed_rank_and_world_size() -> Tuple[int, int]:
     """(rank, world size) of the initialised process group, or (0, 1) without one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    return distributed.rank(), distributed.world_size()
 
 
 def seed_worker(rank: int, worker_id: int) -> None:
