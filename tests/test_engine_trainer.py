@@ -281,3 +281,59 @@ def test_two_process_gloo_ddp_on_cpu(tmp_path, repo_root):
     single = build_trainer(make_cfg(tmp_path, tmp_path / "single"))
     single.load_model(str(out), epoch=2)
     assert single.test() == pytest.approx(r0["acc"])
+
+
+VAL_BY_EPOCH = [40.0, 90.0, 70.0, 60.0, 80.0]
+
+
+@TRAINER_REGISTRY.register()
+class ScriptedValLinear(TinyLinear):
+    """TinyLinear whose validation accuracy follows VAL_BY_EPOCH: the best epoch is the second."""
+
+    def test(self, split=None):
+        if split == "val":
+            return VAL_BY_EPOCH[self.epoch]
+        return super().test(split)
+
+
+def _simulate_kill_after(out, epoch):
+    """As if killed during epoch ``epoch + 1``: later checkpoints never written, the pointer at ``epoch``."""
+    ckpt_dir = out / "linear"
+    for name in os.listdir(ckpt_dir):
+        if name.startswith("model.pth.tar-") and int(name.rsplit("-", 1)[1]) > epoch:
+            os.remove(ckpt_dir / name)
+    (ckpt_dir / "checkpoint").write_text(f"model.pth.tar-{epoch}\n")
+
+
+def test_best_val_resume_keeps_the_best_epoch_and_the_final_result(tmp_path):
+    opts = {"TEST.FINAL_MODEL": "best_val", "TRAINER.NAME": "ScriptedValLinear", "TRAIN.CHECKPOINT_FREQ": 1}
+    straight = run(make_cfg(tmp_path, tmp_path / "straight", epochs=5, **opts))
+    straight_best = load_checkpoint(str(tmp_path / "straight" / "linear" / "model-best.pth.tar"))
+    assert straight_best["epoch"] == 2
+
+    interrupted = tmp_path / "interrupted"
+    run(make_cfg(tmp_path, interrupted, epochs=5, **opts))
+    _simulate_kill_after(interrupted, 3)  # after the best epoch (2)
+    resumed = run(make_cfg(tmp_path, interrupted, epochs=5, **opts))
+    assert resumed.start_epoch == 3
+    assert (resumed.best_result, resumed.best_epoch) == (90.0, 2)
+    best = load_checkpoint(str(interrupted / "linear" / "model-best.pth.tar"))
+    assert best["epoch"] == 2 and best["val_result"] == 90.0
+    assert all(torch.equal(a, b) for a, b in zip(straight_best["state_dict"].values(), best["state_dict"].values()))
+    assert resumed.test() == straight.test()
+
+
+def test_best_val_resume_from_a_checkpoint_without_the_best_fields_reads_model_best(tmp_path):
+    """Checkpoints written by Dassl (or before this field existed) hold no best_result: model-best's
+    val_result and epoch are used."""
+    opts = {"TEST.FINAL_MODEL": "best_val", "TRAINER.NAME": "ScriptedValLinear", "TRAIN.CHECKPOINT_FREQ": 1}
+    out = tmp_path / "out"
+    run(make_cfg(tmp_path, out, epochs=5, **opts))
+    _simulate_kill_after(out, 3)
+    path = str(out / "linear" / "model.pth.tar-3")
+    state = load_checkpoint(path)
+    del state["best_result"], state["best_epoch"]
+    torch.save(state, path)
+    resumed = run(make_cfg(tmp_path, out, epochs=5, **opts))
+    assert (resumed.best_result, resumed.best_epoch) == (90.0, 2)
+    assert load_checkpoint(str(out / "linear" / "model-best.pth.tar"))["epoch"] == 2

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from yacs.config import CfgNode as CN
 
 from mutual_prompt.backend import (
+    BACKEND,
     TRAINER_REGISTRY,
     TrainerX,
     build_lr_scheduler,
@@ -23,6 +24,7 @@ from mutual_prompt.cfg_keys import ensure_common_keys
 from mutual_prompt.model.clip_loader import load_clip
 from mutual_prompt.model.ftp import FTP_MODES
 from mutual_prompt.model.mutual_prompt_clip import MutualPromptCLIP
+from mutual_prompt.resume import best_val_so_far
 
 PRECISIONS = ("fp16", "fp32", "amp", "bf16")
 
@@ -120,6 +122,13 @@ class MutualPrompt(TrainerX):
         self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
         self.register_model("prompt_learner", self.model.prompt_learner, self.optim, self.sched)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "amp" and self.device.type == "cuda" else None
+
+    def resume_model_if_exist(self, directory: str) -> int:
+        start_epoch = super().resume_model_if_exist(directory)
+        if BACKEND == "dassl" and start_epoch > 0:
+            # Dassl restarts best_result at -inf; the built-in engine restores it itself.
+            self.best_result, _ = best_val_so_far(directory, self.get_model_names())
+        return start_epoch
 
     def _autocast(self):
         if self.precision != "amp":

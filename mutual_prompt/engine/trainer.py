@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from ..resume import best_val_so_far
 from .checkpoint import load_checkpoint, resume_from_checkpoint, rng_state, save_checkpoint
 from .data.data_manager import DataManager
 from .distributed import barrier, init_distributed, is_distributed, is_main_process
@@ -96,11 +97,16 @@ class TrainerBase:
                     "scheduler": sched.state_dict() if sched is not None else None,
                     "val_result": val_result,
                     "rng_state": rng_state(),
+                    **self.resume_state(),
                 },
                 os.path.join(directory, name),
                 is_best=is_best,
                 model_name=model_name,
             )
+
+    def resume_state(self) -> Dict[str, object]:
+        """Entries beside the weights that a resumed run needs to continue as if uninterrupted."""
+        return {}
 
     def resume_model_if_exist(self, directory: str) -> int:
         names = self.get_model_names()
@@ -247,6 +253,7 @@ class SimpleTrainer(TrainerBase):
         self.build_model()
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
         self.best_result = -np.inf
+        self.best_epoch: Optional[int] = None
 
     def check_cfg(self, cfg) -> None:
         pass
@@ -264,6 +271,18 @@ class SimpleTrainer(TrainerBase):
 
     def build_model(self) -> None:
         raise NotImplementedError
+
+    def resume_state(self) -> Dict[str, object]:
+        return {"best_result": float(self.best_result), "best_epoch": self.best_epoch}
+
+    def resume_model_if_exist(self, directory: str) -> int:
+        """Resume the weights, optimizers and schedulers, and the best validation result so far."""
+        start_epoch = super().resume_model_if_exist(directory)
+        if start_epoch > 0:
+            self.best_result, self.best_epoch = best_val_so_far(directory, self.get_model_names())
+            if self.best_epoch is not None:
+                print(f"Best val result so far: {self.best_result} (epoch {self.best_epoch})")
+        return start_epoch
 
     def train(self) -> None:
         super().train(self.start_epoch, self.max_epoch)
@@ -298,6 +317,7 @@ class SimpleTrainer(TrainerBase):
             is_best = curr_result > self.best_result
             if is_best:
                 self.best_result = curr_result
+                self.best_epoch = self.epoch + 1
                 self.save_model(self.epoch, self.output_dir, val_result=curr_result, model_name="model-best.pth.tar")
         if meet_checkpoint_freq or last_epoch:
             self.save_model(self.epoch, self.output_dir)
