@@ -10,11 +10,22 @@ method config file, the flags, then the trailing KEY VALUE overrides. Runs under
 built-in engine (see ``mutual_prompt.backend``), and under ``torchrun`` with the built-in engine.
 """
 import argparse
+import os
+import signal
+import sys
 from typing import List, Optional
 
 import torch
 
 from mutual_prompt.backend import build_trainer, collect_env_info, get_cfg_default, set_random_seed, setup_logger
+from mutual_prompt.resume import (
+    FingerprintMismatch,
+    check_run_fingerprint,
+    newest_checkpoint,
+    repair_checkpoint_pointers,
+    write_run_fingerprint,
+)
+from mutual_prompt.run_dir import OutputDirLocked, lock_output_dir, remove_stale_temp_files
 
 import datasets  # noqa: F401  (registers every dataset)
 import trainers
@@ -40,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
     parser.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser.add_argument(
+        "--force-resume",
+        action="store_true",
+        help="resume even if the output directory holds a run with other SEED/DATASET/TRAINER values",
+    )
     parser.add_argument(
         "opts", default=None, nargs=argparse.REMAINDER, help="modify config options using the command-line"
     )
@@ -96,6 +112,35 @@ def print_args(args: argparse.Namespace, cfg) -> None:
     print(cfg)
 
 
+class RunInterrupted(Exception):
+    """SIGINT or SIGTERM arrived; carries the signal's name."""
+
+
+def _raise_interrupted(signum: int, frame) -> None:
+    raise RunInterrupted(signal.Signals(signum).name)
+
+
+def interruption_line(signame: str, trainer, cfg, eval_only: bool) -> str:
+    """Where the run stopped and how to continue it, in one line."""
+    if trainer is None:
+        where = "while building the trainer"
+    elif eval_only:
+        where = "during evaluation"
+    else:
+        where = f"during epoch {trainer.epoch + 1}/{trainer.max_epoch}"
+    newest = newest_checkpoint(cfg.OUTPUT_DIR)
+    if newest:
+        then = f"the newest checkpoint is {newest}; run the same command again to resume from it"
+    else:
+        then = ("no checkpoint was saved yet (TRAIN.CHECKPOINT_FREQ 0 saves only the last epoch); "
+                "running the same command again starts from scratch")
+    return f"Interrupted by {signame} {where}: {then}"
+
+
+def is_main_rank() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -104,7 +149,30 @@ def main(argv: Optional[List[str]] = None) -> None:
     except CONFIG_ERRORS as e:
         parser.error(e.args[0] if e.args else str(e))
 
+    training = not args.eval_only and not args.no_train
+    lock, note = None, None
+    try:
+        if cfg.OUTPUT_DIR and is_main_rank():
+            lock = lock_output_dir(cfg.OUTPUT_DIR)
+        if training and not args.force_resume:
+            note = check_run_fingerprint(cfg.RESUME or cfg.OUTPUT_DIR, cfg)
+    except (OutputDirLocked, FingerprintMismatch) as e:
+        if lock is not None:
+            lock.release()
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
+    try:
+        run(args, cfg, training, note)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def run(args: argparse.Namespace, cfg, training: bool, fingerprint_note: Optional[str]) -> None:
+    """Log, seed, build the trainer and train or evaluate; SIGINT/SIGTERM end it with one line."""
     setup_logger(cfg.OUTPUT_DIR)
+    if is_main_rank():
+        for path in remove_stale_temp_files(cfg.OUTPUT_DIR):
+            print(f"Removed the temporary file of an interrupted write: {path}")
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
@@ -115,13 +183,36 @@ def main(argv: Optional[List[str]] = None) -> None:
     print("Collecting env info ...")
     print(f"** System info **\n{collect_env_info()}\n")
 
-    trainer = build_trainer(cfg)
-    if args.eval_only:
-        trainer.load_model(args.model_dir, epoch=args.load_epoch)
-        trainer.test()
-        return
-    if not args.no_train:
-        trainer.train()
+    if fingerprint_note:
+        print(f"Note: {fingerprint_note}")
+    if training:
+        try:
+            repairs = repair_checkpoint_pointers(cfg.RESUME or cfg.OUTPUT_DIR)
+        except RuntimeError as e:
+            print(f"Error: {e}")
+            sys.exit(2)
+        for line in repairs:
+            print(f"Resume: {line}")
+        if is_main_rank():
+            write_run_fingerprint(cfg.OUTPUT_DIR, cfg)
+
+    trainer = None
+    handlers = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        trainer = build_trainer(cfg)
+        if args.eval_only:
+            trainer.load_model(args.model_dir, epoch=args.load_epoch)
+            trainer.test()
+        elif not args.no_train:
+            trainer.train()
+    except (RunInterrupted, KeyboardInterrupt) as e:
+        signame = str(e) if isinstance(e, RunInterrupted) else "SIGINT"
+        print(interruption_line(signame, trainer, cfg, args.eval_only))
+        sys.stdout.flush()
+        sys.exit(128 + signal.Signals[signame].value)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,37 @@
-"""What a resumed run restores beyond the weights, host-independently (built-in engine or Dassl).
+"""What a resumed run must match and restore beyond the weights, host-independently (built-in
+engine or Dassl).
 
-``best_val_so_far``: with ``TEST.FINAL_MODEL best_val`` the best validation result and its epoch at
-the checkpoint a run resumes from, so that a later, worse epoch does not replace ``model-best``.
+- ``best_val_so_far``: with ``TEST.FINAL_MODEL best_val``, the best validation result and its epoch
+  at the checkpoint a run resumes from, so that a later, worse epoch does not replace ``model-best``;
+- the run fingerprint (``run_fingerprint.json`` beside ``log.txt``): the config keys that decide a
+  run's outcome; resuming into a directory written with other values is refused, naming them;
+- ``repair_checkpoint_pointers``: an empty ``checkpoint`` pointer or an unreadable newest checkpoint
+  is reported, and the pointer moved to the newest intact checkpoint.
 """
+import json
 import math
 import os
-from typing import Optional, Sequence, Tuple
+import re
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from .engine.utils import atomic_path, write_json
+
 BEST_FILE = "model-best.pth.tar"
 POINTER_FILE = "checkpoint"
+FINGERPRINT_FILE = "run_fingerprint.json"
+EPOCH_CHECKPOINT = re.compile(r"^model\.pth\.tar-(\d+)$")
+# Keys that decide what a run computes; TRAINER.* (every trainer's method keys) is added whole.
+FINGERPRINT_KEYS = (
+    "SEED",
+    "DATASET.NAME",
+    "DATASET.SUBSAMPLE_CLASSES",
+    "DATASET.NUM_SHOTS",
+    "DATASET.SOURCE_DOMAINS",
+    "DATASET.TARGET_DOMAINS",
+    "MODEL.BACKBONE.NAME",
+)
 
 
 def _load(path: str) -> dict:
@@ -42,3 +63,144 @@ def best_val_so_far(directory: str, names: Sequence[str]) -> Tuple[float, Option
             if checkpoint.get("val_result") is not None:
                 return float(checkpoint["val_result"]), checkpoint.get("epoch")
     return -math.inf, None
+
+
+def _flatten(node, prefix: str) -> Dict[str, Any]:
+    out = {}
+    for key in sorted(node.keys()):
+        value = node[key]
+        name = f"{prefix}.{key}"
+        if hasattr(value, "keys"):
+            out.update(_flatten(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+def _get(cfg, dotted: str) -> Any:
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def run_fingerprint(cfg) -> Dict[str, Any]:
+    """The outcome-deciding config values, as JSON reads them back (tuples become lists)."""
+    values = {key: _get(cfg, key) for key in FINGERPRINT_KEYS}
+    values.update(_flatten(cfg.TRAINER, "TRAINER"))
+    return json.loads(json.dumps(values))
+
+
+def has_checkpoints(directory: str) -> bool:
+    """Whether any ``<directory>/<model>/checkpoint`` pointer exists (a run to resume)."""
+    if not os.path.isdir(directory):
+        return False
+    return any(os.path.isfile(os.path.join(directory, name, POINTER_FILE)) for name in os.listdir(directory))
+
+
+class FingerprintMismatch(ValueError):
+    """The directory to resume from was written by a run with other outcome-deciding config values."""
+
+
+def check_run_fingerprint(directory: str, cfg) -> Optional[str]:
+    """Raise ``FingerprintMismatch`` naming every differing key if ``directory`` holds another run's
+    fingerprint; return a note when it holds checkpoints but no fingerprint (not verifiable)."""
+    path = os.path.join(directory, FINGERPRINT_FILE)
+    if not os.path.isfile(path):
+        if has_checkpoints(directory):
+            return (f"{directory} holds checkpoints but no {FINGERPRINT_FILE} (written before it existed, or by "
+                    "another tool): cannot check that they come from this configuration")
+        return None
+    with open(path, "r", encoding="utf-8") as f:
+        stored = json.load(f)
+    current = run_fingerprint(cfg)
+    differing = sorted(k for k in set(stored) | set(current) if stored.get(k, "<absent>") != current.get(k, "<absent>"))
+    if differing:
+        details = "; ".join(f"{k}: {stored.get(k, '<absent>')!r} there, {current.get(k, '<absent>')!r} now"
+                            for k in differing)
+        raise FingerprintMismatch(
+            f"{directory} holds a run with a different configuration ({details}). Resuming would mix two runs: "
+            "use another --output-dir, or pass --force-resume to continue in it anyway."
+        )
+    return None
+
+
+def write_run_fingerprint(directory: str, cfg) -> None:
+    write_json(run_fingerprint(cfg), os.path.join(directory, FINGERPRINT_FILE))
+
+
+def _epoch_checkpoints(model_dir: str) -> List[int]:
+    epochs = [int(m.group(1)) for m in map(EPOCH_CHECKPOINT.match, os.listdir(model_dir)) if m]
+    return sorted(epochs, reverse=True)
+
+
+def _is_intact(path: str) -> bool:
+    try:
+        checkpoint = _load(path)
+    except Exception:
+        return False
+    return isinstance(checkpoint, dict) and "state_dict" in checkpoint and "epoch" in checkpoint
+
+
+def _pointed_epoch(model_dir: str) -> Tuple[Optional[int], str]:
+    """(epoch of the checkpoint the pointer names if it is intact, else None; why not)."""
+    with open(os.path.join(model_dir, POINTER_FILE), "r") as f:
+        name = f.readline().strip()
+    if not name:
+        return None, f"{os.path.join(model_dir, POINTER_FILE)} is empty"
+    path = os.path.join(model_dir, name)
+    match = EPOCH_CHECKPOINT.match(name)
+    if not os.path.isfile(path):
+        return None, f"{path}, named by {os.path.join(model_dir, POINTER_FILE)}, does not exist"
+    if not _is_intact(path):
+        return None, f"the newest checkpoint {path} is corrupt (truncated or not a checkpoint)"
+    return (int(match.group(1)) if match else None), ""
+
+
+def repair_checkpoint_pointers(directory: str) -> List[str]:
+    """Point every model's ``checkpoint`` file of ``directory`` at an intact checkpoint, of one epoch
+    for all models; return what was wrong and what was done (empty when nothing was).
+
+    Raises ``RuntimeError`` when some model has no intact checkpoint to resume from.
+    """
+    if not has_checkpoints(directory):
+        return []
+    model_dirs = sorted(os.path.join(directory, n) for n in os.listdir(directory)
+                        if os.path.isfile(os.path.join(directory, n, POINTER_FILE)))
+    problems = []
+    for model_dir in model_dirs:
+        epoch, why = _pointed_epoch(model_dir)
+        if why:
+            problems.append(why)
+    if not problems:
+        return []
+    common: Optional[set] = None
+    for model_dir in model_dirs:
+        intact = {e for e in _epoch_checkpoints(model_dir)
+                  if _is_intact(os.path.join(model_dir, f"model.pth.tar-{e}"))}
+        common = intact if common is None else common & intact
+    if not common:
+        raise RuntimeError(
+            f"Cannot resume from {directory}: {'; '.join(problems)}, and no earlier intact checkpoint exists "
+            "for every model. Delete the folder (or use another --output-dir) to train from scratch."
+        )
+    epoch = max(common)
+    for model_dir in model_dirs:
+        with atomic_path(os.path.join(model_dir, POINTER_FILE)) as tmp:
+            with open(tmp, "w") as f:
+                f.write(f"model.pth.tar-{epoch}\n")
+    return problems + [f"resuming from the newest intact checkpoint instead: epoch {epoch}"]
+
+
+def newest_checkpoint(directory: str) -> Optional[str]:
+    """The checkpoint file the first model's pointer in ``directory`` names, if any."""
+    if not has_checkpoints(directory):
+        return None
+    for name in sorted(os.listdir(directory)):
+        pointer = os.path.join(directory, name, POINTER_FILE)
+        if os.path.isfile(pointer):
+            with open(pointer, "r") as f:
+                newest = f.readline().strip()
+            if newest:
+                return os.path.join(directory, name, newest)
+    return None

@@ -1,0 +1,227 @@
+"""One run per output directory, fingerprinted resumes, repaired checkpoint pointers, leftovers of
+killed runs, and SIGINT/SIGTERM, through train.py."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import train
+from mutual_prompt.resume import (
+    FINGERPRINT_FILE,
+    FingerprintMismatch,
+    check_run_fingerprint,
+    repair_checkpoint_pointers,
+    run_fingerprint,
+    write_run_fingerprint,
+)
+from mutual_prompt.run_dir import LOCK_FILE, lock_output_dir, remove_stale_temp_files
+from test_train_cli import caltech_root, tiny_clip_file, zeroshot_args  # noqa: F401  (fixtures)
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def toy_cfg(*opts: str):
+    args = train.build_parser().parse_args([
+        "--trainer", "MutualPrompt", "--seed", "1", "--dataset-config-file", "configs/datasets/toy_shapes.yaml",
+        "--config-file", "configs/trainers/MutualPrompt/toy.yaml", *opts])
+    cwd = os.getcwd()
+    os.chdir(REPO_ROOT)
+    try:
+        return train.setup_cfg(args)
+    finally:
+        os.chdir(cwd)
+
+
+# 2. The output-directory lock
+
+
+def test_a_second_run_into_a_locked_output_dir_stops_at_once(caltech_root, tiny_clip_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    holder = lock_output_dir(str(out))  # as a first run does, for its whole life
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            train.main(zeroshot_args(caltech_root, tiny_clip_file, str(out), "--no-train", "--seed", "2"))
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert f"Output directory {out} is in use by another run (pid {os.getpid()} on host {socket.gethostname()}" in err
+        assert not (out / "log.txt").exists()  # nothing of the second run was written
+    finally:
+        holder.release()
+    assert not (out / LOCK_FILE).exists()
+
+
+def test_a_stale_lock_is_taken_over_and_released(caltech_root, tiny_clip_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (out / LOCK_FILE).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": "earlier"}))
+    train.main(zeroshot_args(caltech_root, tiny_clip_file, str(out), "--no-train"))
+    assert f"Taking over the stale lock {out / LOCK_FILE}" in capsys.readouterr().out
+    assert not (out / LOCK_FILE).exists()
+
+
+def test_the_lock_is_held_by_a_live_process_until_it_exits(tmp_path):
+    out = tmp_path / "out"
+    script = ("import sys, time; from mutual_prompt.run_dir import lock_output_dir; "
+              f"lock_output_dir({str(out)!r}); print('locked', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RuntimeError, match=f"pid {holder.pid} on host"):
+            lock_output_dir(str(out))
+    finally:
+        holder.kill()  # SIGKILL: the kernel drops its flock; the file stays behind, stale
+        holder.wait()
+    assert (out / LOCK_FILE).exists()
+    lock_output_dir(str(out)).release()
+
+
+# 5. The run fingerprint
+
+
+def test_resuming_with_another_seed_is_refused_naming_the_key(caltech_root, tiny_clip_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    seed1 = train.setup_cfg(train.build_parser().parse_args(zeroshot_args(caltech_root, tiny_clip_file, str(out),
+                                                                          "--seed", "1")))
+    write_run_fingerprint(str(out), seed1)
+    (out / "prompt_learner").mkdir()
+    (out / "prompt_learner" / "checkpoint").write_text("model.pth.tar-5\n")
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(zeroshot_args(caltech_root, tiny_clip_file, str(out), "--seed", "2"))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "holds a run with a different configuration (SEED: 1 there, 2 now)" in err and "--force-resume" in err
+    assert not (out / "log.txt").exists()
+
+
+def test_force_resume_skips_the_fingerprint_check(caltech_root, tiny_clip_file, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    seed1 = train.setup_cfg(train.build_parser().parse_args(zeroshot_args(caltech_root, tiny_clip_file, str(out),
+                                                                          "--seed", "1")))
+    write_run_fingerprint(str(out), seed1)
+    calls = []
+    monkeypatch.setattr(train, "run", lambda args, cfg, training, note: calls.append(cfg.SEED))
+    train.main(zeroshot_args(caltech_root, tiny_clip_file, str(out), "--seed", "2", "--force-resume"))
+    assert calls == [2]
+
+
+def test_fingerprint_names_every_differing_key(tmp_path):
+    write_run_fingerprint(str(tmp_path), toy_cfg("DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base"))
+    check_run_fingerprint(str(tmp_path), toy_cfg("DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base",
+                                                 "TRAIN.CHECKPOINT_FREQ", "1"))  # not outcome-deciding
+    other = toy_cfg("DATASET.NUM_SHOTS", "4", "DATASET.SUBSAMPLE_CLASSES", "base",
+                    "TRAINER.MUTUAL_PROMPT.FTP.MODE", "shared")
+    with pytest.raises(FingerprintMismatch) as e:
+        check_run_fingerprint(str(tmp_path), other)
+    assert "DATASET.NUM_SHOTS: 16 there, 4 now" in str(e.value)
+    assert "TRAINER.MUTUAL_PROMPT.FTP.MODE: 'fine' there, 'shared' now" in str(e.value)
+    assert set(run_fingerprint(other)) >= {"SEED", "DATASET.NAME", "TRAINER.NAME", "MODEL.BACKBONE.NAME"}
+
+
+def test_checkpoints_without_a_fingerprint_give_a_note(tmp_path):
+    (tmp_path / "prompt_learner").mkdir()
+    (tmp_path / "prompt_learner" / "checkpoint").write_text("model.pth.tar-1\n")
+    assert f"no {FINGERPRINT_FILE}" in check_run_fingerprint(str(tmp_path), toy_cfg())
+
+
+# 5 and 10. Resuming past an empty pointer or a corrupt newest checkpoint
+
+
+def _checkpoints(model_dir, epochs):
+    model_dir.mkdir(parents=True)
+    for e in epochs:
+        torch.save({"state_dict": {"w": torch.full((2,), float(e))}, "epoch": e}, model_dir / f"model.pth.tar-{e}")
+    (model_dir / "checkpoint").write_text(f"model.pth.tar-{max(epochs)}\n")
+
+
+def test_a_truncated_newest_checkpoint_resumes_from_the_newest_intact_one(tmp_path):
+    _checkpoints(tmp_path / "prompt_learner", [1, 2, 3])
+    newest = tmp_path / "prompt_learner" / "model.pth.tar-3"
+    newest.write_bytes(newest.read_bytes()[:100])
+    lines = repair_checkpoint_pointers(str(tmp_path))
+    assert f"the newest checkpoint {newest} is corrupt" in lines[0]
+    assert lines[-1] == "resuming from the newest intact checkpoint instead: epoch 2"
+    assert (tmp_path / "prompt_learner" / "checkpoint").read_text() == "model.pth.tar-2\n"
+    assert repair_checkpoint_pointers(str(tmp_path)) == []
+
+
+def test_an_empty_pointer_is_named_and_repaired(tmp_path):
+    _checkpoints(tmp_path / "prompt_learner", [1, 2])
+    (tmp_path / "prompt_learner" / "checkpoint").write_text("")
+    lines = repair_checkpoint_pointers(str(tmp_path))
+    assert lines[0] == f"{tmp_path / 'prompt_learner' / 'checkpoint'} is empty"
+    assert (tmp_path / "prompt_learner" / "checkpoint").read_text() == "model.pth.tar-2\n"
+
+
+def test_models_resume_from_one_common_intact_epoch_or_say_there_is_none(tmp_path):
+    _checkpoints(tmp_path / "a", [1, 2])
+    _checkpoints(tmp_path / "b", [1, 2])
+    (tmp_path / "b" / "model.pth.tar-2").write_bytes(b"")
+    repair_checkpoint_pointers(str(tmp_path))
+    assert (tmp_path / "a" / "checkpoint").read_text() == (tmp_path / "b" / "checkpoint").read_text() == "model.pth.tar-1\n"
+    (tmp_path / "a" / "model.pth.tar-1").write_bytes(b"garbage")
+    (tmp_path / "a" / "checkpoint").write_text("model.pth.tar-1\n")
+    with pytest.raises(RuntimeError, match="no earlier intact checkpoint exists for every model"):
+        repair_checkpoint_pointers(str(tmp_path))
+
+
+# 8. Leftovers of interrupted atomic writes
+
+
+def test_stale_temp_files_are_removed_at_the_next_start(caltech_root, tiny_clip_file, tmp_path):
+    out = tmp_path / "out"
+    (out / "prompt_learner").mkdir(parents=True)
+    leftovers = [out / "prompt_learner" / ".model.pth.tar-3.k2j4h_9x.tmp", out / ".log.txt.abcdefgh.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"partial")
+    kept = out / "prompt_learner" / ".notes.tmp"  # not atomic_path's pattern
+    kept.write_text("mine")
+    train.main(zeroshot_args(caltech_root, tiny_clip_file, str(out), "--no-train"))
+    assert not any(p.exists() for p in leftovers) and kept.exists()
+    log = (out / "log.txt").read_text()
+    assert f"Removed the temporary file of an interrupted write: {leftovers[0]}" in log
+    assert remove_stale_temp_files(str(out)) == []
+
+
+# 9. SIGINT / SIGTERM
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("toy_data"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_writes_where_the_run_stopped_and_how_to_resume_to_log_txt(toy_data, tmp_path, sig):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", "--root", toy_data, "--trainer", "MutualPrompt", "--seed", "1",
+         "--dataset-config-file", "configs/datasets/toy_shapes.yaml",
+         "--config-file", "configs/trainers/MutualPrompt/toy.yaml", "--output-dir", str(out),
+         "DATASET.NUM_SHOTS", "2", "DATASET.SUBSAMPLE_CLASSES", "base", "TRAIN.CHECKPOINT_FREQ", "1",
+         "TEST.NO_TEST", "True"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, MUTUAL_PROMPT_BACKEND="builtin"))
+    deadline = time.time() + 300
+    log = out / "log.txt"
+    while time.time() < deadline and not (log.exists() and "epoch [2/5]" in log.read_text()):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig.value
+    last = log.read_text().strip().splitlines()[-1]
+    match = re.fullmatch(rf"Interrupted by {sig.name} during epoch (\d)/5: the newest checkpoint is "
+                         rf"{re.escape(str(out / 'prompt_learner'))}/model\.pth\.tar-(\d); run the same command "
+                         "again to resume from it", last)
+    assert match and int(match.group(2)) == int(match.group(1)) - 1, last
+    assert "Traceback" not in stderr
+    assert not (out / LOCK_FILE).exists()
