@@ -161,6 +161,15 @@ def test_an_empty_pointer_is_named_and_repaired(tmp_path):
     assert (tmp_path / "prompt_learner" / "checkpoint").read_text() == "model.pth.tar-2\n"
 
 
+def test_the_engine_names_an_empty_pointer(tmp_path):
+    from mutual_prompt.engine.checkpoint import resume_from_checkpoint
+
+    _checkpoints(tmp_path / "linear", [1])
+    (tmp_path / "linear" / "checkpoint").write_text("\n")
+    with pytest.raises(RuntimeError, match=r"linear/checkpoint is empty: it should name the newest checkpoint"):
+        resume_from_checkpoint(str(tmp_path / "linear"), torch.nn.Linear(1, 1))
+
+
 def test_models_resume_from_one_common_intact_epoch_or_say_there_is_none(tmp_path):
     _checkpoints(tmp_path / "a", [1, 2])
     _checkpoints(tmp_path / "b", [1, 2])
@@ -199,6 +208,7 @@ def toy_data(tmp_path_factory):
     return str(tmp_path_factory.mktemp("toy_data"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupt_writes_where_the_run_stopped_and_how_to_resume_to_log_txt(toy_data, tmp_path, sig):
     out = tmp_path / "out"

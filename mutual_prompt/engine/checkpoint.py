@@ -79,8 +79,12 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 def resume_from_checkpoint(fdir: str, model: nn.Module, optimizer=None, scheduler=None) -> int:
     """Load the newest checkpoint named in ``fdir/checkpoint``; return the epoch to start from."""
-    with open(os.path.join(fdir, "checkpoint"), "r") as f:
-        fpath = os.path.join(fdir, f.readline().strip())
+    pointer = os.path.join(fdir, "checkpoint")
+    with open(pointer, "r") as f:
+        name = f.readline().strip()
+    if not name:
+        raise RuntimeError(f"{pointer} is empty: it should name the newest checkpoint file (e.g. model.pth.tar-5)")
+    fpath = os.path.join(fdir, name)
     print(f'Loading checkpoint from "{fpath}"')
     checkpoint = load_checkpoint(fpath)
     model.load_state_dict(checkpoint["state_dict"])
