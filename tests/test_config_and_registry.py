@@ -137,3 +137,28 @@ def test_registry_unknown_name_lists_registered_names():
     message = str(err.value)
     assert '"CoCoOp"' in message and "TRAINER" in message
     assert "CoOp, MutualPrompt" in message
+
+
+def test_a_python_config_file_is_refused_and_never_executed(tmp_path):
+    from mutual_prompt.engine import get_cfg_default
+
+    marker = tmp_path / "executed"
+    config = tmp_path / "evil.py"
+    config.write_text(f"open({str(marker)!r}, 'w').write('ran')\nfrom yacs.config import CfgNode\ncfg = CfgNode()\n")
+    with pytest.raises(ValueError, match=r"evil\.py: only YAML config files \(\.yaml or \.yml\) are accepted"):
+        get_cfg_default().merge_from_file(str(config))
+    assert not marker.exists()
+
+
+def test_a_config_file_with_another_extension_is_refused(tmp_path):
+    from mutual_prompt.engine import get_cfg_default
+
+    config = tmp_path / "config.txt"
+    config.write_text("SEED: 3\n")
+    with pytest.raises(ValueError, match=r"config\.txt: only YAML config files"):
+        get_cfg_default().merge_from_file(str(config))
+    yml = tmp_path / "config.yml"
+    yml.write_text("SEED: 3\n")
+    cfg = get_cfg_default()
+    cfg.merge_from_file(str(yml))
+    assert cfg.SEED == 3

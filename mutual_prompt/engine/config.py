@@ -4,10 +4,19 @@ from typing import List
 from yacs.config import CfgNode
 
 
+YAML_EXTENSIONS = (".yaml", ".yml")
+
+
 class Config(CfgNode):
     """A yacs ``CfgNode`` whose merge errors say which key, which file and what was expected."""
 
     def merge_from_file(self, cfg_filename: str) -> None:
+        """Merge a YAML file. yacs would also import and run a ``.py`` config: that is refused."""
+        if not str(cfg_filename).lower().endswith(YAML_EXTENSIONS):
+            raise ValueError(
+                f"{cfg_filename}: only YAML config files (.yaml or .yml) are accepted; a Python config file would "
+                "be executed by yacs when loaded"
+            )
         try:
             super().merge_from_file(cfg_filename)
         except FileNotFoundError as e:
