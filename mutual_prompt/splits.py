@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 from mutual_prompt.backend import DatasetBase, Datum, listdir_nohidden
 from mutual_prompt.engine.utils import read_json, write_json
+from mutual_prompt.labels import check_labels
 
 LAYOUT_HELP = "the section 'Preparing the datasets' of README.md"
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
@@ -227,6 +228,11 @@ def subsample_classes(*datasets: Items, subsample: str = "all") -> List[Items]:
     labels = sorted({item.label for item in datasets[0]})
     m = math.ceil(len(labels) / 2)
     selected = labels[:m] if subsample == "base" else labels[m:]
+    if not selected:
+        raise ValueError(
+            f"DATASET.SUBSAMPLE_CLASSES {subsample}: the training split has {len(labels)} class(es), so its "
+            f"{subsample} half is empty; base/new halves need at least 2 classes"
+        )
     relabel = {y: y_new for y_new, y in enumerate(selected)}
     print(f"SUBSAMPLE {subsample.upper()} CLASSES!")
     return [
@@ -255,9 +261,12 @@ def load_or_create_fewshot(
     """
     path = fewshot_cache_path(fewshot_dir, num_shots, seed)
     parts = ("train",) if val is None else ("train", "val")
+    warn_small_classes(train, num_shots)
     if os.path.exists(path):
         print(f"Loading preprocessed few-shot data from {path}")
         loaded = _read_parts(path, path_prefix, parts, "few-shot cache")
+        for part, cached, source in zip(parts, loaded, (train, val)):
+            _check_cached_items(cached, source, f"few-shot cache {path}", part)
         return loaded[0], (loaded[1] if val is not None else None)
     train = dataset.generate_fewshot_dataset(train, num_shots=num_shots)
     if val is not None:
@@ -270,11 +279,43 @@ def load_or_create_fewshot(
     return train, val
 
 
+def warn_small_classes(train: Items, num_shots: int) -> None:
+    """CoOp takes all images of a class smaller than ``num_shots``, silently; say so, per class."""
+    by_label: Dict[int, Items] = defaultdict(list)
+    for item in train:
+        by_label[item.label].append(item)
+    for label, items in sorted(by_label.items()):
+        if len(items) < num_shots:
+            print(f"Warning: class {items[0].classname!r} (label {label}) has {len(items)} train image(s), fewer "
+                  f"than DATASET.NUM_SHOTS {num_shots}: using {len(items)}")
+
+
+def _check_cached_items(cached: Items, source_items: Items, cache: str, part: str) -> None:
+    """Every cached item must be an item of the split's ``part`` with the same label."""
+    known = {(item.impath, item.label) for item in source_items}
+    for item in cached:
+        if (item.impath, item.label) not in known:
+            raise ValueError(
+                f"{cache}: its {part} item {item.impath} with label {item.label} is not in the split's {part} part "
+                "with that label: the cache is stale (made from another split file); delete it to sample again"
+            )
+
+
+def split_source(dataset) -> str:
+    """What to name in an error about a dataset's labels: its split file, or the dataset."""
+    path = getattr(dataset, "split_path", "")
+    return f"split file {path}" if path else f"dataset {type(dataset).__name__}"
+
+
 def fewshot_and_subsample(
     dataset, cfg, train: Items, val: Optional[Items], test: Items, fewshot_dir: str, path_prefix: str
 ) -> Tuple[Items, Optional[Items], Items]:
     """CoOp's order: few-shot sampling on all classes (``DATASET.NUM_SHOTS`` >= 1), then the
     ``DATASET.SUBSAMPLE_CLASSES`` half of train, val and test. ``val`` None: no validation split."""
+    source = split_source(dataset)
+    if not train:
+        raise ValueError(f"{source}: the training split is empty")
+    check_labels({"train": train, "val": val, "test": test}, max(item.label for item in train) + 1, source)
     num_shots = cfg.DATASET.NUM_SHOTS
     if num_shots >= 1:
         train, val = load_or_create_fewshot(dataset, train, val, num_shots, cfg.SEED, fewshot_dir, path_prefix)

@@ -207,7 +207,7 @@ def test_split_file_is_written_then_read(tree, root):
         assert records(splits_of(again)[split]) == records(splits_of(first)[split])
 
     # A split file prepared elsewhere (CoOp's) is taken as it is: its labels and class names rule.
-    written["train"] = written["train"][:2]
+    written["train"] = list({record[1]: record for record in written["train"]}.values())  # one image per class
     for part in written.values():
         for record in part:
             record[2] = f"named in the split file {record[1]}"
@@ -372,3 +372,73 @@ def test_list_images_keeps_upper_case_extensions_and_skips_hidden_and_other_file
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / "sub").mkdir()
     assert splits.list_images(str(tmp_path)) == ["a.jpg", "b.JPEG", "c.Png"]
+
+
+# ---------------------------------------------------------------- labels, few-shot counts, halves
+
+
+DTD_SPLIT = "split_zhou_DescribableTextures.json"
+
+
+def _edit_dtd_split(root, edit):
+    build_dtd(root)
+    load(root, "DescribableTextures")  # writes the split file
+    split_path = os.path.join(root, "dtd", DTD_SPLIT)
+    with open(split_path, encoding="utf-8") as f:
+        split = json.load(f)
+    edit(split)
+    with open(split_path, "w", encoding="utf-8") as f:
+        json.dump(split, f)
+    return split_path
+
+
+@pytest.mark.parametrize("subsample", ["all", "base", "new"])
+def test_a_label_outside_the_classes_names_the_split_file(root, subsample):
+    split_path = _edit_dtd_split(root, lambda split: split["test"][0].__setitem__(1, 57))
+    with pytest.raises(ValueError, match=rf"{split_path}: the test split holds label 57 .*outside the \d+ classes"):
+        load(root, "DescribableTextures", subsample=subsample)
+
+
+def test_a_class_missing_from_train_names_the_split_file(root):
+    def drop_class_1(split):
+        split["train"] = [r for r in split["train"] if r[1] != 1]
+
+    split_path = _edit_dtd_split(root, drop_class_1)
+    with pytest.raises(ValueError, match=rf"{split_path}: 1 of the \d+ classes have no train items \(label\(s\) 1\)"):
+        load(root, "DescribableTextures")
+
+
+def test_a_stale_fewshot_cache_is_named(root):
+    build_dtd(root)
+    load(root, "DescribableTextures", shots=1)
+    cache = splits.fewshot_cache_path(os.path.join(root, "dtd", "split_fewshot"), 1, 1)
+    with open(cache, encoding="utf-8") as f:
+        data = json.load(f)
+    data["train"][0][1] = 57
+    with open(cache, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+    with pytest.raises(ValueError, match=rf"few-shot cache {cache}: .*label 57.* not in the split's train part.*delete"):
+        load(root, "DescribableTextures", shots=1)
+
+
+def test_fewshot_larger_than_a_class_warns_naming_the_class_and_the_count(tmp_path, capsys):
+    from mutual_prompt.backend import DatasetBase
+
+    train = _items(tmp_path, 2, 3)[:5]  # class 0: 3 images, class 1: 2
+    random.seed(0)
+    dataset = DatasetBase(train_x=train)
+    out_train, _ = splits.load_or_create_fewshot(dataset, train, None, 3, 0, str(tmp_path / "fs"), str(tmp_path))
+    assert per_class(out_train) == {0: 3, 1: 2}  # CoOp's behaviour: all of a smaller class
+    out = capsys.readouterr().out
+    assert "Warning: class 'class_1' (label 1) has 2 train image(s), fewer than DATASET.NUM_SHOTS 3: using 2" in out
+    assert "class_0" not in out.split("Warning")[-1]
+    splits.load_or_create_fewshot(dataset, train, None, 3, 0, str(tmp_path / "fs"), str(tmp_path))  # from the cache
+    assert "class 'class_1' (label 1) has 2 train image(s)" in capsys.readouterr().out
+
+
+def test_new_half_of_a_single_class_dataset_is_a_clear_error(tmp_path):
+    items = _items(tmp_path, 1, 2)
+    with pytest.raises(ValueError, match=r"SUBSAMPLE_CLASSES new: the training split has 1 class"):
+        splits.subsample_classes(items, subsample="new")
+    (base,) = splits.subsample_classes(items, subsample="base")
+    assert len(base) == 2

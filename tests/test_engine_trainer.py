@@ -337,3 +337,32 @@ def test_best_val_resume_from_a_checkpoint_without_the_best_fields_reads_model_b
     resumed = run(make_cfg(tmp_path, out, epochs=5, **opts))
     assert (resumed.best_result, resumed.best_epoch) == (90.0, 2)
     assert load_checkpoint(str(out / "linear" / "model-best.pth.tar"))["epoch"] == 2
+
+
+@DATASET_REGISTRY.register()
+class LabelGapSet(DatasetBase):
+    """TrainerTestSet's images, with a test label beyond the classes and class 1 missing from train."""
+
+    def __init__(self, cfg):
+        root = os.path.join(cfg.DATASET.ROOT, "trainer_test_set")
+        if not os.path.isdir(root):
+            make_images(root, CLASSES, size=(16, 16), seed=3)
+        paths = sorted(os.path.join(root, c, f) for c in CLASSES for f in os.listdir(os.path.join(root, c)))
+        items = make_datums(paths, classnames=list(CLASSES))
+        if cfg.DATASET.SUBSAMPLE_CLASSES == "base":  # the "missing class" variant
+            super().__init__(train_x=[d for d in items if d.label != 1], test=items)
+        else:
+            bad = make_datums(paths[:1], classnames=list(CLASSES))[0]
+            bad._label = 7
+            super().__init__(train_x=items, test=items + [bad])
+
+
+def test_the_data_manager_checks_every_label_against_the_classes(tmp_path):
+    from mutual_prompt.engine import DataManager
+
+    cfg = make_cfg(tmp_path, tmp_path / "out", **{"DATASET.NAME": "LabelGapSet"})
+    with pytest.raises(ValueError, match=r"dataset LabelGapSet: the test split holds label 7 .*outside the 3 classes"):
+        DataManager(cfg)
+    cfg = make_cfg(tmp_path, tmp_path / "out", **{"DATASET.NAME": "LabelGapSet", "DATASET.SUBSAMPLE_CLASSES": "base"})
+    with pytest.raises(ValueError, match=r"dataset LabelGapSet: 1 of the 3 classes have no train_x items \(label\(s\) 1\)"):
+        DataManager(cfg)

@@ -15,6 +15,7 @@ from tabulate import tabulate
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
+from ...labels import check_labels
 from .. import distributed
 from ..utils import read_image
 from .datasets import build_dataset
@@ -147,6 +148,13 @@ class DataManager:
     def __init__(self, cfg, custom_tfm_train: Optional[Transform] = None, custom_tfm_test: Optional[Transform] = None,
                  dataset_wrapper: Optional[type] = None) -> None:
         dataset = build_dataset(cfg)
+        split_path = getattr(dataset, "split_path", "")
+        check_labels(
+            {"train_x": dataset.train_x, "train_u": dataset.train_u, "val": dataset.val, "test": dataset.test},
+            dataset.num_classes,
+            f"dataset {cfg.DATASET.NAME}" + (f" (split file {split_path})" if split_path else ""),
+            train_part="train_x",
+        )
 
         if custom_tfm_train is None:
             tfm_train = build_transform(cfg, is_train=True)
