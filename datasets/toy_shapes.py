@@ -21,18 +21,22 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import asdict
 from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
 from mutual_prompt.backend import DATASET_REGISTRY, Datum, DatasetBase, mkdir_if_missing, read_json, write_json
+from mutual_prompt.run_dir import owner_is_alive, owner_record
 from mutual_prompt.splits import fewshot_and_subsample, read_split, save_split
 from mutual_prompt.toy.render import CLASSNAMES, LAMPLIGHT, render
 
 FOLDER = "toy_shapes"
 SPLIT_FILE = "split_toy_shapes.json"
 INFO_FILE = "render_info.json"
+OWNER_FILE = "render_owner.json"  # pid and host of the process rendering into a temporary folder
+UNOWNED_RENDER_AGE_S = 600
 IMAGES_PER_CLASS = {"train": 20, "val": 5, "test": 20}
 IMAGE_SIZE = 32
 RENDER_SEED = 2024
@@ -81,13 +85,16 @@ def render_toy_shapes(dataset_dir: str) -> None:
     """
     parent = os.path.dirname(os.path.abspath(dataset_dir))
     mkdir_if_missing(parent)
+    remove_interrupted_renders(parent)
     tmp_dir = tempfile.mkdtemp(prefix=f".{FOLDER}.", dir=parent)
     os.chmod(tmp_dir, 0o755)  # mkdtemp's private 0700 would outlive the rename
     try:
+        write_json(owner_record(), os.path.join(tmp_dir, OWNER_FILE))
         image_dir = os.path.join(tmp_dir, "images")
         splits = _render_images(image_dir)
         save_split(*splits, os.path.join(tmp_dir, SPLIT_FILE), image_dir)
         write_json(render_info(), os.path.join(tmp_dir, INFO_FILE))
+        os.remove(os.path.join(tmp_dir, OWNER_FILE))
         try:
             os.rename(tmp_dir, dataset_dir)
         except OSError:
@@ -96,6 +103,30 @@ def render_toy_shapes(dataset_dir: str) -> None:
     finally:
         if os.path.isdir(tmp_dir):
             shutil.rmtree(tmp_dir)
+
+
+def remove_interrupted_renders(parent: str) -> None:
+    """Delete the temporary folders of renders killed before their rename (``.toy_shapes.*``).
+
+    A folder is left alone while the process named in its owner file may still be rendering into it
+    (another DDP rank, or a run on another host); one without an owner file is removed once it is
+    older than ``UNOWNED_RENDER_AGE_S`` (the owner file is written right after the folder is made).
+    """
+    for name in os.listdir(parent):
+        path = os.path.join(parent, name)
+        if not (name.startswith(f".{FOLDER}.") and os.path.isdir(path)):
+            continue
+        owner_path = os.path.join(path, OWNER_FILE)
+        if os.path.isfile(owner_path):
+            try:
+                alive = owner_is_alive(read_json(owner_path))
+            except ValueError:  # killed while writing the owner file itself
+                alive = False
+        else:
+            alive = time.time() - os.path.getmtime(path) < UNOWNED_RENDER_AGE_S
+        if not alive:
+            print(f"ToyShapes: removing {path}, left by an interrupted render")
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _render_images(image_dir: str) -> Tuple[List[Datum], List[Datum], List[Datum]]:

@@ -50,6 +50,19 @@ def owner_record() -> dict:
     }
 
 
+def owner_is_alive(record: dict) -> bool:
+    """Whether the process a record names may still run: on another host it cannot be told, so yes."""
+    if record.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(record.get("pid", -1)), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, OverflowError):
+        return True
+    return True
+
+
 def _read_record(fd: int) -> dict:
     os.lseek(fd, 0, os.SEEK_SET)
     text = os.read(fd, 65536).decode("utf-8", errors="replace")

@@ -1,6 +1,7 @@
 """The toy world: renderer, captions, the ToyShapes dataset, the shipped tiny CLIP and its pre-training."""
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -253,6 +254,37 @@ def test_render_into_an_existing_complete_copy_keeps_it(toy_root, monkeypatch):
     toy_shapes.render_toy_shapes(str(toy_root / "toy_shapes"))
     assert split.read_bytes() == before
     assert sorted(os.listdir(toy_root)) == ["toy_shapes"]
+
+
+def test_a_killed_render_is_cleaned_at_the_next_render(tmp_path, repo_root):
+    import signal
+    import time
+
+    import datasets.toy_shapes as toy_shapes
+
+    script = f"from datasets.toy_shapes import render_toy_shapes; render_toy_shapes({str(tmp_path / 'toy_shapes')!r})"
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=repo_root)
+    deadline = time.time() + 120
+    leftover = []
+    while time.time() < deadline and proc.poll() is None:
+        leftover = [p for p in tmp_path.glob(".toy_shapes.*") if (p / "images").is_dir()]
+        if leftover:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert leftover and leftover[0].is_dir(), "the render finished before it could be killed"
+    unowned = tmp_path / ".toy_shapes.unowned"  # no owner file and recent: maybe a render just starting
+    unowned.mkdir()
+    alive = tmp_path / ".toy_shapes.alive"
+    alive.mkdir()
+    (alive / toy_shapes.OWNER_FILE).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    toy_shapes.remove_interrupted_renders(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".toy_shapes.alive", ".toy_shapes.unowned"]
+    old = time.time() - toy_shapes.UNOWNED_RENDER_AGE_S - 1
+    os.utime(unowned, (old, old))
+    toy_shapes.remove_interrupted_renders(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".toy_shapes.alive"]
 
 
 @pytest.mark.parametrize("subsample, names", [("base", CLASSNAMES[:32]), ("new", CLASSNAMES[32:])])
