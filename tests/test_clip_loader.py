@@ -168,3 +168,86 @@ def test_toy_loads_the_shipped_checkpoint_in_fp32_on_any_device():
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     shipped = torch.load(clip_loader.TINY_CLIP_PATH, weights_only=True)
     assert torch.equal(load_clip("toy").visual.conv1.weight, shipped["visual.conv1.weight"].float())
+
+
+def _traced_archive(model: clip.model.CLIP, image_size: int, path: str, half: bool) -> str:
+    example = (torch.zeros(1, 3, image_size, image_size), clip.tokenize(["a photo of a cat."]))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, example)
+    if half:
+        traced.half()  # OpenAI's files hold fp16 tensors
+    traced.save(path)
+    return path
+
+
+def _jit_load_state_dict(path: str) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.jit.load(path, map_location="cpu").state_dict()
+
+
+def tiny_resnet_clip() -> clip.model.CLIP:
+    torch.manual_seed(1)
+    return clip.model.CLIP(embed_dim=32, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=8,
+                           vision_patch_size=None, context_length=77, vocab_size=49408,
+                           transformer_width=64, transformer_heads=1, transformer_layers=1).eval()
+
+
+@pytest.mark.parametrize("backbone", ["vit", "resnet"])
+@pytest.mark.parametrize("half", [True, False])
+def test_jit_archive_tensors_are_read_without_torchscript_exactly_as_jit_load_gives_them(tmp_path, backbone, half):
+    from mutual_prompt.model.jit_archive import read_jit_state_dict
+
+    model, size = (tiny_clip(), IMAGE_SIZE) if backbone == "vit" else (tiny_resnet_clip(), 64)
+    if backbone == "resnet":  # non-trivial BatchNorm buffers
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.5, 2)
+                module.num_batches_tracked.fill_(7)
+    path = _traced_archive(model, size, str(tmp_path / f"{backbone}.pt"), half)
+    expected = _jit_load_state_dict(path)
+    read = read_jit_state_dict(path)
+    assert list(read) == list(expected)
+    for key, value in expected.items():
+        assert read[key].dtype == value.dtype and read[key].shape == value.shape, key
+        assert torch.equal(read[key], value), key
+    names = {"logit_scale", "token_embedding.weight", "transformer.resblocks.0.attn.in_proj_weight", "ln_final.bias"}
+    names |= ({"visual.conv1.weight", "visual.class_embedding", "visual.transformer.resblocks.0.ln_1.weight"}
+              if backbone == "vit" else {"visual.bn1.running_var", "visual.layer1.0.bn1.num_batches_tracked",
+                                         "visual.attnpool.positional_embedding"})
+    assert names <= set(read)  # OpenAI's key names, as clip.model.build_model reads them
+    assert isinstance(load_clip("", path), clip.model.CLIP)
+
+
+def test_loading_a_jit_archive_never_runs_torchscript(jit_file, reference_fp16, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.jit.load was called")
+
+    monkeypatch.setattr(torch.jit, "load", refuse)
+    assert_same_weights(load_clip("", jit_file), reference_fp16)
+
+
+class _RunsCode:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (shutil.copyfile, (__file__, self.marker))
+
+
+def test_a_jit_archive_whose_pickle_calls_a_function_is_refused_unrun(jit_file, tmp_path):
+    import pickle
+
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil_jit.pt"
+    with zipfile.ZipFile(jit_file) as source, zipfile.ZipFile(evil, "w") as target:
+        for name in source.namelist():
+            data = source.read(name)
+            if name.endswith("/data.pkl"):
+                data = pickle.dumps(_RunsCode(str(marker)), protocol=2)
+            target.writestr(name, data)
+    with pytest.raises(ValueError, match=r"Cannot read the OpenAI JIT archive .*evil_jit.pt.*shutil.copyfile.*refusing"):
+        load_clip("", str(evil))
+    assert not marker.exists()

@@ -8,7 +8,7 @@ Where the weights come from, in order:
   by ``clip`` when it is missing and the machine is online.
 """
 import os
-import warnings
+import pickle
 import zipfile
 from typing import Dict, List, Union
 
@@ -17,6 +17,7 @@ import torch
 from clip.model import CLIP, build_model
 
 from ..toy import TINY_CLIP_PATH
+from .jit_archive import read_jit_state_dict
 
 TOY_NAME = "toy"
 CLIP_CACHE_DIR = os.path.expanduser("~/.cache/clip")
@@ -71,18 +72,16 @@ def build_clip(state_dict: StateDict, source: str) -> CLIP:
 def read_clip_weights(path: str) -> StateDict:
     """The state dict in an OpenAI JIT archive, or in a file saved with ``torch.save(state_dict)``.
 
-    State dicts are read with ``weights_only=True``.
+    JIT archives are read as data (``read_jit_state_dict``: their tensors, never their TorchScript
+    code); state dicts with ``weights_only=True``. Neither runs code from the file.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"CLIP weights file not found: {path} (MODEL.BACKBONE.PATH or clip's cache)")
     if is_torchscript_archive(path):
         try:
-            with warnings.catch_warnings():
-                # OpenAI ships TorchScript archives; there is no other reader for them to switch to.
-                warnings.filterwarnings("ignore", message=".*torch.jit.load. is deprecated", category=FutureWarning)
-                return torch.jit.load(path, map_location="cpu").state_dict()
-        except RuntimeError as e:
-            raise ValueError(f"Cannot read the OpenAI JIT archive {path} ({e})") from e
+            return read_jit_state_dict(path)
+        except (ValueError, KeyError, pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"Cannot read the OpenAI JIT archive {path} ({type(e).__name__}: {e})") from e
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
