@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .engine.utils import atomic_path, write_json
+from .engine.utils import atomic_path, read_json, write_json
 
 BEST_FILE = "model-best.pth.tar"
 POINTER_FILE = "checkpoint"
@@ -111,8 +111,14 @@ def check_run_fingerprint(directory: str, cfg) -> Optional[str]:
             return (f"{directory} holds checkpoints but no {FINGERPRINT_FILE} (written before it existed, or by "
                     "another tool): cannot check that they come from this configuration")
         return None
-    with open(path, "r", encoding="utf-8") as f:
-        stored = json.load(f)
+    try:
+        stored = read_json(path)
+    except ValueError as e:
+        raise FingerprintMismatch(f"{e}: cannot check that {directory} holds this run; use another --output-dir, "
+                                  "or pass --force-resume to continue in it anyway") from e
+    if not isinstance(stored, dict):
+        raise FingerprintMismatch(f"{path} holds no run fingerprint (a JSON object); use another --output-dir, "
+                                  "or pass --force-resume to continue in it anyway")
     current = run_fingerprint(cfg)
     differing = sorted(k for k in set(stored) | set(current) if stored.get(k, "<absent>") != current.get(k, "<absent>"))
     if differing:

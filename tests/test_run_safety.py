@@ -126,6 +126,12 @@ def test_fingerprint_names_every_differing_key(tmp_path):
     assert set(run_fingerprint(other)) >= {"SEED", "DATASET.NAME", "TRAINER.NAME", "MODEL.BACKBONE.NAME"}
 
 
+def test_an_unreadable_fingerprint_is_named(tmp_path):
+    (tmp_path / FINGERPRINT_FILE).write_text("{trunc")
+    with pytest.raises(FingerprintMismatch, match=rf"{FINGERPRINT_FILE} is not valid JSON.*--force-resume"):
+        check_run_fingerprint(str(tmp_path), toy_cfg())
+
+
 def test_checkpoints_without_a_fingerprint_give_a_note(tmp_path):
     (tmp_path / "prompt_learner").mkdir()
     (tmp_path / "prompt_learner" / "checkpoint").write_text("model.pth.tar-1\n")
