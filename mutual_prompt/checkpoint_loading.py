@@ -16,7 +16,7 @@ EPOCH_MODEL_PREFIX = "model.pth.tar-"
 TRUST_HINT = (
     "Files written by CoOp's or CoCoOp's trainers pickle Python objects (the learning-rate scheduler) and "
     "cannot be read this way; if you trust the file, convert it once with "
-    "`python -m mutual_prompt.convert from-coop --trust {path} OUTPUT_DIR`"
+    "`python -m mutual_prompt.convert from-coop --trust {path} OUT_DIR`"
 )
 
 
