@@ -38,8 +38,8 @@ NO_CHECKPOINT_MESSAGE = (
     "MutualPrompt: load_model() was given no directory (--eval-only without --model-dir), so the result "
     "would be the accuracy of untrained prompts. Pass --model-dir <the --output-dir of the training run> "
     "with --load-epoch <N> (the last epoch's model.pth.tar-N) or without it (model-best.pth.tar, written "
-    "with TEST.FINAL_MODEL best_val). To evaluate untrained prompts on purpose, run this repository's "
-    "train.py with --eval-only --no-load."
+    "with TEST.FINAL_MODEL best_val). To evaluate untrained prompts on purpose, use mutual-prompt's own "
+    "train.py with --eval-only --no-load (a CoOp-style repository's train.py has no such flag)."
 )
 
 
