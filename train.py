@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="resume even if the output directory holds a run with other SEED/DATASET/TRAINER values",
     )
     parser.add_argument(
+        "--no-load", action="store_true",
+        help="with --eval-only: evaluate without loading a checkpoint (the untrained weights), on purpose",
+    )
+    parser.add_argument(
         "opts", default=None, nargs=argparse.REMAINDER, help="modify config options using the command-line"
     )
     return parser
@@ -144,6 +148,8 @@ def is_main_rank() -> bool:
 def main(argv: Optional[List[str]] = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.no_load and (args.model_dir or not args.eval_only):
+        parser.error("--no-load goes with --eval-only and without --model-dir (it evaluates untrained weights)")
     try:
         cfg = setup_cfg(args)
     except CONFIG_ERRORS as e:
@@ -161,13 +167,13 @@ def main(argv: Optional[List[str]] = None) -> None:
             lock.release()
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     try:
-        run(args, cfg, training, note)
+        run(parser, args, cfg, training, note)
     finally:
         if lock is not None:
             lock.release()
 
 
-def run(args: argparse.Namespace, cfg, training: bool, fingerprint_note: Optional[str]) -> None:
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace, cfg, training: bool, fingerprint_note: Optional[str]) -> None:
     """Log, seed, build the trainer and train or evaluate; SIGINT/SIGTERM end it with one line."""
     setup_logger(cfg.OUTPUT_DIR)
     if is_main_rank():
@@ -201,7 +207,13 @@ def run(args: argparse.Namespace, cfg, training: bool, fingerprint_note: Optiona
     try:
         trainer = build_trainer(cfg)
         if args.eval_only:
-            trainer.load_model(args.model_dir, epoch=args.load_epoch)
+            if args.no_load:
+                print("--no-load: evaluating without loading a checkpoint")
+            else:
+                try:
+                    trainer.load_model(args.model_dir, epoch=args.load_epoch)
+                except (ValueError, FileNotFoundError) as e:  # no, a missing or a mismatching checkpoint
+                    parser.exit(2, f"{parser.prog}: error: {e}\n")
             trainer.test()
         elif not args.no_train:
             trainer.train()
