@@ -141,6 +141,10 @@ def interruption_line(signame: str, trainer, cfg, eval_only: bool) -> str:
     return f"Interrupted by {signame} {where}: {then}"
 
 
+class CheckpointNotLoaded(Exception):
+    """--eval-only could not load the checkpoint it was asked for (none given, missing, or mismatching)."""
+
+
 def is_main_rank() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -167,13 +171,15 @@ def main(argv: Optional[List[str]] = None) -> None:
             lock.release()
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     try:
-        run(parser, args, cfg, training, note)
+        run(args, cfg, training, note)
+    except CheckpointNotLoaded as e:
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
     finally:
         if lock is not None:
             lock.release()
 
 
-def run(parser: argparse.ArgumentParser, args: argparse.Namespace, cfg, training: bool, fingerprint_note: Optional[str]) -> None:
+def run(args: argparse.Namespace, cfg, training: bool, fingerprint_note: Optional[str]) -> None:
     """Log, seed, build the trainer and train or evaluate; SIGINT/SIGTERM end it with one line."""
     setup_logger(cfg.OUTPUT_DIR)
     if is_main_rank():
@@ -213,7 +219,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, cfg, training
                 try:
                     trainer.load_model(args.model_dir, epoch=args.load_epoch)
                 except (ValueError, FileNotFoundError) as e:  # no, a missing or a mismatching checkpoint
-                    parser.exit(2, f"{parser.prog}: error: {e}\n")
+                    raise CheckpointNotLoaded(str(e)) from e
             trainer.test()
         elif not args.no_train:
             trainer.train()

@@ -170,8 +170,8 @@ def test_toy_loads_the_shipped_checkpoint_in_fp32_on_any_device():
     assert torch.equal(load_clip("toy").visual.conv1.weight, shipped["visual.conv1.weight"].float())
 
 
-def _traced_archive(model: clip.model.CLIP, image_size: int, path: str, half: bool) -> str:
-    example = (torch.zeros(1, 3, image_size, image_size), clip.tokenize(["a photo of a cat."]))
+def _traced_archive(model: openai_clip.model.CLIP, image_size: int, path: str, half: bool) -> str:
+    example = (torch.zeros(1, 3, image_size, image_size), openai_clip.tokenize(["a photo of a cat."]))
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, example)
@@ -187,9 +187,9 @@ def _jit_load_state_dict(path: str) -> dict:
         return torch.jit.load(path, map_location="cpu").state_dict()
 
 
-def tiny_resnet_clip() -> clip.model.CLIP:
+def tiny_resnet_clip() -> openai_clip.model.CLIP:
     torch.manual_seed(1)
-    return clip.model.CLIP(embed_dim=32, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=8,
+    return openai_clip.model.CLIP(embed_dim=32, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=8,
                            vision_patch_size=None, context_length=77, vocab_size=49408,
                            transformer_width=64, transformer_heads=1, transformer_layers=1).eval()
 
@@ -218,7 +218,7 @@ def test_jit_archive_tensors_are_read_without_torchscript_exactly_as_jit_load_gi
               if backbone == "vit" else {"visual.bn1.running_var", "visual.layer1.0.bn1.num_batches_tracked",
                                          "visual.attnpool.positional_embedding"})
     assert names <= set(read)  # OpenAI's key names, as clip.model.build_model reads them
-    assert isinstance(load_clip("", path), clip.model.CLIP)
+    assert isinstance(load_clip("", path), openai_clip.model.CLIP)
 
 
 def test_loading_a_jit_archive_never_runs_torchscript(jit_file, reference_fp16, monkeypatch):
