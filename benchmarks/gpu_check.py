@@ -41,6 +41,7 @@ from benchmarks.throughput import MODES, VIT_B16, add_ratios, classnames_for, ma
 
 PRECISIONS = ("fp32", "fp16", "bf16", "amp")
 CHECK_CLASSES = 100
+QUICK_CHECK_CLASSES = 10
 TRAIN_BATCH = 4
 TRAIN_STEPS = 5
 LOGIT_EPS = 8
@@ -80,7 +81,7 @@ def logit_tolerance(precision: str, device: str, reference: torch.Tensor) -> flo
     return LOGIT_EPS * torch.finfo(dtype).eps * reference.abs().max().item()
 
 
-def check_precision(precision: str, weights: str, size: int, device: str, eval_batch: int,
+def check_precision(precision: str, weights: str, size: int, device: str, classes: int, eval_batch: int,
                     reference: Optional[Dict]) -> Dict:
     """Build, evaluate one batch and train TRAIN_STEPS steps in ``precision``; ``reference`` is fp32's
     record (None for fp32 itself), whose prompt weights and logits this run uses and compares with."""
@@ -93,7 +94,7 @@ def check_precision(precision: str, weights: str, size: int, device: str, eval_b
     start = time.perf_counter()
     cfg = trainer_cfg(weights, size, precision)
     clip_model = load_frozen_clip("", weights, device, precision, cfg.INPUT.SIZE)
-    model = build_mutual_prompt_clip(cfg, classnames_for(CHECK_CLASSES), clip_model).to(device)
+    model = build_mutual_prompt_clip(cfg, classnames_for(classes), clip_model).to(device)
     learner = model.prompt_learner
     if reference is None:
         torch.nn.init.normal_(learner.tvp.proj.weight, std=0.02)  # so that TVP's text weighting matters
@@ -102,12 +103,12 @@ def check_precision(precision: str, weights: str, size: int, device: str, eval_b
     generator = torch.Generator().manual_seed(1)
     eval_images = torch.randn(eval_batch, 3, size, size, generator=generator).to(device)
     train_images = eval_images[:TRAIN_BATCH]
-    labels = torch.randint(0, CHECK_CLASSES, (TRAIN_BATCH,), generator=generator).to(device)
+    labels = torch.randint(0, classes, (TRAIN_BATCH,), generator=generator).to(device)
 
     with torch.no_grad(), autocast(precision, device):
         logits = model(eval_images).float()
     record: Dict = {"precision": precision, "weight_dtype": str(clip_model.visual.conv1.weight.dtype),
-                    "classes": CHECK_CLASSES, "eval_batch": eval_batch}
+                    "classes": classes, "eval_batch": eval_batch}
     if reference is None:
         record["prompt_state"] = copy.deepcopy(learner.state_dict())
         record["logits"] = logits
@@ -217,7 +218,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--quick", action="store_true",
-                        help="small CLIP, C = 10, one iteration each, all in this process (CPU, CI)")
+                        help="small CLIP, C = 10 throughout, one iteration each, all in this process (CPU, CI)")
     parser.add_argument("--json", metavar="PATH", help="write the checks and the throughput rows")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -232,6 +233,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         weights = save_random_weights(shape, folder)
         for precision in PRECISIONS:
             checks.append(check_precision(precision, weights, shape["image_resolution"], device,
+                                          QUICK_CHECK_CLASSES if args.quick else CHECK_CLASSES,
                                           8 if args.quick else 100, checks[0] if checks else None))
             print(f"[check {precision}] {'ok' if checks[-1]['ok'] else 'FAILED'}; elapsed {time.time() - start:.0f}s",
                   file=sys.stderr, flush=True)

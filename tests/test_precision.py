@@ -23,7 +23,7 @@ from mutual_prompt.model.precision import (
 )
 from test_clip_loader import tiny_clip
 from test_mutual_prompt_model import CLASSNAMES, reference_logits
-from test_train_cli import run_train_py
+from test_train_cli import run_train_py, zeroshot_args
 from trainers.mutual_prompt import build_mutual_prompt_clip
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -253,6 +253,22 @@ def test_trainer_refuses_an_input_size_the_backbone_was_not_built_for(caltech_ro
     cfg = trainer_cfg(caltech_root, tiny_clip_file, str(tmp_path), "INPUT.SIZE", "(64, 64)")
     with pytest.raises(ValueError, match=r"INPUT.SIZE \(64, 64\) does not match the CLIP backbone's input resolution"):
         build_trainer(cfg)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_zeroshot_trainer_gets_its_clip_from_the_same_place(caltech_root, tiny_clip_file, tmp_path, monkeypatch,
+                                                            precision):
+    monkeypatch.setenv(CPU_FP16_SWITCH, "1")
+    trainer = build_trainer(train.setup_cfg(train.build_parser().parse_args(
+        zeroshot_args(caltech_root, tiny_clip_file, str(tmp_path), "TRAINER.ZEROSHOT_MP.PREC", precision))))
+    assert trainer.clip_model.visual.conv1.weight.dtype == HALF[precision]
+    assert all(ln.weight.dtype == torch.float32 for ln in layer_norms(trainer.clip_model))
+    logits = trainer.model_inference(torch.randn(2, 3, 32, 32))
+    assert logits.dtype == torch.float32 and logits.shape == (2, len(CALTECH.classnames))
+    assert torch.isfinite(logits).all()
+    with pytest.raises(ValueError, match=r"INPUT.SIZE \(64, 64\) does not match"):
+        build_trainer(train.setup_cfg(train.build_parser().parse_args(
+            zeroshot_args(caltech_root, tiny_clip_file, str(tmp_path), "INPUT.SIZE", "(64, 64)"))))
 
 
 @pytest.fixture(scope="module")
