@@ -4,16 +4,17 @@
    in fp16 as OpenAI ships its weights, is built through the trainer's own code
    (``load_frozen_clip`` -> ``build_mutual_prompt_clip``, the default FTP fine + TVP) for C = 100
    classes, all with the same prompt weights. One evaluation batch: its logits must agree with
-   fp32's to LOGIT_EPS machine epsilons of the precision's 16-bit type times the largest fp32
-   logit (the CPU tests hold 4 eps on a 2-layer CLIP; 12 layers round more often) and pick the
-   same class for at least 95% of the images. Then TRAIN_STEPS training steps on one fixed batch
-   of 4 with the trainer's optimizer, autocast and GradScaler: every loss finite, the last below
-   the first.
+   fp32's (no TF32) to LOGIT_EPS machine epsilons of the precision's 16-bit type in cosine units,
+   eps x exp(logit_scale) (the CPU tests hold 1 eps; this model measured 0.19 / 0.24 / 0.13 eps
+   for fp16 / bf16 / amp on the CPU). The share of images whose top class is unchanged is
+   reported, not checked: random weights give near-ties. Then TRAIN_STEPS training steps on one
+   fixed batch of 4 with the trainer's optimizer, autocast and GradScaler: every loss finite, the
+   last below the first.
 2. Images/s of the plain CoCoOp loop, the CoCoOp-equivalent and the full mode at C = 50 and 1000
    (training batch 4, evaluation batch 100), PREC fp16 on a GPU (CoOp's default; fp32 on the CPU),
    each in its own process through ``benchmarks/throughput.py``'s ``measure`` (in this one under
-   ``--quick``, whose peak memory figures are therefore cumulative), with peak memory,
-   and the projected time to evaluate ImageNet (50,000 images x 1000 classes) with the full method.
+   ``--quick``, whose peak memory figures are therefore cumulative), with peak memory, and the
+   projected time to evaluate ImageNet (50,000 images x 1000 classes) with the full method.
 
 The exit status is 1 when a check of part 1 fails. A configuration that runs out of memory in part 2
 is reported as such (the plain loop's training step at C = 1000 may not fit).
@@ -44,8 +45,7 @@ CHECK_CLASSES = 100
 QUICK_CHECK_CLASSES = 10
 TRAIN_BATCH = 4
 TRAIN_STEPS = 5
-LOGIT_EPS = 8
-ARGMAX_AGREEMENT = 0.95
+LOGIT_EPS = 2
 IMAGENET_IMAGES = 50_000
 QUICK_SHAPE = dict(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
                    context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=2)
@@ -75,10 +75,10 @@ def trainer_cfg(weights: str, size: int, precision: str):
     return cfg
 
 
-def logit_tolerance(precision: str, device: str, reference: torch.Tensor) -> float:
+def logit_tolerance(precision: str, device: str, logit_scale: float) -> float:
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32,
              "amp": torch.float16 if device == "cuda" else torch.bfloat16}[precision]
-    return LOGIT_EPS * torch.finfo(dtype).eps * reference.abs().max().item()
+    return LOGIT_EPS * torch.finfo(dtype).eps * logit_scale
 
 
 def check_precision(precision: str, weights: str, size: int, device: str, classes: int, eval_batch: int,
@@ -116,9 +116,9 @@ def check_precision(precision: str, weights: str, size: int, device: str, classe
         expected = reference["logits"]
         error = (logits - expected).abs().max().item()
         agreement = (logits.argmax(-1) == expected.argmax(-1)).float().mean().item()
-        tolerance = logit_tolerance(precision, device, expected)
+        tolerance = logit_tolerance(precision, device, clip_model.logit_scale.exp().item())
         record.update(logit_max_abs_error=error, logit_tolerance=tolerance, argmax_agreement=agreement,
-                      logits_ok=error <= tolerance and agreement >= ARGMAX_AGREEMENT)
+                      logits_ok=error <= tolerance)
 
     optimizer = build_optimizer(learner, cfg.OPTIM)
     scaler = grad_scaler(precision, device)
@@ -229,6 +229,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     start = time.time()
 
     checks: List[Dict] = []
+    torch.backends.cudnn.allow_tf32 = False  # a true fp32 reference (PyTorch's default convolutions use TF32)
     with tempfile.TemporaryDirectory() as folder:
         weights = save_random_weights(shape, folder)
         for precision in PRECISIONS:
@@ -237,6 +238,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                           8 if args.quick else 100, checks[0] if checks else None))
             print(f"[check {precision}] {'ok' if checks[-1]['ok'] else 'FAILED'}; elapsed {time.time() - start:.0f}s",
                   file=sys.stderr, flush=True)
+    torch.backends.cudnn.allow_tf32 = True
     for check in checks:
         check.pop("prompt_state", None)
         check.pop("logits", None)

@@ -181,15 +181,18 @@ def full_model_in(clip_model: CLIP, precision: str, state=None) -> MutualPromptC
     return model
 
 
-def rounding_tolerance(dtype: torch.dtype, reference: torch.Tensor) -> float:
-    """4 machine epsilons of ``dtype``, relative to the largest fp32 logit.
+def rounding_tolerance(dtype: torch.dtype, clip_model: CLIP) -> float:
+    """One machine epsilon of ``dtype`` in cosine units: ``eps * exp(logit_scale)``.
 
-    Every frozen layer rounds its inputs and weights to ``dtype`` (relative error eps / 2 each);
-    measured here the largest logit error is 2.3 eps (fp16) and 0.9 eps (bf16) of the largest
-    logit, so 4 eps leaves room for other CPUs' kernels while bf16's error (8x fp16's eps) fails
-    the fp16 bound: see test_the_fp16_tolerance_rejects_a_bf16_model.
+    The logits are ``exp(logit_scale) * cos(image, text)`` of two normalised features, each computed
+    by layers that round their inputs and weights to ``dtype``. Measured here, the largest logit
+    error is 0.34 eps (fp16), 0.45 eps (bf16) and 0.31 eps (amp, bf16 autocast) in these units, and
+    0.19 / 0.24 / 0.13 eps for fp16 / bf16 / amp at ViT-B/16 shapes (12 + 12 layers, random weights). A model in
+    bf16 where fp16 was asked misses the fp16 bound 3.6-fold
+    (test_the_fp16_tolerance_rejects_a_bf16_model), and CLIP in ``.half()`` (LayerNorms in fp16)
+    does not even run on the CPU.
     """
-    return 4 * torch.finfo(dtype).eps * reference.abs().max().item()
+    return torch.finfo(dtype).eps * clip_model.logit_scale.exp().item()
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +209,7 @@ def test_logits_match_fp32_to_the_rounding_of_the_precision(vit_clip, images, fp
     with torch.no_grad(), autocast(precision, "cpu"):
         logits = model(images).float()
     dtype = HALF.get(precision, torch.bfloat16)  # amp on the CPU autocasts to bf16
-    assert (logits - reference).abs().max().item() <= rounding_tolerance(dtype, reference)
+    assert (logits - reference).abs().max().item() <= rounding_tolerance(dtype, vit_clip)
     assert torch.equal(logits.argmax(-1), reference.argmax(-1))
 
 
@@ -215,13 +218,14 @@ def test_the_fp16_tolerance_rejects_a_bf16_model(vit_clip, images, fp32_full):
     state, reference = fp32_full
     with torch.no_grad():
         logits = full_model_in(vit_clip, "bf16", state)(images).float()
-    assert (logits - reference).abs().max().item() > rounding_tolerance(torch.float16, reference)
+    assert (logits - reference).abs().max().item() > 2 * rounding_tolerance(torch.float16, vit_clip)
 
 
 def test_fp16_cocoop_equivalent_mode_matches_cocoop_in_fp16(vit_clip, images):
     """CoCoOp in fp16: CLIP in OpenAI's layout, context and meta-net in fp16, everything computed in
     fp16. Ours keeps them in fp32 and casts where they enter CLIP, so the two agree up to fp16
-    rounding (the bound of test_logits_match_fp32_to_the_rounding_of_the_precision)."""
+    rounding (the bound of test_logits_match_fp32_to_the_rounding_of_the_precision). Measured: 0.29 eps
+    between the two; against fp32, ours is 0.28 eps off and CoCoOp's fp16 computation 0.44 eps."""
     clip16 = set_clip_precision(copy.deepcopy(vit_clip), "fp16")
     torch.manual_seed(2)
     ours = MutualPromptCLIP(clip16, CLASSNAMES, ftp_mode="shared", tvp_enabled=False)
@@ -233,7 +237,7 @@ def test_fp16_cocoop_equivalent_mode_matches_cocoop_in_fp16(vit_clip, images):
         cocoop = reference_logits(clip16, images, ctx, CLASSNAMES, x0)
         logits = ours(images)
     assert cocoop.dtype == torch.float16  # CoCoOp's computation really ran in fp16
-    assert (logits - cocoop.float()).abs().max().item() <= rounding_tolerance(torch.float16, cocoop.float())
+    assert (logits - cocoop.float()).abs().max().item() <= rounding_tolerance(torch.float16, vit_clip)
 
 
 @pytest.mark.parametrize("key, value, message", [
