@@ -25,8 +25,9 @@ setup(
     package_data={"mutual_prompt.toy": ["*.pt"]},
     include_package_data=True,
     install_requires=[
-        "torch>=2.0",
-        "torchvision>=0.15",
+        # torch.amp.GradScaler("cuda") (PREC amp) needs torch 2.3; torchvision 0.18 is its release.
+        "torch>=2.3",
+        "torchvision>=0.18",
         "clip-anytorch>=2.5",
         # clip imports pkg_resources, which setuptools 81 removed.
         "setuptools<81",

@@ -38,19 +38,24 @@ if REPO_ROOT not in sys.path:
 
 MODES = ("plain", "cocoop_equiv", "full")
 CTX_INIT = "a photo of a"
+VIT_B16 = dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=16,
+               context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8, transformer_layers=12)
 
 
-def vit_b16_clip(device: str) -> nn.Module:
+def random_clip(device: str, shape: Optional[Dict] = None, precision: str = "fp32") -> nn.Module:
+    """A frozen CLIP with random weights (ViT-B/16's shapes by default) in the weight layout of ``precision``."""
     from mutual_prompt.openai_clip.model import CLIP
 
+    from mutual_prompt.model.precision import set_clip_precision
+
     torch.manual_seed(0)
-    model = CLIP(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=16,
-                 context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8, transformer_layers=12)
-    return model.float().eval().requires_grad_(False).to(device)
+    model = CLIP(**(shape or VIT_B16))
+    return set_clip_precision(model, precision).eval().requires_grad_(False).to(device)
 
 
 class PlainCoCoOp(nn.Module):
-    """CoCoOp's loop over images at 77 tokens (the baseline every ratio is against)."""
+    """CoCoOp's loop over images at 77 tokens (the baseline every ratio is against), in the dtype of
+    CLIP's weights as CoCoOp's text encoder."""
 
     def __init__(self, clip_model: nn.Module, classnames: List[str], meta_net: nn.Module, ctx: torch.Tensor) -> None:
         super().__init__()
@@ -72,12 +77,12 @@ class PlainCoCoOp(nn.Module):
         m = self.clip_model
         with torch.no_grad():
             x = F.normalize(m.encode_image(images), dim=-1)
-        bias = self.meta_net(x).unsqueeze(1)
+        bias = self.meta_net(x.to(self.ctx.dtype)).unsqueeze(1)
         logits = []
         for b in range(x.shape[0]):
             ctx = (self.ctx.unsqueeze(0) + bias[b]).expand(self.tokens.shape[0], -1, -1)
-            t = torch.cat([self.prefix, ctx, self.suffix], dim=1) + m.positional_embedding
-            t = m.ln_final(m.transformer(t.permute(1, 0, 2)).permute(1, 0, 2))
+            t = torch.cat([self.prefix, ctx, self.suffix], dim=1).type(m.dtype) + m.positional_embedding.type(m.dtype)
+            t = m.ln_final(m.transformer(t.permute(1, 0, 2)).permute(1, 0, 2)).type(m.dtype)
             t = t[torch.arange(t.shape[0]), self.tokens.argmax(dim=-1)] @ m.text_projection
             logits.append(m.logit_scale.exp() * F.normalize(t, dim=-1) @ x[b])
         return torch.stack(logits)
@@ -101,42 +106,57 @@ def classnames_for(n: int) -> List[str]:
     return [f"class name {i}" for i in range(n)]
 
 
-def time_steps(step, iters: int, warmup: int) -> float:
+def time_steps(step, iters: int, warmup: int, device: str = "cpu") -> float:
+    """Seconds for ``iters`` calls of ``step`` after ``warmup`` untimed ones (GPU work included)."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for _ in range(warmup):
         step()
+    sync()
     start = time.perf_counter()
     for _ in range(iters):
         step()
+    sync()
     return time.perf_counter() - start
 
 
 def measure(mode: str, classes: int, batch: int, device: str, iters: int, warmup: int, train: bool, evaluate: bool,
-            text_chunk: int = 0, text_checkpoint: bool = False, onednn: bool = True, label: str = "") -> Dict:
-    """One (mode, classes, batch) record: images/s for a training step and for evaluation."""
+            text_chunk: int = 0, text_checkpoint: bool = False, onednn: bool = True, label: str = "",
+            precision: str = "fp32", shape: Optional[Dict] = None) -> Dict:
+    """One (mode, classes, batch) record: images/s for a training step and for evaluation, with CLIP
+    in ``precision`` (trainer's layout and autocast) at ``shape`` (ViT-B/16 by default)."""
     from mutual_prompt.model.frozen_linear import set_onednn_linear
+    from mutual_prompt.model.precision import autocast, grad_scaler
 
     set_onednn_linear(onednn)
-    clip_model = vit_b16_clip(device)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    clip_model = random_clip(device, shape, precision)
     model = build_model(mode, clip_model, classnames_for(classes), text_chunk, text_checkpoint).to(device)
-    images = torch.randn(batch, 3, 224, 224, device=device)
+    size = clip_model.visual.input_resolution
+    images = torch.randn(batch, 3, size, size, device=device)
     labels = torch.randint(0, classes, (batch,), device=device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=0.002, momentum=0.9)
+    scaler = grad_scaler(precision, device)
 
     def train_step():
         optimizer.zero_grad()
-        F.cross_entropy(model(images), labels).backward()
-        optimizer.step()
+        with autocast(precision, device):
+            loss = F.cross_entropy(model(images).float(), labels)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
 
     def eval_step():
-        with torch.no_grad():
+        with torch.no_grad(), autocast(precision, device):
             model(images)
 
     def rate(step):
-        seconds = time_steps(step, iters, warmup)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return batch * iters / seconds
+        return batch * iters / time_steps(step, iters, warmup, device)
 
     record = {"mode": label or mode, "classes": classes, "batch": batch, "train_img_s": None, "eval_img_s": None}
     if train:

@@ -34,7 +34,8 @@ def images():
 
 
 def reference_text_features(model, ctx_per_image, classnames):
-    """CoCoOp-style plain computation: per image, full 77-token prompts through clip's own modules."""
+    """CoCoOp-style plain computation: per image, full 77-token prompts through clip's own modules,
+    in the dtype of CLIP's weights (``model.dtype``), as CoCoOp's prompt learner and text encoder."""
     n_ctx = ctx_per_image.shape[1]
     prompts = [" ".join(["X"] * n_ctx) + " " + name.replace("_", " ") + "." for name in classnames]
     tokens = openai_clip.tokenize(prompts)
@@ -43,9 +44,9 @@ def reference_text_features(model, ctx_per_image, classnames):
     out = []
     for ctx in ctx_per_image:
         x = torch.cat([embedding[:, :1], ctx.unsqueeze(0).expand(len(classnames), -1, -1), embedding[:, 1 + n_ctx :]], dim=1)
-        x = x + model.positional_embedding
+        x = x.type(model.dtype) + model.positional_embedding.type(model.dtype)
         x = model.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)
-        x = model.ln_final(x)
+        x = model.ln_final(x).type(model.dtype)
         x = x[torch.arange(x.shape[0]), tokens.argmax(dim=-1)] @ model.text_projection
         out.append(F.normalize(x, dim=-1))
     return torch.stack(out)

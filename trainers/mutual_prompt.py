@@ -4,11 +4,8 @@ Drop this file into a CoOp-style repository (``trainers/mutual_prompt.py``), ``i
 trainers.mutual_prompt`` in its train.py and call ``extend_cfg(cfg)`` from this module inside its
 ``extend_cfg``; everything else comes from the ``mutual_prompt`` package, under real Dassl or not.
 """
-import contextlib
-import warnings
 from typing import Optional
 
-import torch
 import torch.nn.functional as F
 from yacs.config import CfgNode as CN
 
@@ -28,13 +25,19 @@ from mutual_prompt.checkpoint_loading import (
     model_checkpoint_path,
     read_checkpoint,
 )
-from mutual_prompt.model.clip_loader import load_clip
 from mutual_prompt.model.ftp import FTP_MODES
 from mutual_prompt.model.mutual_prompt_clip import MutualPromptCLIP
+from mutual_prompt.model.precision import (
+    PRECISIONS,
+    autocast,
+    grad_scaler,
+    load_frozen_clip,
+    resolve_precision,
+)
 from mutual_prompt.model.prompt_learner_state import config_difference_hint
 from mutual_prompt.resume import best_val_so_far
 
-PRECISIONS = ("fp16", "fp32", "amp", "bf16")
+KEY = "TRAINER.MUTUAL_PROMPT"
 
 NO_CHECKPOINT_MESSAGE = (
     "MutualPrompt: load_model() was given no directory (--eval-only without --model-dir), so the result "
@@ -53,7 +56,7 @@ def extend_cfg(cfg) -> None:
     mp = CN()
     mp.N_CTX = 4  # number of context tokens (used when CTX_INIT is empty)
     mp.CTX_INIT = "a photo of a"  # initialise the context from these words ("" = random)
-    mp.PREC = "fp16"  # fp16, fp32, amp or bf16
+    mp.PREC = "fp16"  # fp16, fp32, amp or bf16 (mutual_prompt/model/precision.py); fp16 runs as fp32 on the CPU
     mp.CLASS_TOKEN_POSITION = "end"
     mp.FTP = CN()
     mp.FTP.MODE = "fine"  # fine (per-token semantics), shared (CoCoOp's meta-net), none (CoOp)
@@ -70,7 +73,27 @@ def extend_cfg(cfg) -> None:
     cfg.TRAINER.MUTUAL_PROMPT = mp
 
 
+def check_prompt_cfg(cfg, clip_model) -> None:
+    """Raise a config error naming the key for prompt sizes the backbone cannot take."""
+    mp = cfg.TRAINER.MUTUAL_PROMPT
+    if mp.N_CTX < 1:
+        raise ValueError(f"{KEY}.N_CTX must be >= 1, got {mp.N_CTX}")
+    if not mp.TVP.ENABLED:
+        return
+    for name in ("TOPK", "N_TOKENS", "DEPTH"):
+        if mp.TVP[name] < 1:
+            raise ValueError(f"{KEY}.TVP.{name} must be >= 1, got {mp.TVP[name]}")
+    if mp.TVP.TEMP <= 0:
+        raise ValueError(f"{KEY}.TVP.TEMP must be > 0, got {mp.TVP.TEMP}")
+    layers = getattr(getattr(clip_model.visual, "transformer", None), "layers", None)
+    if layers is not None and mp.TVP.DEPTH > layers:
+        raise ValueError(f"{KEY}.TVP.DEPTH {mp.TVP.DEPTH} is deeper than the backbone's vision transformer "
+                         f"({cfg.MODEL.BACKBONE.NAME or cfg.MODEL.BACKBONE.PATH}: {layers} layers); "
+                         f"use at most {layers}")
+
+
 def build_mutual_prompt_clip(cfg, classnames, clip_model) -> MutualPromptCLIP:
+    check_prompt_cfg(cfg, clip_model)
     mp = cfg.TRAINER.MUTUAL_PROMPT
     return MutualPromptCLIP(
         clip_model,
@@ -93,12 +116,15 @@ def build_mutual_prompt_clip(cfg, classnames, clip_model) -> MutualPromptCLIP:
 
 @TRAINER_REGISTRY.register()
 class MutualPrompt(TrainerX):
-    """Frozen CLIP; trains only ``prompt_learner`` (context, FTP, TVP) with cross-entropy."""
+    """Frozen CLIP; trains only ``prompt_learner`` (context, FTP, TVP) with cross-entropy.
+
+    The prompt parameters are float32 in every PREC (master weights, see ``precision.py``).
+    """
 
     def check_cfg(self, cfg) -> None:
         mp = cfg.TRAINER.MUTUAL_PROMPT
         if mp.PREC not in PRECISIONS:
-            raise ValueError(f"TRAINER.MUTUAL_PROMPT.PREC must be one of {PRECISIONS}, got {mp.PREC!r}")
+            raise ValueError(f"{KEY}.PREC must be one of {PRECISIONS}, got {mp.PREC!r}")
         if mp.FTP.MODE not in FTP_MODES:
             raise ValueError(f"TRAINER.MUTUAL_PROMPT.FTP.MODE must be one of {FTP_MODES}, got {mp.FTP.MODE!r}")
         if mp.CLASS_TOKEN_POSITION != "end":
@@ -107,28 +133,18 @@ class MutualPrompt(TrainerX):
                 "the per-image context is shared across classes only when it precedes the class name"
             )
 
-    def _precision(self) -> str:
-        prec = self.cfg.TRAINER.MUTUAL_PROMPT.PREC
-        if prec == "fp16" and self.device.type == "cpu":
-            warnings.warn("TRAINER.MUTUAL_PROMPT.PREC fp16 needs a GPU; running in fp32 on the CPU")
-            return "fp32"
-        return prec
-
     def build_model(self) -> None:
         cfg = self.cfg
         classnames = self.dm.dataset.classnames
-        self.precision = self._precision()
-        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
-        clip_model = load_clip(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PATH)
-        if self.precision == "fp16":
-            clip_model.half()
-        elif self.precision == "bf16":
-            clip_model.to(torch.bfloat16)
+        self.precision = resolve_precision(cfg.TRAINER.MUTUAL_PROMPT.PREC, self.device, f"{KEY}.PREC")
+        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME}, precision: {self.precision})")
+        clip_model = load_frozen_clip(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PATH, self.device,
+                                      self.precision, cfg.INPUT.SIZE)
 
         print("Building MutualPromptCLIP")
         self.model = build_mutual_prompt_clip(cfg, classnames, clip_model)  # CLIP frozen, prompts trainable
         trainable = sum(p.numel() for p in self.model.prompt_learner.parameters())
-        print(f"Trainable parameters (prompt_learner): {trainable:,}")
+        print(f"Trainable parameters (prompt_learner): {trainable:,}, float32")
 
         if cfg.MODEL.INIT_WEIGHTS:
             load_pretrained_weights(self.model.prompt_learner, cfg.MODEL.INIT_WEIGHTS)
@@ -137,7 +153,7 @@ class MutualPrompt(TrainerX):
         self.optim = build_optimizer(self.model.prompt_learner, cfg.OPTIM)
         self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
         self.register_model("prompt_learner", self.model.prompt_learner, self.optim, self.sched)
-        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "amp" and self.device.type == "cuda" else None
+        self.scaler = grad_scaler(self.precision, self.device)
 
     def resume_model_if_exist(self, directory: str) -> int:
         start_epoch = super().resume_model_if_exist(directory)
@@ -146,15 +162,9 @@ class MutualPrompt(TrainerX):
             self.best_result, _ = best_val_so_far(directory, self.get_model_names())
         return start_epoch
 
-    def _autocast(self):
-        if self.precision != "amp":
-            return contextlib.nullcontext()
-        dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
-
     def forward_backward(self, batch):
         image, label = self.parse_batch_train(batch)
-        with self._autocast():
+        with autocast(self.precision, self.device):
             logits = self.model(image)
             loss = F.cross_entropy(logits.float(), label)
         if self.scaler is not None:
@@ -176,7 +186,7 @@ class MutualPrompt(TrainerX):
         return batch["img"].to(self.device), batch["label"].to(self.device)
 
     def model_inference(self, image):
-        with self._autocast():
+        with autocast(self.precision, self.device):
             return self.model(image).float()
 
     def load_model(self, directory: str, epoch: Optional[int] = None) -> None:

@@ -12,8 +12,8 @@ from yacs.config import CfgNode as CN
 from mutual_prompt import openai_clip
 from mutual_prompt.backend import TRAINER_REGISTRY, TrainerX
 from mutual_prompt.cfg_keys import ensure_common_keys
-from mutual_prompt.model.clip_loader import load_clip
 from mutual_prompt.model.image_encoder import PromptImageEncoder, is_vision_transformer
+from mutual_prompt.model.precision import PRECISIONS, autocast, load_frozen_clip, resolve_precision
 
 DEFAULT_TEMPLATE = "a photo of a {}."
 
@@ -44,6 +44,7 @@ def extend_cfg(cfg) -> None:
         return
     zs = CN()
     zs.TEMPLATE = ""  # e.g. "a photo of a {}."; "" = CoOp's template for DATASET.NAME
+    zs.PREC = "fp16"  # fp16 (as CoOp's ZeroshotCLIP; fp32 on the CPU), fp32, amp or bf16
     cfg.TRAINER.ZEROSHOT_MP = zs
 
 
@@ -65,24 +66,24 @@ def class_prompts(template: str, classnames: List[str]) -> List[str]:
 class ZeroshotMP(TrainerX):
     """Zero-shot CLIP; ``model_inference`` returns ``exp(logit_scale) * cos(image, class text)``."""
 
+    def check_cfg(self, cfg) -> None:
+        if cfg.TRAINER.ZEROSHOT_MP.PREC not in PRECISIONS:
+            raise ValueError(f"TRAINER.ZEROSHOT_MP.PREC must be one of {PRECISIONS}, "
+                             f"got {cfg.TRAINER.ZEROSHOT_MP.PREC!r}")
+
     def build_model(self) -> None:
         cfg = self.cfg
+        self.precision = resolve_precision(cfg.TRAINER.ZEROSHOT_MP.PREC, self.device, "TRAINER.ZEROSHOT_MP.PREC")
         weights = f", weights: {cfg.MODEL.BACKBONE.PATH}" if cfg.MODEL.BACKBONE.PATH else ""
-        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME}{weights})")
-        clip_model = load_clip(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PATH, device=self.device)
-        clip_model.requires_grad_(False)
-        resolution = clip_model.visual.input_resolution
-        if tuple(cfg.INPUT.SIZE) != (resolution, resolution):
-            raise ValueError(
-                f"INPUT.SIZE {tuple(cfg.INPUT.SIZE)} does not match the CLIP backbone's input resolution "
-                f"({resolution}, {resolution})"
-            )
+        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME}{weights}, precision: {self.precision})")
+        clip_model = load_frozen_clip(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PATH, self.device,
+                                      self.precision, cfg.INPUT.SIZE)
 
         prompts = class_prompts(prompt_template(cfg), self.dm.dataset.classnames)
         print(f"Prompts: {prompts}")
         tokens = openai_clip.tokenize(prompts).to(self.device)
-        with torch.no_grad():
-            text_features = clip_model.encode_text(tokens)
+        with torch.no_grad(), autocast(self.precision, self.device):
+            text_features = clip_model.encode_text(tokens).float()
         self.text_features = text_features / text_features.norm(dim=-1, keepdim=True)
         self.clip_model = clip_model
         vit = is_vision_transformer(clip_model.visual)
@@ -90,10 +91,10 @@ class ZeroshotMP(TrainerX):
 
     @torch.no_grad()
     def model_inference(self, image: torch.Tensor) -> torch.Tensor:
-        image_features = self.encode_image(image)
+        with autocast(self.precision, self.device):
+            image_features = self.encode_image(image).float()
         image_features = image_features / image_features.norm(dim=-1, keepdim=True)
-        logits = self.clip_model.logit_scale.exp() * image_features @ self.text_features.t()
-        return logits.float()
+        return self.clip_model.logit_scale.exp() * image_features @ self.text_features.t()
 
     def train(self) -> None:
         """Nothing to train: evaluate, as a training run would at its end."""

@@ -27,9 +27,10 @@ class PromptLearner(nn.Module):
 class MutualPromptCLIP(nn.Module):
     """Logits ``exp(logit_scale) * x_b . t_{b,c}`` of Mutual Prompt Learning (METHOD.md).
 
-    CLIP stays frozen; ``prompt_learner`` holds all trainable parameters. Class-dependent state (the
-    text encoder's class suffixes and TVP's class text features) lives in non-persistent buffers
-    rebuilt by ``set_classnames``, so a checkpoint trained on base classes loads for new classes.
+    CLIP stays frozen; ``prompt_learner`` holds all trainable parameters, in float32 whatever CLIP's
+    weight dtype (``precision.py``). Class-dependent state (the text encoder's class suffixes and
+    TVP's class text features) lives in non-persistent buffers rebuilt by ``set_classnames`` on
+    CLIP's device, so a checkpoint trained on base classes loads for new classes.
     """
 
     def __init__(self, clip_model: nn.Module, classnames: Sequence[str], *, n_ctx: int = 4,
@@ -50,7 +51,8 @@ class MutualPromptCLIP(nn.Module):
         tvp = None
         if tvp_enabled:
             tvp = TextReorganizedVisualPrompt(embed_dim, self.image_encoder.width, tvp_n_tokens, tvp_depth, tvp_topk, tvp_temp)
-        self.prompt_learner = PromptLearner(ctx, ftp, tvp)
+        # On CLIP's device from the start, so that set_classnames computes the class buffers there.
+        self.prompt_learner = PromptLearner(ctx, ftp, tvp).to(clip_model.token_embedding.weight.device)
         self.text_encoder = PromptTextEncoder(
             clip_model, n_ctx, chunk_size=text_chunk, truncate=text_truncate, shared_prefix=text_shared_prefix,
             checkpoint=text_checkpoint,

@@ -8,6 +8,8 @@ causal self-attention blocks, and with no mask at all the full self-attention bl
 transformer. They are computed from the weights of CLIP's own ``ResidualAttentionBlock`` (``ln_1``,
 ``attn`` = ``nn.MultiheadAttention``, ``ln_2``, ``mlp`` = ``c_fc``, ``gelu``, ``c_proj``) with
 ``scaled_dot_product_attention`` and :func:`frozen_linear`, on batch-first tensors ``[N, L, width]``.
+The LayerNorms are CLIP's own modules (float32 inside, the input's dtype out), so in OpenAI's
+mixed fp16 / bf16 layout the blocks compute in the dtype of the weights, as CLIP's own blocks do.
 """
 from typing import List, Optional, Sequence, Tuple
 

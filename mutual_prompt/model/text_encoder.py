@@ -100,9 +100,10 @@ class PromptTextEncoder(nn.Module):
         with torch.no_grad():
             embeddings = self.token_embedding(tokens)
             pad = self.token_embedding(torch.zeros(1, dtype=torch.long, device=tokens.device))
-        self.sos_embedding = embeddings[0, :1].clone()
-        self.suffix_embeddings = embeddings[:, 1 + self.n_ctx:truncated_length].clone()
-        self.pad_embedding = pad
+        # Stored in the dtype the transformer runs in (CLIP keeps its token embedding in float32).
+        self.sos_embedding = embeddings[0, :1].to(self.dtype, copy=True)
+        self.suffix_embeddings = embeddings[:, 1 + self.n_ctx:truncated_length].to(self.dtype, copy=True)
+        self.pad_embedding = pad.to(self.dtype)
         self.eot_positions = eot_positions
         self.truncated_length = truncated_length
 

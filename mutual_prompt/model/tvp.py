@@ -9,8 +9,8 @@ class TextReorganizedVisualPrompt(nn.Module):
     """``p_j = e_j + U_j r`` with ``r = sum_k softmax(s_K / temp)_k t_k`` over the top-k classes.
 
     ``t`` (set by ``set_class_text_features``) are the frozen, normalised CLIP text features of
-    "a photo of a {class}." — a non-persistent buffer, so checkpoints do not depend on the class
-    set. ``U`` starts at zero, so training starts from the plain learnable tokens ``e`` (std 0.02).
+    "a photo of a {class}." (encoded in CLIP's precision, kept in float32 like the trainable
+    parameters) — a non-persistent buffer, so checkpoints do not depend on the class set. ``U`` starts at zero, so training starts from the plain learnable tokens ``e`` (std 0.02).
     With ``depth > 1`` there is one set of tokens (and of U) per prompted layer.
     """
 
@@ -36,10 +36,12 @@ class TextReorganizedVisualPrompt(nn.Module):
         t = self.class_text_features
         if t.shape[0] == 0:
             raise RuntimeError("TVP has no class text features: call set_class_text_features first")
-        s = x0.float() @ t.t()
-        values, index = s.topk(min(self.topk, t.shape[0]), dim=-1)
-        w = F.softmax(values / self.temp, dim=-1)
-        return torch.einsum("bk,bkd->bd", w, t[index])
+        # In float32 even under autocast: dividing by a temperature of 0.01 would magnify bf16 rounding.
+        with torch.autocast(device_type=x0.device.type, enabled=False):
+            s = x0.float() @ t.t()
+            values, index = s.topk(min(self.topk, t.shape[0]), dim=-1)
+            w = F.softmax(values / self.temp, dim=-1)
+            return torch.einsum("bk,bkd->bd", w, t[index])
 
     def forward(self, x0: Tensor) -> Tensor:
         """[B, d] -> prompts [B, P, width] (depth 1) or [DEPTH, B, P, width]."""

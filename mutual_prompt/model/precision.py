@@ -1,0 +1,127 @@
+"""CLIP in each training precision (``TRAINER.<NAME>.PREC``), the way CoOp runs it on a GPU.
+
+:func:`load_frozen_clip` is the one place every trainer gets its CLIP from: the weights (name or
+path), the trainer's device and the precision in, a frozen CLIP in eval mode out, already on the
+device, so that everything computed from it afterwards (class text features, token embeddings)
+is computed there, in that precision. The weight layouts:
+
+- ``fp16``: OpenAI's own mixed layout, as ``clip.model.build_model`` leaves it: the weights and
+  biases of every linear and convolution layer, the attention in-projections and the two output
+  projections (``text_projection``, ``visual.proj``) in float16; everything else in float32
+  (LayerNorms, BatchNorms, token / positional / class embeddings, ``logit_scale``). CLIP's
+  ``LayerNorm`` computes in float32 and returns its input's dtype, so activations stay float16;
+- ``bf16``: the same layout in bfloat16;
+- ``fp32``: everything float32;
+- ``amp``: float32 weights; the forward pass runs under :func:`autocast` (float16 with a
+  :func:`grad_scaler` on CUDA, bfloat16 on the CPU, where float16 autocast has no speed to offer).
+
+The trainable prompt parameters stay float32 in every precision (master weights): they are small,
+the optimizer updates them without rounding, and they are cast to the frozen encoders' dtype where
+they enter them. CoCoOp instead keeps its context and meta-net in fp16 under ``PREC fp16``, so its
+fp16 logits equal ours only up to fp16 rounding.
+
+PREC ``fp16`` on the CPU runs in fp32 (a printed line says so): fp16 matrix products there are
+about 4x slower than fp32 (bf16 is about 2.3x faster). ``MUTUAL_PROMPT_CPU_FP16=1`` runs the real
+fp16 path on the CPU, as a GPU would (tests).
+"""
+import contextlib
+import os
+from typing import ContextManager, Iterator, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from .clip_loader import load_clip
+
+PRECISIONS = ("fp16", "fp32", "amp", "bf16")
+CPU_FP16_SWITCH = "MUTUAL_PROMPT_CPU_FP16"
+
+_WEIGHT_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32, "amp": torch.float32}
+_ATTENTION_TENSORS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight", "in_proj_bias",
+                      "bias_k", "bias_v")
+_OUTPUT_PROJECTIONS = ("text_projection", "proj")
+
+
+def check_precision(precision: str, key: str = "PREC") -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"{key} must be one of {PRECISIONS}, got {precision!r}")
+
+
+def weight_dtype(precision: str) -> torch.dtype:
+    """The dtype of CLIP's linear, convolution and projection weights under ``precision``."""
+    check_precision(precision)
+    return _WEIGHT_DTYPES[precision]
+
+
+def resolve_precision(precision: str, device: Union[str, torch.device], key: str = "PREC") -> str:
+    """The precision a run on ``device`` uses for the configured ``precision`` (printed when it differs)."""
+    check_precision(precision, key)
+    device = torch.device(device)
+    if precision == "fp16" and device.type == "cpu" and os.environ.get(CPU_FP16_SWITCH, "0") != "1":
+        print(f"{key} fp16 on the CPU: running in fp32 instead (fp16 matrix products are several times slower "
+              f"than fp32 on CPUs; {CPU_FP16_SWITCH}=1 runs fp16 as a GPU would, PREC bf16 is faster)")
+        return "fp32"
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"{key} bf16 needs a GPU with bfloat16 support ({torch.cuda.get_device_name(device)} "
+                         "has none); use fp16 or amp")
+    return precision
+
+
+def low_precision_tensors(model: nn.Module) -> Iterator[Tensor]:
+    """The tensors of a CLIP model that OpenAI's layout keeps in 16 bits (see the module docstring)."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            yield from (t for t in (module.weight, module.bias) if t is not None)
+        if isinstance(module, nn.MultiheadAttention):
+            yield from (t for t in (getattr(module, name) for name in _ATTENTION_TENSORS) if t is not None)
+        for name in _OUTPUT_PROJECTIONS:
+            tensor = getattr(module, name, None)
+            if isinstance(tensor, Tensor):
+                yield tensor
+
+
+def set_clip_precision(model: nn.Module, precision: str) -> nn.Module:
+    """Put ``model``'s weights in the layout of ``precision`` (in place; returns ``model``)."""
+    dtype = weight_dtype(precision)
+    model.float()
+    if dtype != torch.float32:
+        for tensor in low_precision_tensors(model):
+            tensor.data = tensor.data.to(dtype)
+    return model
+
+
+def check_input_size(model: nn.Module, input_size: Sequence[int], key: str = "INPUT.SIZE") -> None:
+    """Raise unless ``input_size`` is the image size CLIP's image encoder was built for."""
+    resolution = model.visual.input_resolution
+    if tuple(input_size) != (resolution, resolution):
+        raise ValueError(f"{key} {tuple(input_size)} does not match the CLIP backbone's input resolution "
+                         f"({resolution}, {resolution}); set {key} ({resolution}, {resolution})")
+
+
+def load_frozen_clip(name: str, path: str, device: Union[str, torch.device], precision: str,
+                     input_size: Optional[Sequence[int]] = None) -> nn.Module:
+    """A frozen CLIP in eval mode on ``device`` in the weight layout of ``precision``.
+
+    The weights are read and laid out on the CPU and moved to ``device`` once; ``input_size``
+    (``INPUT.SIZE``), when given, must match the backbone's input resolution.
+    """
+    model = load_clip(name, path, device="cpu")
+    if input_size is not None:
+        check_input_size(model, input_size)
+    set_clip_precision(model, precision)
+    return model.requires_grad_(False).to(device).eval()
+
+
+def autocast(precision: str, device: Union[str, torch.device]) -> ContextManager:
+    """Autocast for ``amp`` (float16 on CUDA, bfloat16 elsewhere); no-op for the other precisions."""
+    if precision != "amp":
+        return contextlib.nullcontext()
+    device_type = torch.device(device).type
+    return torch.autocast(device_type=device_type, dtype=torch.float16 if device_type == "cuda" else torch.bfloat16)
+
+
+def grad_scaler(precision: str, device: Union[str, torch.device]) -> Optional["torch.amp.GradScaler"]:
+    """The loss scaler ``amp`` needs on CUDA (float16 gradients underflow without it); else None."""
+    if precision == "amp" and torch.device(device).type == "cuda":
+        return torch.amp.GradScaler("cuda")
+    return None
