@@ -38,6 +38,15 @@ def _load(path: str) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _pointed_name(model_dir: str) -> str:
+    """The file name in ``<model_dir>/checkpoint`` ("" when the pointer is missing or empty)."""
+    pointer = os.path.join(model_dir, POINTER_FILE)
+    if not os.path.isfile(pointer):
+        return ""
+    with open(pointer, "r") as f:
+        return f.readline().strip()
+
+
 def best_val_so_far(directory: str, names: Sequence[str]) -> Tuple[float, Optional[int]]:
     """(best val result, its 1-based epoch) recorded for the checkpoints under ``directory``.
 
@@ -46,11 +55,7 @@ def best_val_so_far(directory: str, names: Sequence[str]) -> Tuple[float, Option
     CoOp write); else (-inf, None): no best yet.
     """
     for name in names:
-        pointer = os.path.join(directory, name, POINTER_FILE)
-        if not os.path.isfile(pointer):
-            continue
-        with open(pointer, "r") as f:
-            newest = f.readline().strip()
+        newest = _pointed_name(os.path.join(directory, name))
         path = os.path.join(directory, name, newest)
         if newest and os.path.isfile(path):
             checkpoint = _load(path)
@@ -135,9 +140,8 @@ def write_run_fingerprint(directory: str, cfg) -> None:
     write_json(run_fingerprint(cfg), os.path.join(directory, FINGERPRINT_FILE))
 
 
-def _epoch_checkpoints(model_dir: str) -> List[int]:
-    epochs = [int(m.group(1)) for m in map(EPOCH_CHECKPOINT.match, os.listdir(model_dir)) if m]
-    return sorted(epochs, reverse=True)
+def _epoch_checkpoints(model_dir: str) -> set:
+    return {int(m.group(1)) for m in map(EPOCH_CHECKPOINT.match, os.listdir(model_dir)) if m}
 
 
 def _is_intact(path: str) -> bool:
@@ -148,19 +152,18 @@ def _is_intact(path: str) -> bool:
     return isinstance(checkpoint, dict) and "state_dict" in checkpoint and "epoch" in checkpoint
 
 
-def _pointed_epoch(model_dir: str) -> Tuple[Optional[int], str]:
-    """(epoch of the checkpoint the pointer names if it is intact, else None; why not)."""
-    with open(os.path.join(model_dir, POINTER_FILE), "r") as f:
-        name = f.readline().strip()
+def _pointer_problem(model_dir: str) -> str:
+    """What is wrong with the checkpoint that ``<model_dir>/checkpoint`` names ("" if nothing)."""
+    pointer = os.path.join(model_dir, POINTER_FILE)
+    name = _pointed_name(model_dir)
     if not name:
-        return None, f"{os.path.join(model_dir, POINTER_FILE)} is empty"
+        return f"{pointer} is empty"
     path = os.path.join(model_dir, name)
-    match = EPOCH_CHECKPOINT.match(name)
     if not os.path.isfile(path):
-        return None, f"{path}, named by {os.path.join(model_dir, POINTER_FILE)}, does not exist"
+        return f"{path}, named by {pointer}, does not exist"
     if not _is_intact(path):
-        return None, f"the newest checkpoint {path} is corrupt (truncated or not a checkpoint)"
-    return (int(match.group(1)) if match else None), ""
+        return f"the newest checkpoint {path} is corrupt (truncated or not a checkpoint)"
+    return ""
 
 
 def repair_checkpoint_pointers(directory: str) -> List[str]:
@@ -173,11 +176,7 @@ def repair_checkpoint_pointers(directory: str) -> List[str]:
         return []
     model_dirs = sorted(os.path.join(directory, n) for n in os.listdir(directory)
                         if os.path.isfile(os.path.join(directory, n, POINTER_FILE)))
-    problems = []
-    for model_dir in model_dirs:
-        epoch, why = _pointed_epoch(model_dir)
-        if why:
-            problems.append(why)
+    problems = [problem for problem in map(_pointer_problem, model_dirs) if problem]
     if not problems:
         return []
     common: Optional[set] = None
@@ -203,10 +202,7 @@ def newest_checkpoint(directory: str) -> Optional[str]:
     if not has_checkpoints(directory):
         return None
     for name in sorted(os.listdir(directory)):
-        pointer = os.path.join(directory, name, POINTER_FILE)
-        if os.path.isfile(pointer):
-            with open(pointer, "r") as f:
-                newest = f.readline().strip()
-            if newest:
-                return os.path.join(directory, name, newest)
+        newest = _pointed_name(os.path.join(directory, name))
+        if newest:
+            return os.path.join(directory, name, newest)
     return None

@@ -241,3 +241,15 @@ def test_an_interrupt_writes_where_the_run_stopped_and_how_to_resume_to_log_txt(
     assert match and int(match.group(2)) == int(match.group(1)) - 1, last
     assert "Traceback" not in stderr
     assert not (out / LOCK_FILE).exists()
+
+
+def test_the_interrupt_line_before_any_checkpoint_says_a_rerun_starts_from_scratch(tmp_path):
+    from types import SimpleNamespace
+
+    cfg = SimpleNamespace(OUTPUT_DIR=str(tmp_path))
+    trainer = SimpleNamespace(epoch=2, max_epoch=10)
+    line = train.interruption_line("SIGTERM", trainer, cfg, eval_only=False)
+    assert line == ("Interrupted by SIGTERM during epoch 3/10: no checkpoint was saved yet (TRAIN.CHECKPOINT_FREQ 0 "
+                    "saves only the last epoch); running the same command again starts from scratch")
+    assert train.interruption_line("SIGINT", None, cfg, eval_only=False).startswith(
+        "Interrupted by SIGINT while building the trainer")
