@@ -45,12 +45,20 @@ def read_checkpoint(path: str) -> Dict[str, Any]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ValueError(
-            f"Cannot read the checkpoint {path} with torch.load(weights_only=True) ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}). {TRUST_HINT.format(path=path)}"
+            f"Cannot read the checkpoint {path} with torch.load(weights_only=True) ({load_error_reason(e)}). "
+            + TRUST_HINT.format(path=path)
         ) from e
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), Mapping):
         raise ValueError(f"{path} is not a checkpoint in Dassl's layout: expected a dict with a 'state_dict' entry")
     return checkpoint
+
+
+def load_error_reason(error: Exception) -> str:
+    """One line of a ``torch.load`` error: the global that ``weights_only`` refused, else the first line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    refused = [line.split(" was not an allowed global")[0] for line in lines if "Unsupported global" in line]
+    refused = [line[line.index("Unsupported global"):] for line in refused]
+    return refused[0] if refused else f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 def checkpoint_summary(checkpoint: Mapping[str, Any]) -> str:

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 
-from .checkpoint_loading import read_checkpoint
+from .checkpoint_loading import load_error_reason, read_checkpoint
 from .engine.utils import atomic_path
 from .model.prompt_learner_state import COOP_ONLY_KEYS, describe_prompt_learner
 
@@ -72,10 +72,11 @@ def read_coop_checkpoint(path: str, trust: bool = False) -> Dict[str, Any]:
     try:
         return read_checkpoint(path)
     except ValueError as e:
+        reason = load_error_reason(e.__cause__) if e.__cause__ is not None else str(e)
         raise ValueError(
-            f"{path} cannot be read with torch.load(weights_only=True): CoOp's and CoCoOp's checkpoints pickle "
-            "Python objects (Dassl's learning-rate scheduler). If you trust the file (unpickling can run code "
-            f"from it), add --trust. ({e.__cause__ or e})"
+            f"{path} cannot be read with torch.load(weights_only=True) ({reason}): CoOp's and CoCoOp's "
+            "checkpoints pickle Python objects (Dassl's learning-rate scheduler). If you trust the file "
+            "(unpickling can run code from it), add --trust."
         ) from e
 
 
