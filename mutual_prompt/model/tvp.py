@@ -10,7 +10,8 @@ class TextReorganizedVisualPrompt(nn.Module):
 
     ``t`` (set by ``set_class_text_features``) are the frozen, normalised CLIP text features of
     "a photo of a {class}." (encoded in CLIP's precision, kept in float32 like the trainable
-    parameters) — a non-persistent buffer, so checkpoints do not depend on the class set. ``U`` starts at zero, so training starts from the plain learnable tokens ``e`` (std 0.02).
+    parameters) — a non-persistent buffer, so checkpoints do not depend on the class set. ``U``
+    starts at zero, so training starts from the plain learnable tokens ``e`` (std 0.02).
     With ``depth > 1`` there is one set of tokens (and of U) per prompted layer.
     """
 
