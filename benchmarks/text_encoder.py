@@ -14,10 +14,10 @@ import argparse
 import time
 from typing import Callable, Dict, List
 
-import clip
 import torch
 from tabulate import tabulate
 
+from mutual_prompt import openai_clip
 from mutual_prompt.model.frozen_linear import set_onednn_linear
 from mutual_prompt.model.text_encoder import PromptTextEncoder
 
@@ -47,13 +47,13 @@ MODES = {
 ONEDNN_MODES = ("... + oneDNN linear (default)", "... + checkpoint")
 
 
-def vit_b16_text_clip(dtype: torch.dtype) -> "clip.model.CLIP":
+def vit_b16_text_clip(dtype: torch.dtype) -> "openai_clip.model.CLIP":
     """Random CLIP with ViT-B/16's text encoder (its vision tower is tiny: it is not measured)."""
-    model = clip.model.CLIP(embed_dim=512, image_resolution=32, vision_layers=1, vision_width=64,
+    model = openai_clip.model.CLIP(embed_dim=512, image_resolution=32, vision_layers=1, vision_width=64,
                             vision_patch_size=16, context_length=77, vocab_size=49408,
                             transformer_width=512, transformer_heads=8, transformer_layers=12)
     if dtype != torch.float32:
-        clip.model.convert_weights(model)
+        openai_clip.model.convert_weights(model)
         for parameter in model.parameters():
             if parameter.dtype == torch.float16:
                 parameter.data = parameter.data.to(dtype)

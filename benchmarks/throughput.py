@@ -41,7 +41,7 @@ CTX_INIT = "a photo of a"
 
 
 def vit_b16_clip(device: str) -> nn.Module:
-    from clip.model import CLIP
+    from mutual_prompt.openai_clip.model import CLIP
 
     torch.manual_seed(0)
     model = CLIP(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=16,
@@ -54,7 +54,7 @@ class PlainCoCoOp(nn.Module):
 
     def __init__(self, clip_model: nn.Module, classnames: List[str], meta_net: nn.Module, ctx: torch.Tensor) -> None:
         super().__init__()
-        import clip
+        from mutual_prompt import openai_clip
 
         self.clip_model = clip_model
         self.meta_net = meta_net
@@ -62,7 +62,7 @@ class PlainCoCoOp(nn.Module):
         n_ctx = ctx.shape[0]
         prompts = [" ".join(["X"] * n_ctx) + " " + name + "." for name in classnames]
         device = clip_model.token_embedding.weight.device
-        self.tokens = clip.tokenize(prompts).to(device)
+        self.tokens = openai_clip.tokenize(prompts).to(device)
         with torch.no_grad():
             embedding = clip_model.token_embedding(self.tokens)
         self.prefix = embedding[:, :1]

@@ -3,7 +3,7 @@ import importlib.util
 import os
 
 import torch
-from clip.model import CLIP
+from mutual_prompt.openai_clip.model import CLIP
 
 SPEC = importlib.util.spec_from_file_location(
     "throughput", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "throughput.py")

@@ -6,10 +6,10 @@ that it can sit beside CoOp's ``ZeroshotCLIP`` in the same registry.
 """
 from typing import List
 
-import clip
 import torch
 from yacs.config import CfgNode as CN
 
+from mutual_prompt import openai_clip
 from mutual_prompt.backend import TRAINER_REGISTRY, TrainerX
 from mutual_prompt.cfg_keys import ensure_common_keys
 from mutual_prompt.model.clip_loader import load_clip
@@ -80,7 +80,7 @@ class ZeroshotMP(TrainerX):
 
         prompts = class_prompts(prompt_template(cfg), self.dm.dataset.classnames)
         print(f"Prompts: {prompts}")
-        tokens = clip.tokenize(prompts).to(self.device)
+        tokens = openai_clip.tokenize(prompts).to(self.device)
         with torch.no_grad():
             text_features = clip_model.encode_text(tokens)
         self.text_features = text_features / text_features.norm(dim=-1, keepdim=True)

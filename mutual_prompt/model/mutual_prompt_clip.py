@@ -1,11 +1,11 @@
 """MutualPromptCLIP: frozen CLIP + the trainable prompt modules (context, FTP, TVP)."""
 from typing import Optional, Sequence, Tuple
 
-import clip
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import openai_clip
 from .ftp import FineGrainedTextPrompt
 from .image_encoder import PromptImageEncoder, is_vision_transformer
 from .text_encoder import PromptTextEncoder
@@ -65,7 +65,7 @@ class MutualPromptCLIP(nn.Module):
         if ctx_init:
             words = ctx_init.replace("_", " ").strip()
             n_ctx = len(words.split(" "))
-            tokens = clip.tokenize(words).to(clip_model.token_embedding.weight.device)
+            tokens = openai_clip.tokenize(words).to(clip_model.token_embedding.weight.device)
             with torch.no_grad():
                 embedding = clip_model.token_embedding(tokens)
             return embedding[0, 1 : 1 + n_ctx].detach().float().clone()
@@ -84,7 +84,7 @@ class MutualPromptCLIP(nn.Module):
         tvp = self.prompt_learner.tvp
         if tvp is not None:
             device = self.clip_model.token_embedding.weight.device
-            prompts = clip.tokenize([TVP_TEMPLATE.format(c.replace("_", " ")) for c in classnames]).to(device)
+            prompts = openai_clip.tokenize([TVP_TEMPLATE.format(c.replace("_", " ")) for c in classnames]).to(device)
             tvp.set_class_text_features(F.normalize(self.clip_model.encode_text(prompts).float(), dim=-1))
         self._classifier_cache = None
 

@@ -13,11 +13,11 @@
 """
 from typing import Callable, List, Optional, Sequence
 
-import clip
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
+from mutual_prompt import openai_clip
 from mutual_prompt.model.prefix_attention import (
     KeyValue,
     block_step,
@@ -38,7 +38,7 @@ class PromptTextEncoder(nn.Module):
     computation runs in the dtype of CLIP's text weights (that of ``text_projection``).
     """
 
-    def __init__(self, clip_model: "clip.model.CLIP", n_ctx: int, *, chunk_size: int = 0,
+    def __init__(self, clip_model: "openai_clip.model.CLIP", n_ctx: int, *, chunk_size: int = 0,
                  truncate: bool = True, shared_prefix: bool = True, checkpoint: bool = False) -> None:
         super().__init__()
         if not isinstance(n_ctx, int) or n_ctx < 0:
@@ -111,7 +111,7 @@ class PromptTextEncoder(nn.Module):
             raise ValueError(f"class names must be non-empty strings, got {name!r}")
         prompt = " ".join([CONTEXT_PLACEHOLDER] * self.n_ctx + [name.replace("_", " ")]) + "."
         try:
-            return clip.tokenize(prompt, context_length=self.context_length)
+            return openai_clip.tokenize(prompt, context_length=self.context_length)
         except RuntimeError as err:
             raise ValueError(f"class name {name!r}: the prompt {prompt!r} is longer than the text encoder's "
                              f"context length of {self.context_length} tokens") from err

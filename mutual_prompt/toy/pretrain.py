@@ -16,14 +16,14 @@ import time
 from dataclasses import asdict, dataclass
 from typing import List, Optional, Sequence
 
-import clip
 import numpy as np
 import torch
 import torch.nn.functional as F
-from clip.model import CLIP
 from tqdm import tqdm
 
+from .. import openai_clip
 from ..engine.utils import atomic_path
+from ..openai_clip.model import CLIP
 from .render import CLASSNAMES, NUM_CLASSES, render_batch
 
 # The toy CLIP expects OpenAI CLIP's normalisation, so configs differ from ViT-B/16 only in INPUT.SIZE.
@@ -96,7 +96,7 @@ def images_to_tensor(images: np.ndarray) -> torch.Tensor:
 
 def tokenize_trimmed(texts: Sequence[str]) -> torch.Tensor:
     """BPE tokens cut after the longest end-of-text token; exact, since the text transformer is causal."""
-    tokens = clip.tokenize(list(texts))
+    tokens = openai_clip.tokenize(list(texts))
     return tokens[:, : int(tokens.argmax(dim=-1).max()) + 1]
 
 
