@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
     parser.add_argument(
+        "--no-load", action="store_true",
+        help="with --eval-only: evaluate without loading a checkpoint (the untrained weights), on purpose",
+    )
+    parser.add_argument(
         "opts", default=None, nargs=argparse.REMAINDER, help="modify config options using the command-line"
     )
     return parser
@@ -99,6 +103,8 @@ def print_args(args: argparse.Namespace, cfg) -> None:
 def main(argv: Optional[List[str]] = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.no_load and (args.model_dir or not args.eval_only):
+        parser.error("--no-load goes with --eval-only and without --model-dir (it evaluates untrained weights)")
     try:
         cfg = setup_cfg(args)
     except CONFIG_ERRORS as e:
@@ -117,7 +123,13 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     trainer = build_trainer(cfg)
     if args.eval_only:
-        trainer.load_model(args.model_dir, epoch=args.load_epoch)
+        if args.no_load:
+            print("--no-load: evaluating without loading a checkpoint")
+        else:
+            try:
+                trainer.load_model(args.model_dir, epoch=args.load_epoch)
+            except (ValueError, FileNotFoundError) as e:  # no, a missing or a mismatching checkpoint
+                parser.exit(2, f"{parser.prog}: error: {e}\n")
         trainer.test()
         return
     if not args.no_train:

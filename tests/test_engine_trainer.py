@@ -220,6 +220,39 @@ def test_eval_only_loads_the_epoch_and_reproduces_the_accuracy(tmp_path):
         fresh.load_model(str(out), epoch=7)
 
 
+def test_eval_only_of_a_best_val_checkpoint_prints_epoch_and_val_result(tmp_path, capsys):
+    out = tmp_path / "out"
+    run(make_cfg(tmp_path, out, epochs=2, **{"TEST.FINAL_MODEL": "best_val"}))
+    best = load_checkpoint(str(out / "linear" / "model-best.pth.tar"))
+    capsys.readouterr()
+    build_trainer(make_cfg(tmp_path, tmp_path / "eval")).load_model(str(out))
+    printed = capsys.readouterr().out
+    assert f"model-best.pth.tar to linear (epoch={best['epoch']}, val_result={best['val_result']:.1f})" in printed
+
+
+def test_load_model_is_strict_and_names_every_difference(tmp_path):
+    out = tmp_path / "out"
+    trained = run(make_cfg(tmp_path, out, epochs=1))
+    state = dict(trained.model.state_dict(), extra=torch.zeros(1))
+    state["weight"] = torch.zeros(5, 3)
+    del state["bias"]
+    save_checkpoint({"state_dict": state, "epoch": 1}, str(tmp_path / "bad" / "linear"))
+    fresh = build_trainer(make_cfg(tmp_path, tmp_path / "eval"))
+    before = {k: v.clone() for k, v in fresh.model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"(?s)model.pth.tar-1 does not match.*missing keys .*: bias.*"
+                                         r"unexpected keys .*: extra.*weight: file \(5, 3\) vs model \(3, 3\)"):
+        fresh.load_model(str(tmp_path / "bad"), epoch=1)
+    assert all(torch.equal(before[k], v) for k, v in fresh.model.state_dict().items())  # nothing half-loaded
+
+
+def test_load_model_without_a_directory_refuses_learnable_weights(tmp_path):
+    trainer = build_trainer(make_cfg(tmp_path, tmp_path / "eval"))
+    with pytest.raises(ValueError, match="--eval-only without --model-dir.*TinyLinear.*--no-load"):
+        trainer.load_model("")
+    trainer.model.requires_grad_(False)  # nothing to learn: nothing to load
+    trainer.load_model("")
+
+
 def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     state = {"state_dict": {"w": torch.ones(2)}, "epoch": 1}
     fpath = save_checkpoint(state, str(tmp_path), model_name="model.pth.tar-1")

@@ -6,6 +6,7 @@ trainers.mutual_prompt`` in its train.py and call ``extend_cfg(cfg)`` from this 
 """
 import contextlib
 import warnings
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -20,11 +21,26 @@ from mutual_prompt.backend import (
     load_pretrained_weights,
 )
 from mutual_prompt.cfg_keys import ensure_common_keys
+from mutual_prompt.checkpoint_loading import (
+    checkpoint_summary,
+    load_state_dict_strictly,
+    model_checkpoint_path,
+    read_checkpoint,
+)
 from mutual_prompt.model.clip_loader import load_clip
 from mutual_prompt.model.ftp import FTP_MODES
 from mutual_prompt.model.mutual_prompt_clip import MutualPromptCLIP
+from mutual_prompt.model.prompt_learner_state import config_difference_hint
 
 PRECISIONS = ("fp16", "fp32", "amp", "bf16")
+
+NO_CHECKPOINT_MESSAGE = (
+    "MutualPrompt: load_model() was given no directory (--eval-only without --model-dir), so the result "
+    "would be the accuracy of untrained prompts. Pass --model-dir <the --output-dir of the training run> "
+    "with --load-epoch <N> (the last epoch's model.pth.tar-N) or without it (model-best.pth.tar, written "
+    "with TEST.FINAL_MODEL best_val). To evaluate untrained prompts on purpose, run this repository's "
+    "train.py with --eval-only --no-load."
+)
 
 
 def extend_cfg(cfg) -> None:
@@ -153,3 +169,19 @@ class MutualPrompt(TrainerX):
     def model_inference(self, image):
         with self._autocast():
             return self.model(image).float()
+
+    def load_model(self, directory: str, epoch: Optional[int] = None) -> None:
+        """Dassl's ``load_model`` (``<directory>/prompt_learner/model.pth.tar-<epoch>``, else
+        ``model-best.pth.tar``), the same under either backend: the file is read with
+        ``weights_only=True``, epoch and val_result are printed when present, and the weights load
+        strictly; a checkpoint written with another config is an error naming the keys that differ."""
+        if not directory:
+            raise ValueError(NO_CHECKPOINT_MESSAGE)
+        for name in self.get_model_names():
+            path = model_checkpoint_path(directory, name, epoch)
+            checkpoint = read_checkpoint(path)
+            print(f"Load {path} to {name} ({checkpoint_summary(checkpoint)})")
+            model = self._models[name]
+            model = getattr(model, "module", model)
+            hint = config_difference_hint(checkpoint["state_dict"], model.state_dict())
+            load_state_dict_strictly(model, checkpoint["state_dict"], path, hint)

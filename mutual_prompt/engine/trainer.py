@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from ..checkpoint_loading import checkpoint_summary, load_state_dict_strictly, model_checkpoint_path
 from .checkpoint import load_checkpoint, resume_from_checkpoint, rng_state, save_checkpoint
 from .data.data_manager import DataManager
 from .distributed import barrier, init_distributed, is_distributed, is_main_process
@@ -115,18 +116,25 @@ class TrainerBase:
         return start_epoch
 
     def load_model(self, directory: str, epoch: Optional[int] = None) -> None:
+        """Load ``<directory>/<name>/model.pth.tar-<epoch>`` (``model-best.pth.tar`` without an epoch)
+        into each registered model, strictly. No directory is an error when a registered model has
+        learnable parameters (evaluating it would report untrained weights)."""
         if not directory:
+            learnable = [n for n in self.get_model_names() if any(p.requires_grad for p in self._models[n].parameters())]
+            if learnable:
+                raise ValueError(
+                    f"load_model() was given no directory (--eval-only without --model-dir), but "
+                    f"{type(self).__name__} has learnable parameters ({', '.join(learnable)}): the result would be "
+                    "that of untrained weights. Pass --model-dir <the --output-dir of the training run> "
+                    "[--load-epoch N], or --no-load to evaluate the untrained weights on purpose."
+                )
             print("Note that load_model() is skipped as no pretrained model is given")
             return
-        model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
         for name in self.get_model_names():
-            model_path = os.path.join(directory, name, model_file)
-            if not os.path.exists(model_path):
-                raise FileNotFoundError(f'Model not found at "{model_path}" (--model-dir {directory}, --load-epoch {epoch})')
+            model_path = model_checkpoint_path(directory, name, epoch)
             checkpoint = load_checkpoint(model_path)
-            print(f'Load {model_path} to {name} (epoch={checkpoint["epoch"]}, val_result={checkpoint.get("val_result")})')
-            model = self._unwrapped_model(name)
-            model.load_state_dict(checkpoint["state_dict"], strict=False)
+            print(f"Load {model_path} to {name} ({checkpoint_summary(checkpoint)})")
+            load_state_dict_strictly(self._unwrapped_model(name), checkpoint["state_dict"], model_path)
 
     def set_model_mode(self, mode: str = "train", names=None) -> None:
         for name in self.get_model_names(names):

@@ -12,8 +12,10 @@ class FineGrainedTextPrompt(nn.Module):
 
     - ``fine``: a shared bottleneck ``h = ReLU(W1 x0 + b1)`` (d -> d/16) and one head per token,
       ``s_m = W2_m h + b2_m`` — M different semantics;
-    - ``shared``: one head whose output goes to every token: exactly CoCoOp's meta-net
-      (``meta_net.linear1`` / ``relu`` / ``linear2``, so CoCoOp weights load by name);
+    - ``shared``: one head whose output goes to every token: exactly CoCoOp's meta-net, with the same
+      layers (``meta_net.linear1`` / ``relu`` / ``linear2``); in a checkpoint they sit under
+      ``ftp.`` and CoCoOp's also hold ``token_prefix``/``token_suffix``, so CoCoOp weights load after
+      ``python -m mutual_prompt.convert from-coop`` (which maps the names), not as they are;
     - ``none``: no image conditioning (CoOp's unified context); ``forward`` returns None.
     """
 
