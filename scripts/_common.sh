@@ -1,7 +1,17 @@
 # Sourced by the run scripts: repository root, overridable settings, and the skip/resume rule.
 # Every setting below can be overridden from the environment, e.g. DATA=/data TRAINER=CoCoOp bash ...
 set -euo pipefail
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The scripts live in scripts/ here and in scripts/mutual_prompt/ of a host repository (see
+# mutual_prompt.install_into): the root is the nearest folder above them that holds train.py.
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(dirname "$SCRIPT_DIR")"
+while [ ! -f "$REPO_ROOT/train.py" ]; do
+  if [ "$REPO_ROOT" = / ]; then
+    echo "no train.py in any folder above $SCRIPT_DIR" >&2
+    exit 2
+  fi
+  REPO_ROOT="$(dirname "$REPO_ROOT")"
+done
 cd "$REPO_ROOT"
 
 PYTHON="${PYTHON:-python}"

@@ -1,0 +1,334 @@
+"""python -m mutual_prompt.install_into on generated host repositories shaped like CoOp, MaPLe and PromptSRC.
+
+The hosts' train.py files are written here with the structure of those repositories (trainer imports
+after the dataset imports, ``extend_cfg(cfg)`` with a docstring and one ``CfgNode`` per trainer, called
+from ``setup_cfg``); the end-to-end test runs the kit's scripts in such a host under the built-in engine.
+"""
+import ast
+import io
+import os
+import subprocess
+import sys
+from typing import Dict, Sequence
+
+import clip
+import pytest
+import torch
+
+from _dataset_trees import TREES
+from mutual_prompt.install_into import (
+    CONFIG_DIR,
+    EXTEND_CALL,
+    EXTEND_IMPORT,
+    HOST_SCRIPT_DIR,
+    KIT_SCRIPTS,
+    TRAINER_IMPORT,
+    InstallError,
+    install,
+    kit_files,
+    patch_train_py,
+)
+from mutual_prompt.results import TEST_END_SIGNAL, TRAIN_END_SIGNAL, parse_run
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CALTECH = next(t for t in TREES if t.name == "Caltech101")
+
+# trainer modules and the config nodes their train.py adds, per host
+HOSTS: Dict[str, Dict[str, Sequence[str]]] = {
+    "coop": {"trainers": ("coop", "cocoop", "zsclip"), "nodes": ("COOP", "COCOOP")},
+    "maple": {"trainers": ("coop", "cocoop", "zsclip", "maple", "independentVL", "vpt"),
+              "nodes": ("COOP", "COCOOP", "MAPLE", "IVLP", "VPT")},
+    "promptsrc": {"trainers": ("coop", "cocoop", "zsclip", "maple", "independentVL", "promptsrc"),
+                  "nodes": ("COOP", "COCOOP", "MAPLE", "PROMPTSRC", "IVLP")},
+}
+
+
+def host_train_py(trainers: Sequence[str], nodes: Sequence[str], dassl: bool = True) -> str:
+    """A train.py with the structure of CoOp's (and MaPLe's, PromptSRC's); ``dassl=False`` imports the
+    same names from mutual_prompt.backend so that it runs where Dassl is not installed."""
+    source = "dassl.utils" if dassl else "mutual_prompt.backend"
+    lines = [
+        "import argparse",
+        "import torch",
+        "",
+        f"from {source} import setup_logger, set_random_seed, collect_env_info",
+        f"from {'dassl.config' if dassl else 'mutual_prompt.backend'} import get_cfg_default",
+        f"from {'dassl.engine' if dassl else 'mutual_prompt.backend'} import build_trainer",
+        "",
+        "# custom",
+        "import datasets.caltech101",
+        "import datasets.dtd",
+        "",
+        *[f"import trainers.{name}" for name in trainers],
+        "",
+        "",
+        "def reset_cfg(cfg, args):",
+        "    if args.root:",
+        "        cfg.DATASET.ROOT = args.root",
+        "    if args.output_dir:",
+        "        cfg.OUTPUT_DIR = args.output_dir",
+        "    if args.seed:",
+        "        cfg.SEED = args.seed",
+        "    if args.trainer:",
+        "        cfg.TRAINER.NAME = args.trainer",
+        "",
+        "",
+        "def extend_cfg(cfg):",
+        '    """',
+        "    Add new config variables.",
+        '    """',
+        "    from yacs.config import CfgNode as CN",
+        "",
+    ]
+    for node in nodes:
+        lines += [f"    cfg.TRAINER.{node} = CN()", f"    cfg.TRAINER.{node}.N_CTX = 16", f'    cfg.TRAINER.{node}.PREC = "fp16"']
+    lines += [
+        '    cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new',
+        "",
+        "",
+        "def setup_cfg(args):",
+        "    cfg = get_cfg_default()",
+        "    extend_cfg(cfg)",
+        "    if args.dataset_config_file:",
+        "        cfg.merge_from_file(args.dataset_config_file)",
+        "    if args.config_file:",
+        "        cfg.merge_from_file(args.config_file)",
+        "    reset_cfg(cfg, args)",
+        "    cfg.merge_from_list(args.opts)",
+        "    cfg.freeze()",
+        "    return cfg",
+        "",
+        "",
+        "def main(args):",
+        "    cfg = setup_cfg(args)",
+        "    if cfg.SEED >= 0:",
+        "        set_random_seed(cfg.SEED)",
+        "    setup_logger(cfg.OUTPUT_DIR)",
+        "    trainer = build_trainer(cfg)",
+        "    if args.eval_only:",
+        "        trainer.load_model(args.model_dir, epoch=args.load_epoch)",
+        "        trainer.test()",
+        "        return",
+        "    if not args.no_train:",
+        "        trainer.train()",
+        "",
+        "",
+        'if __name__ == "__main__":',
+        "    parser = argparse.ArgumentParser()",
+        *[f'    parser.add_argument("--{flag}", type=str, default="")'
+          for flag in ("root", "output-dir", "config-file", "dataset-config-file", "trainer", "model-dir")],
+        '    parser.add_argument("--seed", type=int, default=-1)',
+        '    parser.add_argument("--load-epoch", type=int)',
+        '    parser.add_argument("--eval-only", action="store_true")',
+        '    parser.add_argument("--no-train", action="store_true")',
+        '    parser.add_argument("opts", default=None, nargs=argparse.REMAINDER)',
+        "    main(parser.parse_args())",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def make_host(root, host: str = "coop", dassl: bool = True, text: str = None):
+    """A host repository: train.py, one stand-in module per trainer, CoOp's dataset configs folder."""
+    spec = HOSTS[host]
+    (root / "trainers").mkdir(parents=True)
+    (root / "trainers" / "__init__.py").write_text("")
+    for name in spec["trainers"]:
+        (root / "trainers" / f"{name}.py").write_text('"""the host\'s own trainer (stand-in)"""\n')
+    (root / "configs" / "datasets").mkdir(parents=True)
+    with open(os.path.join(REPO_ROOT, "configs", "datasets", "caltech101.yaml")) as f:
+        (root / "configs" / "datasets" / "caltech101.yaml").write_text(f.read())
+    (root / "train.py").write_text(text if text is not None else host_train_py(spec["trainers"], spec["nodes"], dassl))
+    return root
+
+
+def snapshot(root) -> Dict[str, bytes]:
+    out = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = f.read()
+    return out
+
+
+@pytest.mark.parametrize("host", sorted(HOSTS))
+def test_patch_adds_the_trainer_import_and_the_extend_cfg_call(host):
+    spec = HOSTS[host]
+    old = host_train_py(spec["trainers"], spec["nodes"])
+    new = patch_train_py(old)
+    old_lines, new_lines = old.splitlines(), new.splitlines()
+    assert len(new_lines) == len(old_lines) + 3
+    last_trainer_import = new_lines.index(f"import trainers.{spec['trainers'][-1]}")
+    assert new_lines[last_trainer_import + 1] == TRAINER_IMPORT
+    body = new_lines.index("def extend_cfg(cfg):")
+    # right after the docstring, before the host's own keys, at the body's indentation
+    assert new_lines[body + 4: body + 6] == ["    " + EXTEND_IMPORT, "    " + EXTEND_CALL]
+    assert new_lines[body + 6] == "    from yacs.config import CfgNode as CN"
+    ast.parse(new)
+
+
+@pytest.mark.parametrize("host", sorted(HOSTS))
+def test_patch_is_idempotent(host):
+    spec = HOSTS[host]
+    once = patch_train_py(host_train_py(spec["trainers"], spec["nodes"]))
+    assert patch_train_py(once) == once
+
+
+def test_patch_adds_only_what_is_missing():
+    spec = HOSTS["coop"]
+    text = host_train_py((*spec["trainers"], "mutual_prompt"), spec["nodes"])
+    new = patch_train_py(text)
+    assert new.count(TRAINER_IMPORT) == 1 and new.count(EXTEND_CALL) == 1
+
+
+def test_patch_keeps_windows_line_endings():
+    spec = HOSTS["coop"]
+    text = host_train_py(spec["trainers"], spec["nodes"]).replace("\n", "\r\n")
+    new = patch_train_py(text)
+    assert new.count("\r\n") == new.count("\n") == text.count("\n") + 3
+
+
+def test_extend_cfg_without_docstring_gets_the_call_first():
+    text = "import trainers.coop\n\n\ndef extend_cfg(cfg):\n  cfg.X = 1\n\n\nextend_cfg(None)\n"
+    lines = patch_train_py(text).splitlines()
+    assert lines[lines.index("def extend_cfg(cfg):") + 1:][:3] == ["  " + EXTEND_IMPORT, "  " + EXTEND_CALL, "  cfg.X = 1"]
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("import trainers\n\n\ndef main():\n    pass\n", "no module-level `import trainers.<name>`"),
+    ("import trainers.coop\n\n\ndef setup_cfg(cfg):\n    pass\n", "no module-level `def extend_cfg(cfg):`"),
+    ("import trainers.coop\n\n\ndef extend_cfg(cfg):\n    pass\n", "defined but never called"),
+    ("import trainers.coop\ndef extend_cfg(cfg:\n", "is not valid Python"),
+])
+def test_patch_refuses_a_train_py_it_does_not_recognise(text, reason):
+    with pytest.raises(InstallError, match="host/train.py") as info:
+        patch_train_py(text, "host/train.py")
+    assert reason in str(info.value)
+
+
+def test_install_copies_the_kit_without_the_toy_configs_and_shows_the_diff(tmp_path):
+    host = make_host(tmp_path / "CoOp")
+    out = io.StringIO()
+    assert install(str(host), REPO_ROOT, out=out)
+    printed = out.getvalue()
+    assert f"+{TRAINER_IMPORT}" in printed and f"+    {EXTEND_CALL}" in printed and "--- a/train.py" in printed
+    with open(os.path.join(REPO_ROOT, "trainers", "mutual_prompt.py")) as f:
+        assert (host / "trainers" / "mutual_prompt.py").read_text() == f.read()
+    configs = sorted(os.listdir(host / CONFIG_DIR))
+    ours = sorted(n for n in os.listdir(os.path.join(REPO_ROOT, CONFIG_DIR)) if not n.startswith("toy"))
+    assert configs == ours and "vit_b16_c4_ep10_batch1_ctxv1.yaml" in configs
+    assert sorted(os.listdir(host / HOST_SCRIPT_DIR)) == sorted(KIT_SCRIPTS)
+    assert os.access(host / HOST_SCRIPT_DIR / "base2new_train.sh", os.X_OK) == os.access(
+        os.path.join(REPO_ROOT, "scripts", "base2new_train.sh"), os.X_OK)
+    assert TRAINER_IMPORT in (host / "train.py").read_text()
+
+
+def test_kit_configs_are_for_real_backbones_and_datasets():
+    for kit in kit_files(REPO_ROOT):
+        if kit.target.endswith(".yaml"):
+            with open(kit.source) as f:
+                text = f.read()
+            assert "toy" not in text.lower(), kit.source
+            assert 'NAME: "ViT-B/16"' in text, kit.source
+
+
+def test_second_install_changes_nothing_and_says_so(tmp_path):
+    host = make_host(tmp_path / "MaPLe", "maple")
+    install(str(host), REPO_ROOT, out=io.StringIO())
+    before = snapshot(host)
+    out = io.StringIO()
+    assert not install(str(host), REPO_ROOT, out=out)
+    assert "already installed and up to date" in out.getvalue()
+    assert snapshot(host) == before
+
+
+def test_install_updates_a_kit_file_that_differs(tmp_path):
+    host = make_host(tmp_path / "PromptSRC", "promptsrc")
+    install(str(host), REPO_ROOT, out=io.StringIO())
+    stale = host / CONFIG_DIR / "vit_b16_c4_ep10_batch1_ctxv1.yaml"
+    stale.write_text("old\n")
+    out = io.StringIO()
+    assert install(str(host), REPO_ROOT, out=out)
+    assert out.getvalue().splitlines()[0] == f"update {os.path.join(CONFIG_DIR, stale.name)}"
+    assert stale.read_text() != "old\n"
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    host = make_host(tmp_path / "CoOp")
+    before = snapshot(host)
+    out = io.StringIO()
+    assert install(str(host), REPO_ROOT, dry_run=True, out=out)
+    assert "would add trainers/mutual_prompt.py" in out.getvalue() and "would change train.py:" in out.getvalue()
+    assert snapshot(host) == before
+
+
+def test_refusal_writes_nothing(tmp_path):
+    host = make_host(tmp_path / "Other", text="import trainers\n\nprint('not CoOp')\n")
+    before = snapshot(host)
+    with pytest.raises(InstallError, match="does not look like a CoOp-style train.py"):
+        install(str(host), REPO_ROOT, out=io.StringIO())
+    assert snapshot(host) == before
+
+
+def test_install_refuses_a_folder_without_train_py_and_this_repository(tmp_path):
+    with pytest.raises(InstallError, match="train.py does not exist"):
+        install(str(tmp_path), REPO_ROOT)
+    with pytest.raises(InstallError, match="mutual-prompt itself"):
+        install(REPO_ROOT, REPO_ROOT)
+
+
+def test_install_refuses_a_checkout_without_the_kit(tmp_path):
+    host = make_host(tmp_path / "CoOp")
+    with pytest.raises(InstallError, match="not a mutual-prompt checkout"):
+        install(str(host), str(tmp_path / "nowhere"))
+    assert "mutual_prompt" not in (host / "train.py").read_text()
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mutual_prompt.install_into", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_command_line_refusal_exits_1_with_the_reason(tmp_path):
+    host = make_host(tmp_path / "Other", text="print('hello')\n")
+    proc = run_module(str(host))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"error: {host / 'train.py'} does not look like a CoOp-style train.py")
+
+
+@pytest.fixture(scope="module")
+def tiny_vit16_file(tmp_path_factory) -> str:
+    """A random-weight CLIP in OpenAI's state-dict format with the kit configs' input: patch 16, 224x224."""
+    torch.manual_seed(0)
+    model = clip.model.CLIP(embed_dim=64, image_resolution=224, vision_layers=1, vision_width=64,
+                            vision_patch_size=16, context_length=77, vocab_size=49408,
+                            transformer_width=64, transformer_heads=1, transformer_layers=1)
+    path = str(tmp_path_factory.mktemp("clip") / "tiny_vit16.pt")
+    torch.save({k: v.half() for k, v in model.state_dict().items()}, path)
+    return path
+
+
+@pytest.mark.slow
+def test_kit_scripts_train_and_test_base_to_new_in_the_host(tmp_path, tiny_vit16_file):
+    """The README's steps in a generated CoOp-shaped host: install, train on base, eval-only on new."""
+    host = make_host(tmp_path / "CoOp", dassl=False)
+    data = tmp_path / "data"
+    CALTECH.build(str(data))
+    proc = run_module(str(host))
+    assert proc.returncode == 0, proc.stderr
+    # The host has no datasets/ package of its own: its `import datasets.caltech101` finds ours.
+    env = dict(os.environ, DATA=str(data), PYTHON=sys.executable, MUTUAL_PROMPT_BACKEND="builtin",
+               PYTHONPATH=REPO_ROOT)
+    overrides = ["MODEL.BACKBONE.PATH", tiny_vit16_file, "OPTIM.MAX_EPOCH", "1", "USE_CUDA", "False"]
+    for script, extra_env in (("base2new_train.sh", {}), ("base2new_test.sh", {"LOADEP": "1"})):
+        run = subprocess.run(["bash", str(host / HOST_SCRIPT_DIR / script), "caltech101", "1", *overrides],
+                             cwd=str(tmp_path), env=dict(env, **extra_env), capture_output=True, text=True,
+                             timeout=600)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    common = os.path.join("caltech101", "shots_16", "MutualPrompt", "vit_b16_c4_ep10_batch1_ctxv1", "seed1")
+    train_dir = host / "output" / "base2new" / "train_base" / common
+    test_dir = host / "output" / "base2new" / "test_new" / common
+    assert parse_run(str(train_dir), end_signal=TRAIN_END_SIGNAL) is not None
+    assert parse_run(str(test_dir), end_signal=TEST_END_SIGNAL) is not None
+    log = (test_dir / "log.txt").read_text()
+    assert "model.pth.tar-1" in log and "# classes  2" in log
