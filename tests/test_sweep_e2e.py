@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from mutual_prompt.results import parse_run
-from mutual_prompt.sweep import slurm
 from mutual_prompt.sweep.plan import Settings, protocol_runs
 from mutual_prompt.sweep.state import RunFiles
 
@@ -32,10 +31,14 @@ def toy_settings(repo_root, tmp, output, datasets=("toy_shapes",)):
                     seeds=tuple(int(s) for s in SEEDS), datasets=datasets, opts=tuple(OPTS))
 
 
+def sweep_command(tmp, output, *args, datasets=("toy_shapes", "caltech101")):
+    return [sys.executable, "-m", "mutual_prompt.sweep", *args, "base2new", "--datasets", *datasets, "--seeds", *SEEDS,
+            "--cfg", "toy", "--shots", "2", "--data", str(tmp / "data"), "--output", str(output), *OPTS]
+
+
 def sweep(repo_root, tmp, output, *args, check_rc=0):
-    cmd = [sys.executable, "-m", "mutual_prompt.sweep", *args, "base2new", "--datasets", "toy_shapes", "caltech101",
-           "--seeds", *SEEDS, "--cfg", "toy", "--shots", "2", "--data", str(tmp / "data"), "--output", str(output), *OPTS]
-    proc = subprocess.run(cmd, cwd=repo_root, env=dict(os.environ, **ENV), capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(sweep_command(tmp, output, *args), cwd=repo_root, env=dict(os.environ, **ENV),
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == check_rc, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
@@ -88,7 +91,7 @@ def test_a_failed_run_is_reported_and_the_others_finish(local_run):
     train = f"{out}/base2new/train_base/caltech101/shots_2/MutualPrompt/toy/seed1"
     assert re.search(rf"^failed\s+{re.escape(train)}  \(exit code [1-9]", text, flags=re.M)
     assert "    | " in text and "caltech-101" in text  # the last lines it printed name the missing folder
-    assert re.search(rf"^blocked\s+{re.escape(out)}/base2new/test_new/caltech101/\S+/seed1", text, flags=re.M)
+    assert re.search(rf"^blocked\s+{re.escape(str(out))}/base2new/test_new/caltech101/\S+/seed1", text, flags=re.M)
     assert re.search(r"^toy_shapes\s+\S+ ± \S+\s+\S+ ± \S+\s+\S+$", text, flags=re.M)  # the table
     assert "[" + "#" * 15 + "." * 15 + "] 4/8 done, 2 failed, 2 blocked" in text
 
@@ -115,25 +118,32 @@ def test_rerun_runs_only_what_is_unfinished(repo_root, tmp, scripts_run, local_r
 
 
 def test_submitit_requeues_an_interrupted_training_which_resumes_to_the_same_weights(repo_root, tmp, scripts_run):
+    """The sweep through submitit's local executor (the code path of a SLURM job array, no cluster)."""
     settings = toy_settings(repo_root, tmp, tmp / "submitit")
     runs = protocol_runs("base2new", settings)
-    options = slurm.SlurmOptions(timeout_min=60, cpus_per_task=1)
-    submitted = slurm.submit(repo_root, settings.output, runs, options, "local", dict(ENV))
-    assert [[r.output_dir for r in chain] for _, chain in submitted] == [[r.output_dir for r in runs[:2]],
-                                                                          [r.output_dir for r in runs[2:]]]
-    train = runs[0]
-    first_epoch = os.path.join(train.output_dir, "prompt_learner", "model.pth.tar-1")
-    deadline = time.time() + 600
-    while not os.path.exists(first_epoch):
-        assert time.time() < deadline and not submitted[0][0].done(), submitted[0][0].stderr()
-        time.sleep(0.2)
-    # What SLURM does before a time-out or a preemption: the signal to the job's process.
-    train_pid = RunFiles(repo_root, settings.output, train).read_state()["pid"]
-    with open(f"/proc/{train_pid}/stat") as f:
-        job_pid = int(f.read().rsplit(")", 1)[1].split()[1])
-    os.kill(job_pid, signal.SIGUSR2)
-    for job, _ in submitted:
-        job.result()
+    cmd = sweep_command(tmp, settings.output, "run", "--executor", "submitit-local", "--cpus-per-task", "1",
+                        datasets=("toy_shapes",))
+    proc = subprocess.Popen(cmd, cwd=repo_root, env=dict(os.environ, **ENV), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        train = runs[0]
+        first_epoch = os.path.join(train.output_dir, "prompt_learner", "model.pth.tar-1")
+        deadline = time.time() + 600
+        while not os.path.exists(first_epoch):
+            assert time.time() < deadline and proc.poll() is None
+            time.sleep(0.2)
+        # What SLURM does before a time-out or a preemption: the signal to the job's process.
+        train_pid = RunFiles(repo_root, settings.output, train).read_state()["pid"]
+        with open(f"/proc/{train_pid}/stat") as f:
+            job_pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        os.kill(job_pid, signal.SIGUSR2)
+        text, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, text[-3000:]
+    assert "Submitted 2 jobs (local)" in text
+    assert re.search(r"^toy_shapes\s+\S+ ± \S+\s+\S+ ± \S+\s+\S+$", text, flags=re.M)
     attempts = open(RunFiles(repo_root, settings.output, train).output).read().count("\n=== ")
     assert attempts == 2  # started, interrupted, requeued by submitit, started again
     newest = sorted(n for n in os.listdir(train.output_dir) if n.startswith("log.txt-"))[-1]

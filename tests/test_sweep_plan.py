@@ -132,3 +132,33 @@ def test_status_of_an_untouched_run_is_pending(repo_root, tmp_path):
     run = protocol_runs("base2new", s)[0]
     assert run_status(repo_root, s.output, run).state == PENDING
     assert RunFiles(repo_root, s.output, run).dir.startswith(os.path.join(s.output, ".sweep", "runs", "base2new"))
+
+
+def test_slurm_job_array_from_flags(repo_root, tmp_path, monkeypatch):
+    """What sbatch receives: one array task per chain (training + its tests), the resources asked for
+    (at most 7 tasks at once, here the 2 there are),
+    submitit's requeue signal; a fake sbatch records the script (no cluster here)."""
+    pytest.importorskip("submitit")
+    from mutual_prompt.sweep import slurm
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\ncp "$1" "{tmp_path}/job.sh"\necho "Submitted batch job 4242"\n')
+    for tool in ("srun", "sbatch"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    args = cli.parse_args(["run", "base2new", "--repo", repo_root, "--output", str(tmp_path / "out"), "--datasets", "dtd",
+                           "eurosat", "--seeds", "1", "--executor", "slurm", "--partition", "gpu", "--time", "90",
+                           "--mem-gb", "48", "--cpus-per-task", "6", "--array-parallelism", "7", "--sbatch", "account=proj"])
+    s = cli.settings_from_args(args)
+    runs = protocol_runs("base2new", s)
+    submitted = slurm.submit(repo_root, s.output, runs, cli.slurm_options(args), "slurm", {})
+    assert [[r.output_dir for r in chain] for _, chain in submitted] == [[r.output_dir for r in runs[:2]],
+                                                                          [r.output_dir for r in runs[2:]]]
+    assert [job.job_id for job, _ in submitted] == ["4242_0", "4242_1"]
+    script = (tmp_path / "job.sh").read_text()
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --time=90", "#SBATCH --mem=48GB", "#SBATCH --cpus-per-task=6",
+                 "#SBATCH --array=0-1%2", "#SBATCH --account=proj", "#SBATCH --signal=USR2@", "#SBATCH --gpus-per-node=1"):
+        assert line in script, (line, script)
+    assert all(run_status(repo_root, s.output, r).state == "queued" for r in runs)

@@ -25,7 +25,7 @@ from .report import progress_bar, status_lines, summary_lines
 from .slurm import SlurmOptions
 from .state import BLOCKED, FAILED, sweep_status
 
-EXECUTORS = ("local", "slurm", "submitit-local", "submitit-debug")
+EXECUTORS = ("local", "slurm", "submitit-local")
 
 
 def default_repo_root() -> str:
@@ -77,7 +77,7 @@ def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.Argument
             e = p.add_argument_group("how to run")
             e.add_argument("--dry-run", action="store_true", help="print the plan and stop")
             e.add_argument("--executor", choices=EXECUTORS, default="local",
-                           help="local processes, SLURM via submitit, or submitit's local/debug executors")
+                           help="local processes, SLURM via submitit, or submitit's local executor (no cluster)")
             e.add_argument("--gpus", help="local: comma-separated GPU ids, one run on each at a time")
             e.add_argument("--jobs", type=int, help="local: N CPU processes at a time (no GPU)")
             e.add_argument("--detach", action="store_true", help="slurm: return after submitting")
@@ -219,7 +219,7 @@ def execute(args: argparse.Namespace, settings: Settings, variants: Sequence[Var
         return
     from .live import run_submitit
 
-    cluster = {"slurm": "slurm", "submitit-local": "local", "submitit-debug": "debug"}[args.executor]
+    cluster = {"slurm": "slurm", "submitit-local": "local"}[args.executor]
     run_submitit(settings, runs, slurm_options(args), cluster, env, detach=args.detach)
 
 

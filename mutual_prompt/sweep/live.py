@@ -55,9 +55,6 @@ def run_submitit(settings: Settings, runs: Sequence[Run], options: SlurmOptions,
         return
     print(f"Submitted {len(submitted)} jobs ({cluster}): " + ", ".join(str(job.job_id) for job, _ in submitted),
           file=sys.stderr)
-    if cluster == "debug":  # the debug executor runs a job in this process when its result is asked for
-        for job, _ in submitted:
-            job.exception()
     if detach:
         print("Follow them with: python -m mutual_prompt.sweep status ... (same options)", file=sys.stderr)
         return

@@ -49,8 +49,7 @@ class SlurmOptions:
     def executor_parameters(self) -> Dict[str, Any]:
         params: Dict[str, Any] = dict(gpus_per_node=self.gpus_per_node, cpus_per_task=self.cpus_per_task,
                                       mem_gb=self.mem_gb, timeout_min=self.timeout_min, tasks_per_node=1, nodes=1,
-                                      slurm_array_parallelism=self.array_parallelism,
-                                      slurm_max_num_timeout=self.max_timeouts)
+                                      slurm_array_parallelism=self.array_parallelism)
         if self.partition:
             params["slurm_partition"] = self.partition
         if self.sbatch:
@@ -108,7 +107,7 @@ def submit(repo_root: str, output_root: str, runs: Sequence[Run], options: Slurm
     if not groups:
         return []
     folder = os.path.join(repo_root, output_root, ".sweep", "submitit", "%j")
-    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster, slurm_max_num_timeout=options.max_timeouts)
     executor.update_parameters(name="mutual_prompt_sweep", **options.executor_parameters())
     for chain in groups:  # before submitting: a task that starts at once then writes its own state
         for run in chain:
