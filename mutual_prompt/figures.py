@@ -148,10 +148,14 @@ def training_figure(run_dirs: Mapping[str, str], title: str = "Training"):
             points = sorted(curves.get(name, {}).items())
             if points:
                 ax.plot([e for e, _ in points], [v for _, v in points], marker="o", label=label)
+    from matplotlib.ticker import MaxNLocator
+
     for ax, name in zip(axes, ("training loss", "training accuracy (%)")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
-    axes[0].legend(fontsize="small")
+    if 0 < len(axes[0].get_lines()) <= 12:  # beyond that a legend hides the curves
+        axes[0].legend(fontsize="x-small")
     fig.suptitle(title)
     fig.tight_layout()
     return fig

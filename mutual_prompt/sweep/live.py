@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Sequence
 
 from tqdm import tqdm
 
-from .local import LocalPool, slot_envs
+from .local import LocalPool, slot_envs, slot_name
 from .plan import Run, Settings
 from .report import status_lines
 from .slurm import SlurmOptions, submit
@@ -37,9 +37,7 @@ def run_local(settings: Settings, runs: Sequence[Run], gpus: Optional[List[str]]
             bar.write(line, file=sys.stderr)
         bar.set_postfix_str(f"{len(running)} running", refresh=True)
 
-    print(f"Sweep: {len(runs)} runs, {len(envs)} at a time "
-          f"({', '.join(e.get('CUDA_VISIBLE_DEVICES') and 'GPU ' + e['CUDA_VISIBLE_DEVICES'] or 'CPU' for e in envs)})",
-          file=sys.stderr)
+    print(f"Sweep: {len(runs)} runs, {len(envs)} at a time ({', '.join(slot_name(e) for e in envs)})", file=sys.stderr)
     try:
         return LocalPool(settings.repo_root, settings.output, runs, envs, sys.executable, on_event, poll_s).run()
     finally:

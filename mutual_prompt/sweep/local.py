@@ -26,6 +26,11 @@ def slot_envs(gpus: Optional[Sequence[str]], jobs: Optional[int], base_env: Dict
     return [dict(base_env)]
 
 
+def slot_name(env: Dict[str, str]) -> str:
+    gpu = env.get("CUDA_VISIBLE_DEVICES")
+    return f"GPU {gpu}" if gpu else ("CPU" if gpu == "" else "default device")
+
+
 class LocalPool:
     def __init__(self, repo_root: str, output_root: str, runs: Sequence[Run], envs: Sequence[Dict[str, str]],
                  python: str, on_event: Event, poll_s: float = 0.5) -> None:
@@ -83,7 +88,7 @@ class LocalPool:
                         if proc.start():
                             pending.remove(run)
                             active[slot] = proc
-                            self.on_event("started", run, self._slot_name(slot))
+                            self.on_event("started", run, f"slot {slot + 1}, {slot_name(self.envs[slot])}")
                         else:
                             free.insert(0, slot)
                 if pending or active:
@@ -92,7 +97,3 @@ class LocalPool:
             for proc in active.values():
                 proc.stop()
         return self.states
-
-    def _slot_name(self, slot: int) -> str:
-        gpu = self.envs[slot].get("CUDA_VISIBLE_DEVICES")
-        return f"GPU {gpu}" if gpu else f"process slot {slot + 1}"

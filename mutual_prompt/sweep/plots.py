@@ -6,12 +6,20 @@ from typing import List, Sequence
 from mutual_prompt import figures
 from mutual_prompt.results import base2new_rows, few_shot_summaries
 
-from .plan import Variant
+from .plan import Run, Variant
 
 
 def variant_label(variant: Variant) -> str:
     s = variant.settings
     return s.trainer + (f" {s.cfg_for(variant.protocol)}" if variant.name == "main" else f" {variant.name}")
+
+
+def run_label(run: Run) -> str:
+    """"<dataset> <shots> shots seed<N>" from the run's command line."""
+    args = list(run.args)
+    dataset = os.path.splitext(os.path.basename(args[args.index("--dataset-config-file") + 1]))[0]
+    shots = args[args.index("DATASET.NUM_SHOTS") + 1] if "DATASET.NUM_SHOTS" in args else "?"
+    return f"{dataset} {shots} shots seed{args[args.index('--seed') + 1]}"
 
 
 def write_figures(repo_root: str, variants: Sequence[Variant], plot_dir: str) -> List[str]:
@@ -32,7 +40,7 @@ def write_figures(repo_root: str, variants: Sequence[Variant], plot_dir: str) ->
                                                        list(v.settings.shot_list), list(v.settings.seeds))
                   for v in variants}
         paths.append(figures.save(figures.few_shot_figure(series), os.path.join(plot_dir, "few_shot.png")))
-    trained = {f"{variant_label(v)} {os.path.relpath(r.output_dir, v.settings.output)}": os.path.join(repo_root, r.output_dir)
+    trained = {f"{variant_label(v) + ' ' if len(variants) > 1 else ''}{run_label(r)}": os.path.join(repo_root, r.output_dir)
                for v in variants for r in v.runs if r.kind == "train"}
     paths.append(figures.save(figures.training_figure(trained), os.path.join(plot_dir, "training.png")))
     return paths
