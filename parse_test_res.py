@@ -4,7 +4,7 @@
     python parse_test_res.py output/.../seed_parent_dir --test-log   # test-only runs (--eval-only)
     python parse_test_res.py output/my_experiment --multi-exp        # one row per experiment
     python parse_test_res.py --base2new output/base2new --trainer MutualPrompt \
-        --cfg vit_b16_c4_ep10_batch1_ctxv1 [--shots 16] [--format markdown|csv]
+        --cfg vit_b16_c4_ep10_batch1_ctxv1 [--shots 16] [--format markdown|csv] [--plot fig.png]
 """
 import argparse
 import os
@@ -17,24 +17,17 @@ from mutual_prompt.results import (
     base2new_table,
     missing_lines,
     render,
+    seed_summary_lines,
     summarise_seeds,
 )
 
 
 def summarise_directory(directory: str, args: argparse.Namespace, end_signal: str) -> float:
     summary = summarise_seeds(directory, args.keyword, end_signal)
-    print(f"Parsing files in {directory}")
-    for name, value in summary.values.items():
-        print(f"{name}: {args.keyword}: {value:.2f}%")
-    for name in summary.missing:
-        print(f"missing: {name} has no result after '{end_signal}'")
+    lines = seed_summary_lines(directory, summary, args.keyword, end_signal, args.ci95)
+    print("\n".join(lines))
     if not summary.values:
         raise SystemExit(f"Nothing found in {directory}: no log.txt with '* {args.keyword}: X%' after '{end_signal}'")
-    spread = summary.ci95 if args.ci95 else summary.std
-    print("===")
-    print(f"Summary of directory: {directory}")
-    print(f"* {args.keyword}: {summary.mean:.2f}% +- {spread:.2f}%")
-    print("===")
     return summary.mean
 
 
@@ -54,6 +47,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--datasets", nargs="+", help="datasets to list (default: every one found)")
     parser.add_argument("--format", default="table", choices=["table", "markdown", "csv"])
+    parser.add_argument("--plot", metavar="PATH", help="also write a figure (needs matplotlib): with --base2new the "
+                        "Base/New/HM bars beside published numbers, else the training curves of each seed")
     args = parser.parse_args(argv)
 
     if args.base2new:
@@ -62,6 +57,11 @@ def main(argv=None) -> int:
         print(render(header, body, args.format))
         for line in missing_lines(rows):
             print(line)
+        if args.plot:
+            from mutual_prompt import figures
+
+            fig = figures.base2new_figure({f"{args.trainer} {args.cfg}": rows}, figures.load_published())
+            print(f"figure: {figures.save(fig, args.plot)}")
         return 0
 
     if not args.directory:
@@ -71,6 +71,12 @@ def main(argv=None) -> int:
     end_signal = TEST_END_SIGNAL if args.test_log else TRAIN_END_SIGNAL
     if not args.multi_exp:
         summarise_directory(args.directory, args, end_signal)
+        if args.plot:
+            from mutual_prompt import figures
+
+            seeds = sorted(d for d in os.listdir(args.directory) if os.path.isdir(os.path.join(args.directory, d)))
+            fig = figures.training_figure({d: os.path.join(args.directory, d) for d in seeds}, title=args.directory)
+            print(f"figure: {figures.save(fig, args.plot)}")
         return 0
     body = []
     for name in sorted(d for d in os.listdir(args.directory) if not d.startswith(".")):

@@ -22,7 +22,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["mutual_prompt", "mutual_prompt.*"]),
-    package_data={"mutual_prompt.toy": ["*.pt"]},
+    package_data={"mutual_prompt.toy": ["*.pt"], "mutual_prompt": ["data/*.csv"]},
     include_package_data=True,
     install_requires=[
         # torch.amp.GradScaler("cuda") (PREC amp) needs torch 2.3; torchvision 0.18 is its release.
@@ -38,6 +38,12 @@ setup(
         "Pillow>=9.0",
         "scipy>=1.7",
     ],
-    extras_require={"test": ["pytest>=7"], "tensorboard": ["tensorboard>=2.0"]},
+    extras_require={
+        # The tests cover the SLURM executor (through submitit's local executor) and the figures.
+        "test": ["pytest>=7", "submitit>=1.4", "matplotlib>=3.5"],
+        "slurm": ["submitit>=1.4"],
+        "plot": ["matplotlib>=3.5"],
+        "tensorboard": ["tensorboard>=2.0"],
+    },
     license="MIT",
 )

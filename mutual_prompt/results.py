@@ -14,6 +14,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 TRAIN_END_SIGNAL = "Finish training"
 TEST_END_SIGNAL = "=> result"
+# The 11 datasets of the base-to-new and few-shot protocols (CoCoOp's order, as the scripts run them).
+BENCHMARK_DATASETS = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
+                      "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101")
 SEED_DIR = re.compile(r"^seed(\d+)$")
 
 
@@ -93,6 +96,49 @@ def summarise_seeds(
         if name not in summary.values and name not in summary.missing:
             summary.missing.append(name)
     return summary
+
+
+def seed_summary_lines(directory: str, summary: SeedSummary, keyword: str = "accuracy",
+                       end_signal: str = TRAIN_END_SIGNAL, ci95: bool = False) -> List[str]:
+    """What CoOp's parse_test_res.py prints for one directory of seeds (each seed, then mean +- std)."""
+    lines = [f"Parsing files in {directory}"]
+    lines += [f"{name}: {keyword}: {value:.2f}%" for name, value in summary.values.items()]
+    lines += [f"missing: {name} has no result after '{end_signal}'" for name in summary.missing]
+    if summary.values:
+        spread = summary.ci95 if ci95 else summary.std
+        lines += ["===", f"Summary of directory: {directory}", f"* {keyword}: {summary.mean:.2f}% +- {spread:.2f}%", "==="]
+    return lines
+
+
+EPOCH_LINE = re.compile(r"^epoch \[(\d+)/\d+\] batch \[\d+/\d+\] .*")
+METER = re.compile(r"(\w+) [-\d.eE+naif]+ \(([-\d.eE+naif]+)\)")
+
+
+def training_curve(run_dir: str) -> Dict[str, Dict[int, float]]:
+    """Per-epoch training averages (``loss``, ``acc``, ...) from the ``epoch [e/E] batch [b/B] ...``
+    lines of a run's logs: the running average on the last line printed in each epoch. A resumed run's
+    later log overrides the epochs it repeated."""
+    curves: Dict[str, Dict[int, float]] = {}
+    if not os.path.isdir(run_dir):
+        return curves
+    for fpath in _log_files(run_dir):
+        with open(fpath, "r", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                match = EPOCH_LINE.match(line.strip())
+                if not match:
+                    continue
+                epoch = int(match.group(1))
+                for name, avg in METER.findall(line.split("] ", 2)[-1]):
+                    if name not in ("time", "data", "lr"):
+                        curves.setdefault(name, {})[epoch] = float(avg)
+    return curves
+
+
+def few_shot_summaries(root: str, trainer: str, cfg: str, datasets: Sequence[str], shot_list: Sequence[int],
+                       seeds: Sequence[int] = (1, 2, 3), keyword: str = "accuracy") -> Dict[str, Dict[int, SeedSummary]]:
+    """``<root>/few_shot/<ds>/<trainer>/<cfg>_<K>shots/seed*`` for each dataset and shot count."""
+    return {ds: {k: summarise_seeds(os.path.join(root, "few_shot", ds, trainer, f"{cfg}_{k}shots"), keyword,
+                                    TRAIN_END_SIGNAL, seeds) for k in shot_list} for ds in datasets}
 
 
 def harmonic_mean(base: float, new: float) -> float:

@@ -1,0 +1,242 @@
+"""Command line of ``python -m mutual_prompt.sweep``: run a whole protocol (plan, execute, report).
+
+    python -m mutual_prompt.sweep run base2new --gpus 0,1,2,3           # every local GPU, one run each
+    python -m mutual_prompt.sweep run base2new --jobs 2 --dry-run       # the plan: runs, commands, done
+    python -m mutual_prompt.sweep run few_shot --executor slurm --partition gpu --time 720
+    python -m mutual_prompt.sweep status base2new                       # on demand, from any shell
+    python -m mutual_prompt.sweep run base2new ... OPTIM.MAX_EPOCH 5    # trailing KEY VALUE overrides
+
+Defaults are the scripts' (and read the same environment variables: DATA, OUTPUT, TRAINER, CFG,
+SHOTS, SEEDS, DATASETS, TARGETS, SOURCE, SHOT_LIST, SUB, LOADEP), so a sweep makes exactly the runs
+of ``scripts/reproduce_<protocol>.sh`` into the same folders; ``--config FILE`` reads any option from
+a YAML file (``slurm:`` and ``ablations:`` sections included), flags override it.
+"""
+import argparse
+import os
+import signal
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import yaml
+
+from .plan import PROTOCOLS, Ablation, Settings, Variant, all_runs, expand
+from .report import progress_bar, status_lines, summary_lines
+from .slurm import SlurmOptions
+from .state import BLOCKED, FAILED, sweep_status
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+
+
+def default_repo_root() -> str:
+    """The checkout holding train.py: the current folder if it has one, else the package's parent."""
+    if os.path.isfile("train.py"):
+        return os.getcwd()
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _env_list(name: str, cast=str) -> Optional[List[Any]]:
+    value = os.environ.get(name)
+    return [cast(v) for v in value.split()] if value else None
+
+
+def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.ArgumentParser]]:
+    """The parser and its two sub-parsers (run, status), which share the options of what to run."""
+    parser = argparse.ArgumentParser(prog="python -m mutual_prompt.sweep", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands = {}
+    for name, help_text in (("run", "execute the unfinished runs of a protocol"),
+                            ("status", "show each run's state and the results so far")):
+        p = commands[name] = sub.add_parser(name, help=help_text)
+        p.add_argument("protocol", choices=PROTOCOLS)
+        p.add_argument("opts", nargs="*", metavar="KEY VALUE", help="config overrides passed to every run")
+        p.add_argument("--config", help="YAML file with any of these options (flags override it)")
+        g = p.add_argument_group("what to run (the scripts' environment variables are the defaults)")
+        g.add_argument("--repo", default=None, help="checkout holding train.py (default: here or the package's)")
+        g.add_argument("--data", default=None, help="DATA (default: <repo>/data)")
+        g.add_argument("--output", default=os.environ.get("OUTPUT", "output"), help="OUTPUT (default: output)")
+        g.add_argument("--trainer", default=os.environ.get("TRAINER", "MutualPrompt"))
+        g.add_argument("--cfg", default=os.environ.get("CFG", ""), help="CFG (default: the protocol's config)")
+        g.add_argument("--shots", type=int, default=int(os.environ.get("SHOTS", "16")))
+        g.add_argument("--seeds", type=int, nargs="+", default=_env_list("SEEDS", int))
+        g.add_argument("--datasets", nargs="+", default=_env_list("DATASETS"))
+        g.add_argument("--targets", nargs="+", default=_env_list("TARGETS"), help="xd: datasets to test on")
+        g.add_argument("--source", default=os.environ.get("SOURCE", "imagenet"), help="xd: dataset to train on")
+        g.add_argument("--shot-list", type=int, nargs="+", default=_env_list("SHOT_LIST", int), help="few_shot")
+        g.add_argument("--sub", default=os.environ.get("SUB", "new"), choices=["new", "base"],
+                       help="base2new: classes the test runs use")
+        g.add_argument("--load-epoch", type=int, default=int(os.environ["LOADEP"]) if os.environ.get("LOADEP") else None,
+                       help="LOADEP: checkpoint the tests load (default: the training's last epoch)")
+        g.add_argument("--ablation", nargs=2, action="append", default=[], metavar=("NAME", "'KEY VALUE ...'"),
+                       help="also run the protocol with these overrides, under <output>/ablations/NAME")
+        g.add_argument("--ablation-cfg", nargs=2, action="append", default=[], metavar=("NAME", "CFG"),
+                       help="also run the protocol with another config file (beside the main runs)")
+        g.add_argument("--plot", metavar="DIR", help="write the figures (PNG) into DIR at the end")
+        if name == "run":
+            e = p.add_argument_group("how to run")
+            e.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+            e.add_argument("--executor", choices=EXECUTORS, default="local",
+                           help="local processes, SLURM via submitit, or submitit's local executor (no cluster)")
+            e.add_argument("--gpus", help="local: comma-separated GPU ids, one run on each at a time")
+            e.add_argument("--jobs", type=int, help="local: N CPU processes at a time (no GPU)")
+            e.add_argument("--detach", action="store_true", help="slurm: return after submitting")
+            s = p.add_argument_group("SLURM (also the 'slurm:' section of --config)")
+            s.add_argument("--partition")
+            s.add_argument("--gpus-per-node", type=int)
+            s.add_argument("--cpus-per-task", type=int)
+            s.add_argument("--mem-gb", type=float)
+            s.add_argument("--time", dest="timeout_min", type=int, help="time limit of each job, minutes")
+            s.add_argument("--array-parallelism", type=int, help="array tasks running at once")
+            s.add_argument("--max-timeouts", type=int, help="requeues after a time-out (preemptions: unlimited)")
+            s.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
+                           help="any other #SBATCH option, e.g. --sbatch account=proj --sbatch qos=high")
+    return parser, commands
+
+
+def load_config_file(path: str, command: argparse.ArgumentParser) -> Dict[str, Any]:
+    """A YAML mapping of option names (``shot_list`` or ``shot-list``) plus ``slurm`` and ``ablations``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise SystemExit(f"Cannot read --config {path}: {e}")
+    if not isinstance(data, dict):
+        raise SystemExit(f"{path}: expected a mapping of option names to values")
+    dests = {a.dest for a in command._actions} - {"help", "config", "command", "protocol"}
+    out = {}
+    for key, value in data.items():
+        dest = str(key).replace("-", "_")
+        if dest not in dests | {"slurm", "ablations"}:
+            raise SystemExit(f"{path}: unknown option {key!r}; expected one of {', '.join(sorted(dests))}, slurm, ablations")
+        out[dest] = value
+    return out
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, commands = build_parser()
+    if not argv or argv[0] not in commands:
+        parser.parse_args(argv)  # help, or the error naming the commands
+    command = commands[argv[0]]
+    args = command.parse_intermixed_args(argv[1:])
+    file: Dict[str, Any] = {}
+    if args.config:
+        file = load_config_file(args.config, command)
+        command.set_defaults(**{k: v for k, v in file.items() if k not in ("slurm", "ablations")})
+        args = command.parse_intermixed_args(argv[1:])  # flags override the file
+    args.command = argv[0]
+    args.file = file
+    if len(args.opts) % 2:
+        command.error(f"config overrides come in KEY VALUE pairs; got {args.opts}")
+    return args
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    repo = os.path.abspath(args.repo or default_repo_root())
+    base = Settings(repo_root=repo, data="")
+    return Settings(
+        repo_root=repo,
+        data=args.data or os.environ.get("DATA") or os.path.join(repo, "data"),
+        output=args.output.rstrip("/"),
+        trainer=args.trainer,
+        cfg=args.cfg,
+        shots=args.shots,
+        seeds=tuple(args.seeds or base.seeds),
+        datasets=tuple(args.datasets or base.datasets),
+        targets=tuple(args.targets or base.targets),
+        source=args.source,
+        shot_list=tuple(args.shot_list or base.shot_list),
+        sub=args.sub,
+        load_epoch=args.load_epoch,
+        opts=tuple(str(o) for o in args.opts),
+    )
+
+
+def ablations_from_args(args: argparse.Namespace) -> List[Ablation]:
+    ablations = [Ablation(name, opts=tuple(spec.split())) for name, spec in args.ablation]
+    ablations += [Ablation(name, cfg=cfg) for name, cfg in args.ablation_cfg]
+    for name, spec in (args.file.get("ablations") or {}).items():
+        if not isinstance(spec, dict) or set(spec) - {"cfg", "opts"}:
+            raise SystemExit(f"{args.config}: ablation {name!r} takes 'cfg' and/or 'opts' (a list of KEY, VALUE)")
+        ablations.append(Ablation(str(name), cfg=spec.get("cfg", ""), opts=tuple(str(o) for o in spec.get("opts", []))))
+    return ablations
+
+
+def slurm_options(args: argparse.Namespace) -> SlurmOptions:
+    fields: Dict[str, Any] = {}
+    section = args.file.get("slurm") or {}
+    for key, value in section.items():
+        if key not in SlurmOptions.FIELDS:
+            raise SystemExit(f"{args.config}: unknown slurm option {key!r}; expected one of {', '.join(SlurmOptions.FIELDS)}")
+        fields[key] = value
+    for key in SlurmOptions.FIELDS[:-1]:
+        value = getattr(args, key, None)
+        if value is not None:
+            fields[key] = value
+    sbatch = dict(fields.get("sbatch") or {})
+    for item in args.sbatch:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--sbatch takes KEY=VALUE (e.g. account=myproject); got {item!r}")
+        sbatch[key.strip()] = value.strip()
+    fields["sbatch"] = sbatch
+    return SlurmOptions(**fields)
+
+
+def print_plan(settings: Settings, variants: Sequence[Variant]) -> None:
+    statuses = sweep_status(settings.repo_root, settings.output, all_runs(variants))
+    print(f"Plan: {len(statuses)} runs ({', '.join(v.name for v in variants)}), from {settings.repo_root}")
+    for s in statuses:
+        deps = f"  after {', '.join(s.run.depends_on)}" if s.run.depends_on else ""
+        print(f"{s.state:<8} {s.run.output_dir}{deps}")
+        print(f"         {s.run.shell()}")
+    print(progress_bar(statuses))
+
+
+def report(settings: Settings, variants: Sequence[Variant], plot_dir: Optional[str]) -> int:
+    statuses = sweep_status(settings.repo_root, settings.output, all_runs(variants))
+    print("\n".join(status_lines(statuses)))
+    print(progress_bar(statuses))
+    for variant in variants:
+        print()
+        print("\n".join(summary_lines(settings.repo_root, variant)))
+    if plot_dir:
+        from .plots import write_figures
+
+        for path in write_figures(settings.repo_root, variants, plot_dir):
+            print(f"figure: {path}")
+    return 1 if any(s.state in (FAILED, BLOCKED) for s in statuses) else 0
+
+
+def execute(args: argparse.Namespace, settings: Settings, variants: Sequence[Variant]) -> None:
+    runs = all_runs(variants)
+    env = dict(os.environ)
+    if args.executor == "local":
+        from .live import run_local
+
+        run_local(settings, runs, args.gpus.split(",") if args.gpus else None, args.jobs, env)
+        return
+    from .live import run_submitit
+
+    cluster = {"slurm": "slurm", "submitit-local": "local"}[args.executor]
+    run_submitit(settings, runs, slurm_options(args), cluster, env, detach=args.detach)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    settings = settings_from_args(args)
+    try:
+        variants = expand(args.protocol, settings, ablations_from_args(args))
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(str(e))
+    if args.command == "run":
+        if args.dry_run:
+            print_plan(settings, variants)
+            return 0
+        started = time.time()
+        # A terminated sweep stops the runs it started (their checkpoints stay; a re-run resumes them).
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+        execute(args, settings, variants)
+        print(f"\nSweep finished in {time.time() - started:.1f} s")
+    return report(settings, variants, args.plot)

@@ -1,0 +1,159 @@
+"""The toy world's base-to-new protocol (2 seeds) through the scripts, the sweep's local executor with
+2 processes, and submitit's local executor with a training interrupted and requeued: same results and
+weights everywhere; a failing run is reported while the others finish; a re-run does only what is left.
+
+Trainings are cut to 2 shots and 2 epochs (through train.py's overrides) to keep CI short; every
+process uses one thread, so all three ways compute in the same order and agree exactly.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from mutual_prompt.results import parse_run
+from mutual_prompt.sweep.plan import Settings, protocol_runs
+from mutual_prompt.sweep.state import RunFiles
+
+pytestmark = pytest.mark.slow
+
+OPTS = ["OPTIM.MAX_EPOCH", "2", "TRAIN.CHECKPOINT_FREQ", "1"]
+SEEDS = ("1", "2")
+ENV = dict(MUTUAL_PROMPT_BACKEND="builtin", OMP_NUM_THREADS="1")
+
+
+def toy_settings(repo_root, tmp, output, datasets=("toy_shapes",)):
+    return Settings(repo_root=repo_root, data=str(tmp / "data"), output=str(output), cfg="toy", shots=2,
+                    seeds=tuple(int(s) for s in SEEDS), datasets=datasets, opts=tuple(OPTS))
+
+
+def sweep_command(tmp, output, *args, datasets=("toy_shapes", "caltech101")):
+    return [sys.executable, "-m", "mutual_prompt.sweep", *args, "base2new", "--datasets", *datasets, "--seeds", *SEEDS,
+            "--cfg", "toy", "--shots", "2", "--data", str(tmp / "data"), "--output", str(output), *OPTS]
+
+
+def sweep(repo_root, tmp, output, *args, check_rc=0):
+    proc = subprocess.run(sweep_command(tmp, output, *args), cwd=repo_root, env=dict(os.environ, **ENV),
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == check_rc, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def weights(run_dir):
+    return torch.load(os.path.join(run_dir, "prompt_learner", "model.pth.tar-2"), weights_only=True)["state_dict"]
+
+
+def assert_same_runs(repo_root, tmp, output, reference):
+    ours, ref = toy_settings(repo_root, tmp, output), toy_settings(repo_root, tmp, reference)
+    for a, b in zip(protocol_runs("base2new", ours), protocol_runs("base2new", ref)):
+        value = parse_run(a.output_dir, end_signal=a.end_signal)
+        assert value is not None and value == parse_run(b.output_dir, end_signal=b.end_signal), a.output_dir
+        if a.kind == "train":
+            wa, wb = weights(a.output_dir), weights(b.output_dir)
+            assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.fixture(scope="module")
+def tmp(tmp_path_factory):
+    return tmp_path_factory.mktemp("sweep")
+
+
+@pytest.fixture(scope="module")
+def scripts_run(repo_root, tmp):
+    """The scripts' sequential run (reproduce_base2new.sh), the reference."""
+    out = tmp / "scripts"
+    env = dict(os.environ, DATA=str(tmp / "data"), OUTPUT=str(out), PYTHON=sys.executable, CFG="toy", SHOTS="2",
+               DATASETS="toy_shapes", SEEDS=" ".join(SEEDS), LOADEP="2", **ENV)
+    proc = subprocess.run(["bash", "scripts/reproduce_base2new.sh", *OPTS], cwd=repo_root, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_run(repo_root, tmp, scripts_run):
+    """The sweep with 2 local processes, caltech101 included: its data is missing, so it fails."""
+    out = tmp / "local"
+    text = sweep(repo_root, tmp, out, "run", "--jobs", "2", "--plot", str(tmp / "figures"), check_rc=1)
+    return out, text
+
+
+def test_local_sweep_gives_the_scripts_results_and_weights(repo_root, tmp, scripts_run, local_run):
+    assert_same_runs(repo_root, tmp, local_run[0], scripts_run)
+
+
+def test_a_failed_run_is_reported_and_the_others_finish(local_run):
+    out, text = local_run
+    train = f"{out}/base2new/train_base/caltech101/shots_2/MutualPrompt/toy/seed1"
+    assert re.search(rf"^failed\s+{re.escape(train)}  \(exit code [1-9]", text, flags=re.M)
+    assert "    | " in text and "caltech-101" in text  # the last lines it printed name the missing folder
+    assert re.search(rf"^blocked\s+{re.escape(str(out))}/base2new/test_new/caltech101/\S+/seed1", text, flags=re.M)
+    assert re.search(r"^toy_shapes\s+\S+ ± \S+\s+\S+ ± \S+\s+\S+$", text, flags=re.M)  # the table
+    assert "[" + "#" * 15 + "." * 15 + "] 4/8 done, 2 failed, 2 blocked" in text
+
+
+def test_status_on_demand(repo_root, tmp, local_run):
+    text = sweep(repo_root, tmp, local_run[0], "status", check_rc=1)
+    assert len(re.findall(r"^done\s+\S+  \(\d+\.\d+%\)$", text, flags=re.M)) == 4
+    assert len(re.findall(r"^failed\s", text, flags=re.M)) == 2 and "4/8 done" in text
+
+
+def test_rerun_runs_only_what_is_unfinished(repo_root, tmp, scripts_run, local_run):
+    out, _ = local_run
+    runs = protocol_runs("base2new", toy_settings(repo_root, tmp, out))
+    redo = runs[3]  # test_new, seed 2
+    before = parse_run(redo.output_dir, end_signal=redo.end_signal)
+    subprocess.run(["rm", "-r", redo.output_dir], check=True)
+    logs = {r.output_dir: sorted(os.listdir(r.output_dir)) for r in runs[:3]}
+    text = sweep(repo_root, tmp, out, "run", "--jobs", "2", check_rc=1)
+    assert re.search(rf"^started\s+{re.escape(redo.output_dir)}", text, flags=re.M)
+    assert parse_run(redo.output_dir, end_signal=redo.end_signal) == before
+    assert {r.output_dir: sorted(os.listdir(r.output_dir)) for r in runs[:3]} == logs  # not started again
+    assert len(re.findall(r"^started\s", text, flags=re.M)) == 3  # the test and the 2 caltech101 trainings
+    assert_same_runs(repo_root, tmp, out, scripts_run)
+
+
+def test_submitit_requeues_an_interrupted_training_which_resumes_to_the_same_weights(repo_root, tmp, scripts_run):
+    """The sweep through submitit's local executor (the code path of a SLURM job array, no cluster)."""
+    settings = toy_settings(repo_root, tmp, tmp / "submitit")
+    runs = protocol_runs("base2new", settings)
+    cmd = sweep_command(tmp, settings.output, "run", "--executor", "submitit-local", "--cpus-per-task", "1",
+                        datasets=("toy_shapes",))
+    proc = subprocess.Popen(cmd, cwd=repo_root, env=dict(os.environ, **ENV), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        train = runs[0]
+        first_epoch = os.path.join(train.output_dir, "prompt_learner", "model.pth.tar-1")
+        deadline = time.time() + 600
+        while not os.path.exists(first_epoch):
+            assert time.time() < deadline and proc.poll() is None
+            time.sleep(0.2)
+        # What SLURM does before a time-out or a preemption: the signal to the job's process.
+        train_pid = RunFiles(repo_root, settings.output, train).read_state()["pid"]
+        with open(f"/proc/{train_pid}/stat") as f:
+            job_pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        os.kill(job_pid, signal.SIGUSR2)
+        text, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, text[-3000:]
+    assert "Submitted 2 jobs (local)" in text
+    assert re.search(r"^toy_shapes\s+\S+ ± \S+\s+\S+ ± \S+\s+\S+$", text, flags=re.M)
+    attempts = open(RunFiles(repo_root, settings.output, train).output).read().count("\n=== ")
+    assert attempts == 2  # started, interrupted, requeued by submitit, started again
+    newest = sorted(n for n in os.listdir(train.output_dir) if n.startswith("log.txt-"))[-1]
+    log = open(os.path.join(train.output_dir, newest)).read()
+    assert "will resume training" in log and "epoch [1/2]" not in log  # resumed after epoch 1
+    assert_same_runs(repo_root, tmp, settings.output, scripts_run)
+
+
+def test_figures_of_the_sweep(local_run, tmp):
+    for name in ("base2new.png", "training.png"):
+        path = tmp / "figures" / name
+        assert path.stat().st_size > 1000
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
