@@ -32,13 +32,21 @@ import time
 from typing import Dict, List, Optional
 
 import torch
-import torch.nn.functional as F
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from benchmarks.throughput import MODES, VIT_B16, add_ratios, classnames_for, machine, measure, run_worker  # noqa: E402
+from benchmarks.throughput import (  # noqa: E402
+    MODES,
+    VIT_B16,
+    add_ratios,
+    classnames_for,
+    machine,
+    measure,
+    prompt_train_step,
+    run_worker,
+)
 
 PRECISIONS = ("fp32", "fp16", "bf16", "amp")
 CHECK_CLASSES = 100
@@ -124,16 +132,7 @@ def check_precision(precision: str, weights: str, size: int, device: str, classe
     scaler = grad_scaler(precision, device)
     losses = []
     for _ in range(TRAIN_STEPS):
-        optimizer.zero_grad()
-        with autocast(precision, device):
-            loss = F.cross_entropy(model(train_images).float(), labels)
-        if scaler is None:
-            loss.backward()
-            optimizer.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+        loss = prompt_train_step(model, train_images, labels, optimizer, scaler, precision, device)
         losses.append(loss.item())
     finite = all(torch.isfinite(torch.tensor(losses)).tolist())
     record.update(losses=losses, loss_ok=finite and losses[-1] < losses[0], seconds=time.perf_counter() - start,

@@ -119,6 +119,24 @@ def time_steps(step, iters: int, warmup: int, device: str = "cpu") -> float:
     return time.perf_counter() - start
 
 
+def prompt_train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, optimizer, scaler,
+                      precision: str, device: str) -> torch.Tensor:
+    """One optimiser step with the trainer's autocast, through GradScaler where the precision uses one."""
+    from mutual_prompt.model.precision import autocast
+
+    optimizer.zero_grad()
+    with autocast(precision, device):
+        loss = F.cross_entropy(model(images).float(), labels)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return loss
+
+
 def measure(mode: str, classes: int, batch: int, device: str, iters: int, warmup: int, train: bool, evaluate: bool,
             text_chunk: int = 0, text_checkpoint: bool = False, onednn: bool = True, label: str = "",
             precision: str = "fp32", shape: Optional[Dict] = None) -> Dict:
@@ -140,16 +158,7 @@ def measure(mode: str, classes: int, batch: int, device: str, iters: int, warmup
     scaler = grad_scaler(precision, device)
 
     def train_step():
-        optimizer.zero_grad()
-        with autocast(precision, device):
-            loss = F.cross_entropy(model(images).float(), labels)
-        if scaler is None:
-            loss.backward()
-            optimizer.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+        prompt_train_step(model, images, labels, optimizer, scaler, precision, device)
 
     def eval_step():
         with torch.no_grad(), autocast(precision, device):

@@ -27,16 +27,20 @@ from tests._image_tree import make_datums, make_images
 CLASSES = {"alpha": 6, "beta": 6, "gamma": 6}
 
 
+def trainer_test_images(cfg) -> list:
+    """The sorted paths of three classes of flat-coloured noise images, generated under DATASET.ROOT."""
+    root = os.path.join(cfg.DATASET.ROOT, "trainer_test_set")
+    if not os.path.isdir(root):
+        make_images(root, CLASSES, size=(16, 16), seed=3)
+    return sorted(os.path.join(root, c, f) for c in CLASSES for f in os.listdir(os.path.join(root, c)))
+
+
 @DATASET_REGISTRY.register()
 class TrainerTestSet(DatasetBase):
     """Three classes of flat-coloured noise images, generated under DATASET.ROOT."""
 
     def __init__(self, cfg):
-        root = os.path.join(cfg.DATASET.ROOT, "trainer_test_set")
-        if not os.path.isdir(root):
-            make_images(root, CLASSES, size=(16, 16), seed=3)
-        paths = sorted(os.path.join(root, c, f) for c in CLASSES for f in os.listdir(os.path.join(root, c)))
-        items = make_datums(paths, classnames=list(CLASSES))
+        items = make_datums(trainer_test_images(cfg), classnames=list(CLASSES))
         super().__init__(train_x=items, val=items[::2], test=items)
 
 
@@ -377,10 +381,7 @@ class LabelGapSet(DatasetBase):
     """TrainerTestSet's images, with a test label beyond the classes and class 1 missing from train."""
 
     def __init__(self, cfg):
-        root = os.path.join(cfg.DATASET.ROOT, "trainer_test_set")
-        if not os.path.isdir(root):
-            make_images(root, CLASSES, size=(16, 16), seed=3)
-        paths = sorted(os.path.join(root, c, f) for c in CLASSES for f in os.listdir(os.path.join(root, c)))
+        paths = trainer_test_images(cfg)
         items = make_datums(paths, classnames=list(CLASSES))
         if cfg.DATASET.SUBSAMPLE_CLASSES == "base":  # the "missing class" variant
             super().__init__(train_x=[d for d in items if d.label != 1], test=items)

@@ -14,17 +14,22 @@ CLASSNAMES = ["red circle", "blue_square", "a very long class name with many wor
 TOL = 1e-5
 
 
-@pytest.fixture(scope="module")
-def clip_model():
+def perturbed_clip(**shape) -> CLIP:
+    """A small random CLIP whose every weight matters (CLIP's init zeroes some projections)."""
     torch.manual_seed(0)
-    model = CLIP(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
-                 context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=2)
+    model = CLIP(**dict(dict(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
+                             context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
+                             transformer_layers=2), **shape))
     model.initialize_parameters()
-    # Break CLIP's zero-init symmetry so that every path matters.
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)
     return model.float().eval()
+
+
+@pytest.fixture(scope="module")
+def clip_model():
+    return perturbed_clip()
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from mutual_prompt.model.precision import (
     set_clip_precision,
 )
 from test_clip_loader import tiny_clip
-from test_mutual_prompt_model import CLASSNAMES, reference_logits
+from test_mutual_prompt_model import CLASSNAMES, perturbed_clip, reference_logits
 from test_train_cli import run_train_py, zeroshot_args
 from trainers.mutual_prompt import build_mutual_prompt_clip
 
@@ -30,19 +30,6 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO_ROOT, "configs")
 CALTECH = next(t for t in TREES if t.name == "Caltech101")
 HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def perturbed_clip(**shape) -> CLIP:
-    """A small random CLIP whose every weight matters (CLIP's init zeroes some projections)."""
-    torch.manual_seed(0)
-    model = CLIP(**dict(dict(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
-                             context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
-                             transformer_layers=2), **shape))
-    model.initialize_parameters()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    return model.float().eval()
 
 
 @pytest.fixture(scope="module")
