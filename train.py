@@ -116,8 +116,31 @@ def print_args(args: argparse.Namespace, cfg) -> None:
     print(cfg)
 
 
-class RunInterrupted(Exception):
-    """SIGINT or SIGTERM arrived; carries the signal's name."""
+class RunInterrupted(BaseException):
+    """SIGINT or SIGTERM arrived; carries the signal's name.
+
+    A BaseException, like KeyboardInterrupt, so that the ``except Exception`` blocks that turn a
+    failure into a clearer error (an unreadable image, a checkpoint) do not swallow it.
+    """
+
+
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _restore_handlers(handlers: dict) -> None:
+    """Put the previous handlers back; a signal arriving meanwhile waits and then meets them.
+
+    Without the mask, a SIGTERM landing after SIGINT's handler is restored but before SIGTERM's
+    would raise RunInterrupted outside the ``try`` that reports it. (Windows has no signal mask.)
+    """
+    mask = getattr(signal, "pthread_sigmask", None)
+    blocked = mask(signal.SIG_BLOCK, INTERRUPTS) if mask else None
+    try:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    finally:
+        if mask:
+            mask(signal.SIG_SETMASK, blocked)
 
 
 def _raise_interrupted(signum: int, frame) -> None:
@@ -209,8 +232,10 @@ def run(args: argparse.Namespace, cfg, training: bool, fingerprint_note: Optiona
             write_run_fingerprint(cfg.OUTPUT_DIR, cfg)
 
     trainer = None
-    handlers = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {}
     try:
+        for sig in INTERRUPTS:
+            handlers[sig] = signal.signal(sig, _raise_interrupted)
         trainer = build_trainer(cfg)
         if args.eval_only:
             if args.no_load:
@@ -229,8 +254,7 @@ def run(args: argparse.Namespace, cfg, training: bool, fingerprint_note: Optiona
         sys.stdout.flush()
         sys.exit(128 + signal.Signals[signame].value)
     finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+        _restore_handlers(handlers)
 
 
 if __name__ == "__main__":

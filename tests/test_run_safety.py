@@ -223,24 +223,41 @@ def test_an_interrupt_writes_where_the_run_stopped_and_how_to_resume_to_log_txt(
          "--dataset-config-file", "configs/datasets/toy_shapes.yaml",
          "--config-file", "configs/trainers/MutualPrompt/toy.yaml", "--output-dir", str(out),
          "DATASET.NUM_SHOTS", "2", "DATASET.SUBSAMPLE_CLASSES", "base", "TRAIN.CHECKPOINT_FREQ", "1",
-         "TEST.NO_TEST", "True"],
+         "TEST.NO_TEST", "True", "OPTIM.MAX_EPOCH", "500"],  # far more epochs than it lives, on any machine
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=dict(os.environ, MUTUAL_PROMPT_BACKEND="builtin"))
     deadline = time.time() + 300
     log = out / "log.txt"
-    while time.time() < deadline and not (log.exists() and "epoch [2/5]" in log.read_text()):
+    while time.time() < deadline and not (log.exists() and "epoch [2/500]" in log.read_text()):
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.2)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig.value
     last = log.read_text().strip().splitlines()[-1]
-    match = re.fullmatch(rf"Interrupted by {sig.name} during epoch (\d)/5: the newest checkpoint is "
-                         rf"{re.escape(str(out / 'prompt_learner'))}/model\.pth\.tar-(\d); run the same command "
+    match = re.fullmatch(rf"Interrupted by {sig.name} during epoch (\d+)/500: the newest checkpoint is "
+                         rf"{re.escape(str(out / 'prompt_learner'))}/model\.pth\.tar-(\d+); run the same command "
                          "again to resume from it", last)
-    assert match and int(match.group(2)) == int(match.group(1)) - 1, last
+    assert match, last
+    epoch, newest = int(match.group(1)), int(match.group(2))
+    saved = sorted(int(p.name.rsplit("-", 1)[1]) for p in (out / "prompt_learner").glob("model.pth.tar-*"))
+    assert newest == saved[-1] and newest in (epoch - 1, epoch), (last, saved)  # epoch's own if it just saved
     assert "Traceback" not in stderr
     assert not (out / LOCK_FILE).exists()
+
+
+def test_an_interrupt_while_an_image_is_read_is_not_turned_into_an_image_error(monkeypatch, tmp_path):
+    from mutual_prompt.engine import utils
+
+    image = tmp_path / "a.png"
+    image.write_bytes(b"")
+
+    def interrupted(path):
+        train._raise_interrupted(signal.SIGTERM, None)
+
+    monkeypatch.setattr(utils.Image, "open", interrupted)
+    with pytest.raises(train.RunInterrupted, match="SIGTERM"):
+        utils.read_image(str(image))
 
 
 def test_the_interrupt_line_before_any_checkpoint_says_a_rerun_starts_from_scratch(tmp_path):
