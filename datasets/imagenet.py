@@ -73,5 +73,6 @@ class ImageNet(DatasetBase):
         train = read_class_folders(train_dir, folders, classnames, text_file)
         test = read_class_folders(val_dir, folders, classnames, text_file)
 
-        train, _, test = fewshot_and_subsample(self, cfg, train, None, test, self.split_fewshot_dir, self.image_dir)
+        train, _, test = fewshot_and_subsample(self, cfg, train=train, val=None, test=test,
+                                               fewshot_dir=self.split_fewshot_dir, path_prefix=self.image_dir)
         super().__init__(train_x=train, val=test, test=test)

@@ -7,7 +7,7 @@ from typing import Dict, List
 from scipy.io import loadmat
 
 from mutual_prompt.backend import DATASET_REGISTRY
-from mutual_prompt.engine.utils import read_json
+from mutual_prompt.files import read_json
 from mutual_prompt.splits import Split, SplitFileDataset, make_datum, require_file, split_class_images
 
 NAME = "OxfordFlowers"

@@ -27,7 +27,8 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
-from mutual_prompt.backend import DATASET_REGISTRY, Datum, DatasetBase, mkdir_if_missing, read_json, write_json
+from mutual_prompt.backend import DATASET_REGISTRY, Datum, DatasetBase
+from mutual_prompt.files import mkdir_if_missing, read_json, write_json
 from mutual_prompt.run_dir import owner_is_alive, owner_record
 from mutual_prompt.splits import fewshot_and_subsample, read_split, save_split
 from mutual_prompt.toy.render import CLASSNAMES, LAMPLIGHT, render
@@ -163,5 +164,6 @@ class ToyShapes(DatasetBase):
             render_toy_shapes(self.dataset_dir)
         check_rendered_copy(self.dataset_dir)
         train, val, test = read_split(self.split_path, self.image_dir)
-        train, val, test = fewshot_and_subsample(self, cfg, train, val, test, self.split_fewshot_dir, self.image_dir)
+        train, val, test = fewshot_and_subsample(self, cfg, train=train, val=val, test=test,
+                                                 fewshot_dir=self.split_fewshot_dir, path_prefix=self.image_dir)
         super().__init__(train_x=train, val=val, test=test)

@@ -1,12 +1,16 @@
 """The host runtime: real Dassl when it imports, else the built-in ``mutual_prompt.engine``.
 
-Trainers and datasets import these names from here and never from ``dassl`` directly, so the same
-files run in this repository and inside a user's CoOp-style repository. Set
-``MUTUAL_PROMPT_BACKEND=dassl`` or ``builtin`` to force one. The learning-rate schedulers always come
-from ``mutual_prompt.engine.optim`` (Dassl 0.6.3's warm-up schedulers fail on current PyTorch).
+Trainers and datasets import the names that differ by host from here and never from ``dassl`` or
+``mutual_prompt.engine`` directly, so the same files run in this repository and inside a user's
+CoOp-style repository. Set ``MUTUAL_PROMPT_BACKEND=dassl`` or ``builtin`` to force one.
+
+What does not depend on the host is used under both, from its own module: ``mutual_prompt.files``
+(atomic writes, JSON, listing), ``mutual_prompt.lr_schedulers`` (Dassl 0.6.3's warm-up schedulers fail
+on current PyTorch) and ``mutual_prompt.config`` (merge errors that name the key and the file, and
+the config keys Dassl's defaults lack).
 """
+import importlib
 import os
-from typing import Any, Dict
 
 __all__ = [
     "BACKEND",
@@ -17,67 +21,29 @@ __all__ = [
     "DatasetBase",
     "Datum",
     "get_cfg_default",
-    "DataManager",
     "build_optimizer",
-    "build_lr_scheduler",
     "compute_accuracy",
-    "load_checkpoint",
     "load_pretrained_weights",
     "setup_logger",
     "set_random_seed",
     "collect_env_info",
-    "mkdir_if_missing",
-    "read_json",
-    "write_json",
-    "listdir_nohidden",
 ]
 
 _ENV = "MUTUAL_PROMPT_BACKEND"
+# The modules the Dassl block below imports from.
+_DASSL_MODULES = ("dassl.config", "dassl.data.datasets", "dassl.engine", "dassl.metrics", "dassl.optim", "dassl.utils")
 
 
-def _dassl_names() -> Dict[str, Any]:
-    from dassl.config import get_cfg_default as dassl_cfg_default
-    from dassl.data import DataManager
-    from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum
-    from dassl.engine import TRAINER_REGISTRY, TrainerX, build_trainer
-    from dassl.metrics import compute_accuracy
-    from dassl.optim import build_optimizer
-    from dassl.utils import (
-        collect_env_info,
-        listdir_nohidden,
-        load_checkpoint,
-        load_pretrained_weights,
-        mkdir_if_missing,
-        read_json,
-        set_random_seed,
-        setup_logger,
-        write_json,
-    )
-
-    from .engine.config import Config
-    from .engine.optim import build_lr_scheduler
-
-    def get_cfg_default():
-        # Dassl's defaults, in a node whose merge errors name the key and the file.
-        return Config(dassl_cfg_default())
-
-    return dict(locals())
-
-
-def _builtin_names() -> Dict[str, Any]:
-    from . import engine
-
-    return {name: getattr(engine, name) for name in __all__ if name != "BACKEND"}
-
-
-def _select() -> Dict[str, Any]:
+def _dassl_selected() -> bool:
+    """Whether to run on Dassl: forced by the environment variable, or automatic and Dassl imports."""
     choice = os.environ.get(_ENV, "").strip().lower()
     if choice not in ("", "auto", "dassl", "builtin"):
         raise ValueError(f"{_ENV}={choice!r} is not one of: dassl, builtin (or unset for automatic)")
     if choice == "builtin":
-        return dict(_builtin_names(), BACKEND="builtin")
+        return False
     try:
-        names = _dassl_names()
+        for module in _DASSL_MODULES:
+            importlib.import_module(module)
     except Exception as e:  # Dassl missing, or present but broken (e.g. without its dependencies)
         if choice == "dassl":
             raise ImportError(
@@ -85,8 +51,41 @@ def _select() -> Dict[str, Any]:
                 "Dassl.pytorch (https://github.com/KaiyangZhou/Dassl.pytorch) or unset the variable "
                 "to use the built-in runtime."
             ) from e
-        return dict(_builtin_names(), BACKEND="builtin")
-    return dict({k: names[k] for k in __all__ if k != "BACKEND"}, BACKEND="dassl")
+        return False
+    return True
 
 
-globals().update(_select())
+if _dassl_selected():
+    from dassl.config import get_cfg_default as _dassl_cfg_default
+    from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum
+    from dassl.engine import TRAINER_REGISTRY, TrainerX, build_trainer
+    from dassl.metrics import compute_accuracy
+    from dassl.optim import build_optimizer
+    from dassl.utils import collect_env_info, load_pretrained_weights, set_random_seed, setup_logger
+
+    from .config import Config
+
+    BACKEND = "dassl"
+
+    def get_cfg_default() -> Config:
+        """Dassl's defaults, in a node whose merge errors name the key and the file."""
+        return Config(_dassl_cfg_default())
+
+else:
+    from .engine import (
+        DATASET_REGISTRY,
+        TRAINER_REGISTRY,
+        DatasetBase,
+        Datum,
+        TrainerX,
+        build_optimizer,
+        build_trainer,
+        collect_env_info,
+        compute_accuracy,
+        get_cfg_default,
+        load_pretrained_weights,
+        set_random_seed,
+        setup_logger,
+    )
+
+    BACKEND = "builtin"

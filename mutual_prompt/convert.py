@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import torch
 
 from .checkpoint_loading import load_error_reason, read_checkpoint
-from .engine.utils import atomic_path
+from .files import atomic_path
 from .model.prompt_learner_state import COOP_ONLY_KEYS, describe_prompt_learner
 
 MODEL_NAME = "prompt_learner"

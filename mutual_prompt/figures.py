@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from mutual_prompt.engine.utils import atomic_path
+from mutual_prompt.files import atomic_path
 from mutual_prompt.results import BENCHMARK_DATASETS, Base2NewRow, SeedSummary, harmonic_mean, training_curve
 
 PUBLISHED_BASE2NEW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "published_base2new_vitb16.csv")

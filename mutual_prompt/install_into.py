@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from mutual_prompt.engine.utils import atomic_path
+from mutual_prompt.files import atomic_path
 
 TRAINER_MODULE = "trainers.mutual_prompt"
 TRAINER_IMPORT = f"import {TRAINER_MODULE}"

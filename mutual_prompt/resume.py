@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .engine.utils import atomic_path, read_json, write_json
+from .files import atomic_path, read_json, write_json
 
 BEST_FILE = "model-best.pth.tar"
 POINTER_FILE = "checkpoint"

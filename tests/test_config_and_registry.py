@@ -1,7 +1,8 @@
 """The built-in config (defaults, merging, errors that name the key and the file) and registries."""
 import pytest
 
-from mutual_prompt.engine.config import Config, get_cfg_default
+from mutual_prompt.config import Config
+from mutual_prompt.engine.config import get_cfg_default
 from mutual_prompt.engine.registry import Registry
 
 

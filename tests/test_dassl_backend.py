@@ -11,7 +11,7 @@ import torch
 from yacs.config import CfgNode as CN
 
 from _dataset_trees import TREES
-from mutual_prompt.cfg_keys import ensure_common_keys
+from mutual_prompt.config import add_keys_dassl_lacks
 from test_clip_loader import tiny_clip
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,19 +34,19 @@ def python(code: str, backend: str = "") -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-def test_ensure_common_keys_adds_missing_keys_and_keeps_present_ones():
+def test_add_keys_dassl_lacks_adds_missing_keys_and_keeps_present_ones():
     dassl_like = CN()
     dassl_like.DATASET = CN()
     dassl_like.MODEL = CN()
     dassl_like.MODEL.BACKBONE = CN()
     dassl_like.MODEL.BACKBONE.NAME = "ViT-B/16"
-    ensure_common_keys(dassl_like)
+    add_keys_dassl_lacks(dassl_like)
     assert dassl_like.DATASET.SUBSAMPLE_CLASSES == "all"
     assert dassl_like.MODEL.BACKBONE.PATH == ""
 
     dassl_like.DATASET.SUBSAMPLE_CLASSES = "new"
     dassl_like.MODEL.BACKBONE.PATH = "/weights/clip.pt"
-    ensure_common_keys(dassl_like)
+    add_keys_dassl_lacks(dassl_like)
     assert dassl_like.DATASET.SUBSAMPLE_CLASSES == "new"
     assert dassl_like.MODEL.BACKBONE.PATH == "/weights/clip.pt"
 

@@ -11,6 +11,7 @@ import pytest
 
 import datasets  # noqa: F401  (registers the datasets)
 from mutual_prompt import splits
+from mutual_prompt.splits import fewshot
 from mutual_prompt.backend import DATASET_REGISTRY, Datum
 from mutual_prompt.engine.config import get_cfg_default
 from mutual_prompt.engine.utils import set_random_seed
@@ -362,7 +363,8 @@ def test_val_fewshot_is_capped_at_four(tmp_path):
     random.seed(0)
     fewshot_dir = str(tmp_path / "fs")
     dataset = DatasetBase(train_x=train)
-    out_train, out_val = splits.load_or_create_fewshot(dataset, train, val, 8, 0, fewshot_dir, str(tmp_path))
+    out_train, out_val = fewshot.load_or_create_fewshot(dataset, train, val, num_shots=8, seed=0,
+                                                        fewshot_dir=fewshot_dir, path_prefix=str(tmp_path))
     assert per_class(out_train) == {0: 8, 1: 8}
     assert per_class(out_val) == {0: 4, 1: 4}
 
@@ -411,7 +413,7 @@ def test_a_class_missing_from_train_names_the_split_file(root):
 def test_a_stale_fewshot_cache_is_named(root):
     build_dtd(root)
     load(root, "DescribableTextures", shots=1)
-    cache = splits.fewshot_cache_path(os.path.join(root, "dtd", "split_fewshot"), 1, 1)
+    cache = fewshot.fewshot_cache_path(os.path.join(root, "dtd", "split_fewshot"), 1, 1)
     with open(cache, encoding="utf-8") as f:
         data = json.load(f)
     data["train"][0][1] = 57
@@ -427,12 +429,15 @@ def test_fewshot_larger_than_a_class_warns_naming_the_class_and_the_count(tmp_pa
     train = _items(tmp_path, 2, 3)[:5]  # class 0: 3 images, class 1: 2
     random.seed(0)
     dataset = DatasetBase(train_x=train)
-    out_train, _ = splits.load_or_create_fewshot(dataset, train, None, 3, 0, str(tmp_path / "fs"), str(tmp_path))
+    out_train, _ = fewshot.load_or_create_fewshot(dataset, train, None, num_shots=3, seed=0,
+                                                  fewshot_dir=str(tmp_path / "fs"), path_prefix=str(tmp_path))
     assert per_class(out_train) == {0: 3, 1: 2}  # CoOp's behaviour: all of a smaller class
     out = capsys.readouterr().out
     assert "Warning: class 'class_1' (label 1) has 2 train image(s), fewer than DATASET.NUM_SHOTS 3: using 2" in out
     assert "class_0" not in out.split("Warning")[-1]
-    splits.load_or_create_fewshot(dataset, train, None, 3, 0, str(tmp_path / "fs"), str(tmp_path))  # from the cache
+    # from the cache
+    fewshot.load_or_create_fewshot(dataset, train, None, num_shots=3, seed=0, fewshot_dir=str(tmp_path / "fs"),
+                                   path_prefix=str(tmp_path))
     assert "class 'class_1' (label 1) has 2 train image(s)" in capsys.readouterr().out
 
 

@@ -15,7 +15,8 @@ from mutual_prompt.engine.data.data_manager import DataManager, seed_worker
 from mutual_prompt.engine.data.datasets import DATASET_REGISTRY, DatasetBase
 from mutual_prompt.engine.data.samplers import SeededRandomSampler, ShardSampler
 from mutual_prompt.engine.data.transforms import AVAILABLE_TRANSFORMS, build_transform
-from mutual_prompt.engine.utils import listdir_nohidden, read_image
+from mutual_prompt.engine.utils import read_image
+from mutual_prompt.files import listdir_nohidden
 from tests._image_tree import make_datums, make_images
 
 CLASSES = ["ant", "bee", "cicada"]

@@ -13,7 +13,6 @@ from mutual_prompt.engine import (
     DATASET_REGISTRY,
     TRAINER_REGISTRY,
     DatasetBase,
-    build_lr_scheduler,
     build_optimizer,
     build_trainer,
     compute_accuracy,
@@ -22,6 +21,7 @@ from mutual_prompt.engine import (
     save_checkpoint,
 )
 from mutual_prompt.engine.evaluation import macro_f1
+from mutual_prompt.lr_schedulers import build_lr_scheduler
 from tests._image_tree import make_datums, make_images
 
 CLASSES = {"alpha": 6, "beta": 6, "gamma": 6}

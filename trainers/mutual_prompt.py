@@ -13,18 +13,18 @@ from mutual_prompt.backend import (
     BACKEND,
     TRAINER_REGISTRY,
     TrainerX,
-    build_lr_scheduler,
     build_optimizer,
     compute_accuracy,
     load_pretrained_weights,
 )
-from mutual_prompt.cfg_keys import ensure_common_keys
 from mutual_prompt.checkpoint_loading import (
     checkpoint_summary,
     load_state_dict_strictly,
     model_checkpoint_path,
     read_checkpoint,
 )
+from mutual_prompt.config import add_keys_dassl_lacks
+from mutual_prompt.lr_schedulers import build_lr_scheduler
 from mutual_prompt.model.ftp import FTP_MODES
 from mutual_prompt.model.mutual_prompt_clip import MutualPromptCLIP
 from mutual_prompt.model.precision import (
@@ -50,7 +50,7 @@ NO_CHECKPOINT_MESSAGE = (
 
 def extend_cfg(cfg) -> None:
     """Add ``TRAINER.MUTUAL_PROMPT.*`` (and keys real Dassl lacks) to ``cfg``; idempotent."""
-    ensure_common_keys(cfg)
+    add_keys_dassl_lacks(cfg)
     if "MUTUAL_PROMPT" in cfg.TRAINER:
         return
     mp = CN()

@@ -11,7 +11,7 @@ from yacs.config import CfgNode as CN
 
 from mutual_prompt import openai_clip
 from mutual_prompt.backend import TRAINER_REGISTRY, TrainerX
-from mutual_prompt.cfg_keys import ensure_common_keys
+from mutual_prompt.config import add_keys_dassl_lacks
 from mutual_prompt.model.image_encoder import PromptImageEncoder, is_vision_transformer
 from mutual_prompt.model.precision import PRECISIONS, autocast, load_frozen_clip, resolve_precision
 
@@ -39,7 +39,7 @@ DATASET_TEMPLATES = {
 
 def extend_cfg(cfg) -> None:
     """Add ``TRAINER.ZEROSHOT_MP.*`` (and keys real Dassl lacks) to ``cfg``; idempotent."""
-    ensure_common_keys(cfg)
+    add_keys_dassl_lacks(cfg)
     if "ZEROSHOT_MP" in cfg.TRAINER:
         return
     zs = CN()

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .utils import atomic_path, mkdir_if_missing
+from ..files import atomic_path, mkdir_if_missing
 
 
 def save_checkpoint(state: Dict[str, Any], save_dir: str, is_best: bool = False,

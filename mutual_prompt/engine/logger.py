@@ -4,7 +4,7 @@ import sys
 import time
 from typing import Optional, TextIO
 
-from .utils import mkdir_if_missing
+from ..files import mkdir_if_missing
 
 
 class Tee:

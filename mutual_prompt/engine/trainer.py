@@ -12,6 +12,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from ..checkpoint_loading import checkpoint_summary, load_state_dict_strictly, model_checkpoint_path
+from ..resume import best_val_so_far
 from .checkpoint import load_checkpoint, resume_from_checkpoint, rng_state, save_checkpoint
 from .data.data_manager import DataManager
 from .distributed import barrier, init_distributed, is_distributed, is_main_process
@@ -284,8 +285,6 @@ class SimpleTrainer(TrainerBase):
 
     def resume_model_if_exist(self, directory: str) -> int:
         """Resume the weights, optimizers and schedulers, and the best validation result so far."""
-        from ..resume import best_val_so_far  # not at the top: mutual_prompt.resume imports engine.utils
-
         start_epoch = super().resume_model_if_exist(directory)
         if start_epoch > 0:
             self.best_result, self.best_epoch = best_val_so_far(directory, self.get_model_names())

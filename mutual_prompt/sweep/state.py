@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from mutual_prompt.engine.utils import atomic_path
+from mutual_prompt.files import atomic_path
 from mutual_prompt.results import parse_run
 
 from .plan import Run

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .. import openai_clip
-from ..engine.utils import atomic_path
+from ..files import atomic_path
 from ..openai_clip.model import CLIP
 from .render import CLASSNAMES, NUM_CLASSES, render_batch
 

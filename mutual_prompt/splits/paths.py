@@ -1,0 +1,32 @@
+"""Path guards for dataset modules: a missing folder or file is an error that names the dataset and
+points to the layout it expects."""
+import os
+
+LAYOUT_HELP = "the section 'Preparing the datasets' of README.md"
+
+
+def dataset_folder(cfg, folder: str, dataset: str) -> str:
+    """``<DATASET.ROOT>/<folder>``, which must exist."""
+    root = cfg.DATASET.ROOT
+    if not root:
+        raise ValueError(f"{dataset}: DATASET.ROOT is empty; set it (or --root) to the folder holding '{folder}/'")
+    path = os.path.join(os.path.abspath(os.path.expanduser(root)), folder)
+    return require_dir(path, dataset)
+
+
+def require_dir(path: str, dataset: str) -> str:
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"{dataset}: folder not found: {path}. The expected layout is described in {LAYOUT_HELP} "
+            f"(subsection {dataset})."
+        )
+    return path
+
+
+def require_file(path: str, dataset: str) -> str:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{dataset}: file not found: {path}. The expected layout is described in {LAYOUT_HELP} "
+            f"(subsection {dataset})."
+        )
+    return path

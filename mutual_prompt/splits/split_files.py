@@ -1,0 +1,153 @@
+"""Split files in CoOp's format and the train/val/test splitting that creates them.
+
+The algorithms and their sequence of ``random`` calls follow CoOp (``datasets/oxford_pets.py`` and
+``datasets/dtd.py`` there); every folder listing is sorted first (``listing``), so the same data and
+seed give the same splits on every machine. The caller seeds ``random`` (``set_random_seed(cfg.SEED)``)
+before building a dataset, as CoOp does.
+
+Split files (and few-shot caches) are JSON: ``{"train": [[path, label, classname], ...], "val": ...}``
+with paths relative to a prefix folder, the format of CoOp's ``split_zhou_*.json``.
+"""
+import os
+import random
+from collections import defaultdict
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from mutual_prompt.backend import Datum
+from mutual_prompt.files import read_json, write_json
+
+from .listing import list_class_folders, list_images
+
+Items = List[Datum]
+Split = Tuple[Items, Items, Items]
+
+
+def make_datum(impath: str, label: int, classname: str, source: str) -> Datum:
+    """A ``Datum``; a missing image raises an error that names it and ``source`` (what listed it)."""
+    try:
+        return Datum(impath=impath, label=label, classname=classname)
+    except (FileNotFoundError, AssertionError) as e:  # Dassl's Datum asserts the file exists
+        raise FileNotFoundError(f"{source} names the image {impath}, which does not exist") from e
+
+
+def to_records(items: Sequence[Datum], path_prefix: str) -> List[List[Any]]:
+    records = []
+    for item in items:
+        rel = os.path.relpath(item.impath, path_prefix)
+        if rel.startswith(os.pardir):
+            raise ValueError(f"Image {item.impath} is not inside {path_prefix}; cannot store it relative to it")
+        records.append([rel.replace(os.sep, "/"), item.label, item.classname])
+    return records
+
+
+def _from_records(records: Any, path_prefix: str, source: str, part: str) -> Items:
+    if not isinstance(records, list):
+        raise ValueError(f"{source}: '{part}' must be a list of [path, label, classname], got {type(records).__name__}")
+    items = []
+    for i, record in enumerate(records):
+        if not (
+            isinstance(record, (list, tuple))
+            and len(record) == 3
+            and isinstance(record[0], str)
+            and isinstance(record[2], str)
+        ):
+            raise ValueError(f"{source}: '{part}'[{i}] must be [path, label, classname], got {record!r}")
+        try:
+            label = int(record[1])
+        except (TypeError, ValueError):
+            raise ValueError(f"{source}: '{part}'[{i}] has a label that is not an integer: {record[1]!r}") from None
+        items.append(make_datum(os.path.join(path_prefix, record[0]), label, record[2], source))
+    return items
+
+
+def read_parts(filepath: str, path_prefix: str, parts: Sequence[str], kind: str) -> List[Items]:
+    data = read_json(filepath)
+    source = f"{kind} {filepath}"
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: expected a JSON object with keys {list(parts)}")
+    missing = [p for p in parts if p not in data]
+    if missing:
+        raise ValueError(f"{source}: missing key(s) {missing}; expected {list(parts)}")
+    return [_from_records(data[p], path_prefix, source, p) for p in parts]
+
+
+def read_split(filepath: str, path_prefix: str) -> Split:
+    """Read a CoOp split file (``split_zhou_*.json``); its paths are relative to ``path_prefix``."""
+    print(f"Reading split from {filepath}")
+    train, val, test = read_parts(filepath, path_prefix, ("train", "val", "test"), "split file")
+    return train, val, test
+
+
+def save_split(train: Items, val: Items, test: Items, filepath: str, path_prefix: str) -> None:
+    """Write a split file in CoOp's format, atomically."""
+    split = {p: to_records(items, path_prefix) for p, items in (("train", train), ("val", val), ("test", test))}
+    write_json(split, filepath)
+    print(f"Saved split to {filepath}")
+
+
+def load_or_create_split(filepath: str, path_prefix: str, create: Callable[[], Split]) -> Split:
+    """Read the split file if it exists; else ``create()`` the split and save it for later runs."""
+    if os.path.exists(filepath):
+        return read_split(filepath, path_prefix)
+    train, val, test = create()
+    save_split(train, val, test, filepath, path_prefix)
+    return train, val, test
+
+
+def split_trainval(trainval: Items, p_val: float = 0.2) -> Tuple[Items, Items]:
+    """Move ``round(n * p_val)`` random items of each class from train to val (CoOp's draws)."""
+    print(f"Splitting trainval into {1 - p_val:.0%} train and {p_val:.0%} val")
+    tracker: Dict[int, List[int]] = defaultdict(list)
+    for idx, item in enumerate(trainval):
+        tracker[item.label].append(idx)
+    train, val = [], []
+    for label, idxs in tracker.items():
+        n_val = round(len(idxs) * p_val)
+        if n_val < 1:
+            raise ValueError(
+                f"Class {label} ({trainval[idxs[0]].classname!r}) has {len(idxs)} train+val image(s): too few to "
+                f"hold out {p_val:.0%} for validation (at least one image)"
+            )
+        random.shuffle(idxs)
+        for n, idx in enumerate(idxs):
+            (val if n < n_val else train).append(trainval[idx])
+    return train, val
+
+
+def split_class_images(
+    images: List[str], p_trn: float, p_val: float, where: str
+) -> Tuple[List[str], List[str], List[str]]:
+    """Shuffle one class's images in place and cut them into train / val / test (CoOp's proportions)."""
+    random.shuffle(images)
+    n_total = len(images)
+    n_train = round(n_total * p_trn)
+    n_val = round(n_total * p_val)
+    if n_train < 1 or n_val < 1 or n_total - n_train - n_val < 1:
+        raise ValueError(
+            f"{where}: {n_total} image(s) are too few to split {p_trn:.0%} train / {p_val:.0%} val / rest test "
+            "with at least one image in each"
+        )
+    return images[:n_train], images[n_train : n_train + n_val], images[n_train + n_val :]
+
+
+def read_and_split_data(
+    image_dir: str,
+    p_trn: float = 0.5,
+    p_val: float = 0.2,
+    ignored: Iterable[str] = (),
+    new_cnames: Optional[Dict[str, str]] = None,
+) -> Split:
+    """Split a ``<image_dir>/<class>/<image>`` tree per class; labels follow the sorted folder names."""
+    print(f"Splitting into {p_trn:.0%} train, {p_val:.0%} val, and {1 - p_trn - p_val:.0%} test")
+    categories = list_class_folders(image_dir, ignored)
+    if not categories:
+        raise ValueError(f"{image_dir} holds no class folders")
+    train, val, test = [], [], []
+    for label, category in enumerate(categories):
+        category_dir = os.path.join(image_dir, category)
+        images = [os.path.join(category_dir, name) for name in list_images(category_dir)]
+        parts = split_class_images(images, p_trn, p_val, category_dir)
+        classname = (new_cnames or {}).get(category, category)
+        for out, paths in zip((train, val, test), parts):
+            out.extend(make_datum(p, label, classname, category_dir) for p in paths)
+    return train, val, test
