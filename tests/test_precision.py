@@ -157,6 +157,42 @@ def test_trainer_builds_and_trains_one_step_in_each_precision(caltech_root, tiny
     assert torch.isfinite(logits).all()
 
 
+def test_a_loss_scaler_step_equals_the_plain_step_and_skips_a_non_finite_loss(caltech_root, tiny_clip_file, tmp_path,
+                                                                             monkeypatch):
+    """PREC amp on CUDA steps through a GradScaler; a CPU scaler takes the same path here."""
+    trainer = build_trainer(trainer_cfg(caltech_root, tiny_clip_file, str(tmp_path), "TRAINER.MUTUAL_PROMPT.PREC", "fp32"))
+    prompts = trainer.model.prompt_learner
+    batch = {"img": torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2)), "label": torch.tensor([0, 3])}
+    trainer.batch_idx, trainer.num_batches = 0, 2
+
+    def state():
+        return {k: v.detach().clone() for k, v in prompts.state_dict().items()}
+
+    start, optim_start = state(), copy.deepcopy(trainer.optim.state_dict())
+    trainer.forward_backward(batch)
+    plain = state()
+    assert not torch.equal(plain["ctx"], start["ctx"])
+
+    prompts.load_state_dict(start)
+    trainer.optim.load_state_dict(optim_start)
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=1)
+    trainer.forward_backward(batch)
+    for key, value in state().items():
+        torch.testing.assert_close(value, plain[key])
+    assert trainer.scaler.get_scale() == 2048.0  # update() ran after a finite step
+
+    forward = trainer.model.forward
+    monkeypatch.setattr(trainer.model, "forward", lambda image: forward(image) * float("inf"))
+    before = state()
+    summary = trainer.forward_backward(batch)  # the scaler skips the step instead of raising
+    assert not torch.isfinite(torch.tensor(summary["loss"]))
+    assert all(torch.equal(value, before[key]) for key, value in state().items())
+    assert trainer.scaler.get_scale() == 1024.0
+    trainer.scaler = None
+    with pytest.raises(FloatingPointError, match="infinite or NaN"):
+        trainer.forward_backward(batch)
+
+
 def full_model_in(clip_model: CLIP, precision: str, state=None) -> MutualPromptCLIP:
     torch.manual_seed(4)
     model = MutualPromptCLIP(set_clip_precision(copy.deepcopy(clip_model), precision), CLASSNAMES, ftp_mode="fine",

@@ -167,19 +167,31 @@ class MutualPrompt(TrainerX):
         with autocast(self.precision, self.device):
             logits = self.model(image)
             loss = F.cross_entropy(logits.float(), label)
-        if self.scaler is not None:
-            self.optim.zero_grad()
-            self.scaler.scale(loss).backward()
-            if hasattr(self, "sync_gradients"):  # the built-in engine under torchrun
-                self.sync_gradients()
-            self.scaler.step(self.optim)
-            self.scaler.update()
-        else:
-            self.model_backward_and_update(loss)
+        self.model_backward_and_update(loss)
         summary = {"loss": loss.item(), "acc": compute_accuracy(logits, label)[0].item()}
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()
         return summary
+
+    # One gradient step under both hosts: their model_backward_and_update calls model_zero_grad,
+    # model_backward (the built-in engine's also averages gradients under torchrun) and model_update;
+    # with a GradScaler (PREC amp on CUDA) the two below scale the loss and step through the scaler.
+
+    def detect_anomaly(self, loss) -> None:
+        if self.scaler is None:  # with a GradScaler, a non-finite loss makes the scaler skip the step
+            super().detect_anomaly(loss)
+
+    def model_backward(self, loss) -> None:
+        super().model_backward(loss if self.scaler is None else self.scaler.scale(loss))
+
+    def model_update(self, names=None) -> None:
+        if self.scaler is None:
+            super().model_update(names)
+            return
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self.scaler.step(self._optims[name])
+        self.scaler.update()
 
     def parse_batch_train(self, batch):
         # Dassl's TrainerX returns (input, label, domain); ours needs only the first two, as CoOp's.
