@@ -6,19 +6,17 @@ from typing import Dict, List
 from mutual_prompt.backend import DATASET_REGISTRY, DatasetBase, Datum
 from mutual_prompt.splits import dataset_folder, fewshot_and_subsample, make_datum, read_text_lines, require_dir
 
-NAME = "FGVCAircraft"
-
-
 @DATASET_REGISTRY.register()
 class FGVCAircraft(DatasetBase):
     dataset_dir = "fgvc_aircraft"
 
     def __init__(self, cfg) -> None:
-        self.dataset_dir = dataset_folder(cfg, "fgvc_aircraft", NAME)
-        self.image_dir = require_dir(os.path.join(self.dataset_dir, "images"), NAME)
+        name = type(self).__name__
+        self.dataset_dir = dataset_folder(cfg, type(self).dataset_dir, name)
+        self.image_dir = require_dir(os.path.join(self.dataset_dir, "images"), name)
         self.split_fewshot_dir = os.path.join(self.dataset_dir, "split_fewshot")
 
-        classnames = read_text_lines(os.path.join(self.dataset_dir, "variants.txt"), NAME)
+        classnames = read_text_lines(os.path.join(self.dataset_dir, "variants.txt"), name)
         cname2lab = {c: i for i, c in enumerate(classnames)}
         train = self.read_data(cname2lab, "images_variant_train.txt")
         val = self.read_data(cname2lab, "images_variant_val.txt")
@@ -32,7 +30,7 @@ class FGVCAircraft(DatasetBase):
         """Lines ``<image id> <variant, possibly with spaces>``."""
         filepath = os.path.join(self.dataset_dir, split_file)
         items = []
-        for line in read_text_lines(filepath, NAME):
+        for line in read_text_lines(filepath, type(self).__name__):
             imname, _, classname = line.partition(" ")
             if classname not in cname2lab:
                 raise ValueError(f"{filepath}: variant {classname!r} in line {line!r} is not listed in variants.txt")

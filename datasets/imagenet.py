@@ -17,10 +17,8 @@ from mutual_prompt.splits import (
     make_datum,
     read_text_lines,
     require_dir,
+    subsample_classes,
 )
-
-NAME = "ImageNet"
-
 
 def read_classnames(text_file: str, dataset: str) -> "OrderedDict[str, str]":
     """``classnames.txt``: folder name -> class name, in file order."""
@@ -52,21 +50,22 @@ class ImageNet(DatasetBase):
     dataset_dir = "imagenet"
 
     def __init__(self, cfg) -> None:
-        self.dataset_dir = dataset_folder(cfg, "imagenet", NAME)
-        self.image_dir = require_dir(os.path.join(self.dataset_dir, "images"), NAME)
+        name = type(self).__name__
+        self.dataset_dir = dataset_folder(cfg, type(self).dataset_dir, name)
+        self.image_dir = require_dir(os.path.join(self.dataset_dir, "images"), name)
         self.split_fewshot_dir = os.path.join(self.dataset_dir, "split_fewshot")
         text_file = os.path.join(self.dataset_dir, "classnames.txt")
-        classnames = read_classnames(text_file, NAME)
+        classnames = read_classnames(text_file, name)
 
-        train_dir = require_dir(os.path.join(self.image_dir, "train"), NAME)
-        val_dir = require_dir(os.path.join(self.image_dir, "val"), NAME)
+        train_dir = require_dir(os.path.join(self.image_dir, "train"), name)
+        val_dir = require_dir(os.path.join(self.image_dir, "val"), name)
         folders = list_class_folders(train_dir)
         val_folders = list_class_folders(val_dir)
         if val_folders != folders:
             only_train = sorted(set(folders) - set(val_folders))
             only_val = sorted(set(val_folders) - set(folders))
             raise ValueError(
-                f"{NAME}: {train_dir} and {val_dir} must hold the same class folders; only in train: "
+                f"{name}: {train_dir} and {val_dir} must hold the same class folders; only in train: "
                 f"{only_train[:5]}{'...' if len(only_train) > 5 else ''}, only in val: "
                 f"{only_val[:5]}{'...' if len(only_val) > 5 else ''}"
             )
@@ -76,3 +75,22 @@ class ImageNet(DatasetBase):
         train, _, test = fewshot_and_subsample(self, cfg, train=train, val=None, test=test,
                                                fewshot_dir=self.split_fewshot_dir, path_prefix=self.image_dir)
         super().__init__(train_x=train, val=test, test=test)
+
+
+class ImageNetVariant(DatasetBase):
+    """A test-only ImageNet variant: ``<dataset_dir>/<image_folder>/<wnid>/<image>`` and ImageNet's
+    ``classnames.txt`` in ``<dataset_dir>``; labels follow the sorted class folders (files beside them,
+    such as README.txt, are skipped). Each variant's module registers a subclass that sets
+    ``dataset_dir`` and ``image_folder``; errors name the dataset by that subclass's name."""
+
+    image_folder = ""
+
+    def __init__(self, cfg) -> None:
+        name = type(self).__name__
+        self.dataset_dir = dataset_folder(cfg, type(self).dataset_dir, name)
+        self.image_dir = require_dir(os.path.join(self.dataset_dir, self.image_folder), name)
+        text_file = os.path.join(self.dataset_dir, "classnames.txt")
+        classnames = read_classnames(text_file, name)
+        data = read_class_folders(self.image_dir, list_class_folders(self.image_dir), classnames, text_file)
+        (data,) = subsample_classes(data, subsample=cfg.DATASET.SUBSAMPLE_CLASSES)
+        super().__init__(train_x=data, test=data)

@@ -10,9 +10,6 @@ from mutual_prompt.backend import DATASET_REGISTRY
 from mutual_prompt.files import read_json
 from mutual_prompt.splits import Split, SplitFileDataset, make_datum, require_file, split_class_images
 
-NAME = "OxfordFlowers"
-
-
 @DATASET_REGISTRY.register()
 class OxfordFlowers(SplitFileDataset):
     dataset_dir = "oxford_flowers"
@@ -24,14 +21,15 @@ class OxfordFlowers(SplitFileDataset):
         split 50/20/30 at random, classes taken in order of first appearance, as in CoOp."""
         label_file = os.path.join(self.dataset_dir, "imagelabels.mat")
         lab2cname_file = os.path.join(self.dataset_dir, "cat_to_name.json")
-        mat = loadmat(require_file(label_file, NAME))
+        name = type(self).__name__
+        mat = loadmat(require_file(label_file, name))
         if "labels" not in mat:
             raise KeyError(f"{label_file}: no variable 'labels'")
         tracker: Dict[int, List[str]] = defaultdict(list)
         for i, label in enumerate(mat["labels"].ravel()):
             tracker[int(label)].append(os.path.join(self.image_dir, f"image_{i + 1:05d}.jpg"))
 
-        lab2cname = read_json(require_file(lab2cname_file, NAME))
+        lab2cname = read_json(require_file(lab2cname_file, name))
         print("Splitting data into 50% train, 20% val, and 30% test")
         train, val, test = [], [], []
         for label, impaths in tracker.items():

@@ -6,9 +6,6 @@ from typing import List
 from mutual_prompt.backend import DATASET_REGISTRY, Datum
 from mutual_prompt.splits import Split, SplitFileDataset, make_datum, read_text_lines, split_trainval
 
-NAME = "OxfordPets"
-
-
 @DATASET_REGISTRY.register()
 class OxfordPets(SplitFileDataset):
     dataset_dir = "oxford_pets"
@@ -25,7 +22,7 @@ class OxfordPets(SplitFileDataset):
         """Lines ``<Breed>_<n> <class id> <species> <breed id>``; ``#`` lines are comments."""
         filepath = os.path.join(self.dataset_dir, "annotations", split_file)
         items = []
-        for line in read_text_lines(filepath, NAME):
+        for line in read_text_lines(filepath, type(self).__name__):
             if line.startswith("#"):
                 continue
             fields = line.split()

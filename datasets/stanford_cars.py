@@ -10,11 +10,8 @@ from scipy.io import loadmat
 from mutual_prompt.backend import DATASET_REGISTRY, Datum
 from mutual_prompt.splits import Split, SplitFileDataset, make_datum, require_file, split_trainval
 
-NAME = "StanfordCars"
-
-
-def _mat_field(path: str, key: str):
-    data = loadmat(require_file(path, NAME))
+def _mat_field(path: str, key: str, dataset: str):
+    data = loadmat(require_file(path, dataset))
     if key not in data:
         raise KeyError(f"{path}: no variable '{key}' (has: {', '.join(k for k in data if not k.startswith('__'))})")
     return data[key]
@@ -40,8 +37,8 @@ class StanfordCars(SplitFileDataset):
         return train, val, test
 
     def read_data(self, image_dir: str, anno_file: str, meta_file: str) -> List[Datum]:
-        annotations = _mat_field(anno_file, "annotations")[0]
-        class_names = _mat_field(meta_file, "class_names")[0]
+        annotations = _mat_field(anno_file, "annotations", type(self).__name__)[0]
+        class_names = _mat_field(meta_file, "class_names", type(self).__name__)[0]
         items = []
         for anno in annotations:
             imname = str(anno["fname"][0])

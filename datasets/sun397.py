@@ -7,9 +7,6 @@ from typing import Dict, List
 from mutual_prompt.backend import DATASET_REGISTRY, Datum
 from mutual_prompt.splits import Split, SplitFileDataset, make_datum, read_text_lines, split_trainval
 
-NAME = "SUN397"
-
-
 def readable_classname(category: str) -> str:
     """``a/apartment_building/outdoor`` -> ``outdoor apartment_building``."""
     return " ".join(category.split("/")[1:][::-1])
@@ -23,7 +20,7 @@ class SUN397(SplitFileDataset):
 
     def create_split(self) -> Split:
         class_file = os.path.join(self.dataset_dir, "ClassName.txt")
-        classnames = [line.lstrip("/") for line in read_text_lines(class_file, NAME)]
+        classnames = [line.lstrip("/") for line in read_text_lines(class_file, type(self).__name__)]
         cname2lab = {c: i for i, c in enumerate(classnames)}
         trainval = self.read_data(cname2lab, "Training_01.txt")
         test = self.read_data(cname2lab, "Testing_01.txt")
@@ -34,7 +31,7 @@ class SUN397(SplitFileDataset):
         """Lines ``/<letter>/<category>/<image>.jpg``."""
         filepath = os.path.join(self.dataset_dir, text_file)
         items = []
-        for line in read_text_lines(filepath, NAME):
+        for line in read_text_lines(filepath, type(self).__name__):
             imname = line.lstrip("/")
             category = os.path.dirname(imname)
             if category not in cname2lab:

@@ -8,9 +8,6 @@ from typing import Dict, List
 from mutual_prompt.backend import DATASET_REGISTRY, Datum
 from mutual_prompt.splits import Split, SplitFileDataset, make_datum, read_text_lines, split_trainval
 
-NAME = "UCF101"
-
-
 def split_camel_case(action: str) -> str:
     return "_".join(re.findall("[A-Z][^A-Z]*", action))
 
@@ -24,7 +21,7 @@ class UCF101(SplitFileDataset):
     def create_split(self) -> Split:
         class_file = os.path.join(self.dataset_dir, "ucfTrainTestlist", "classInd.txt")
         cname2lab = {}
-        for line in read_text_lines(class_file, NAME):
+        for line in read_text_lines(class_file, type(self).__name__):
             fields = line.split(" ")
             if len(fields) != 2 or not fields[0].isdigit():
                 raise ValueError(f"{class_file}: expected '<class id> <Action>', got {line!r}")
@@ -38,7 +35,7 @@ class UCF101(SplitFileDataset):
         """Lines ``<Action>/<video>.avi[ <class id>]``; the frame is ``<Action_Words>/<video>.jpg``."""
         filepath = os.path.join(self.dataset_dir, "ucfTrainTestlist", text_file)
         items = []
-        for line in read_text_lines(filepath, NAME):
+        for line in read_text_lines(filepath, type(self).__name__):
             action, _, video = line.split(" ")[0].partition("/")
             if action not in cname2lab:
                 raise ValueError(f"{filepath}: action {action!r} of {line!r} is not listed in classInd.txt")
