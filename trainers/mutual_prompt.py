@@ -174,8 +174,9 @@ class MutualPrompt(TrainerX):
         return summary
 
     # One gradient step under both hosts: their model_backward_and_update calls model_zero_grad,
-    # model_backward (the built-in engine's also averages gradients under torchrun) and model_update;
-    # with a GradScaler (PREC amp on CUDA) the two below scale the loss and step through the scaler.
+    # model_backward (the built-in engine's also averages gradients under torchrun) and model_update.
+    # With a GradScaler (PREC amp on CUDA) the three below scale the loss, leave non-finite losses to
+    # the scaler and step through it.
 
     def detect_anomaly(self, loss) -> None:
         if self.scaler is None:  # with a GradScaler, a non-finite loss makes the scaler skip the step

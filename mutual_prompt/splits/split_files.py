@@ -31,6 +31,7 @@ def make_datum(impath: str, label: int, classname: str, source: str) -> Datum:
 
 
 def to_records(items: Sequence[Datum], path_prefix: str) -> List[List[Any]]:
+    """``[path relative to path_prefix, label, classname]`` per item, as split files store them."""
     records = []
     for item in items:
         rel = os.path.relpath(item.impath, path_prefix)
@@ -61,6 +62,8 @@ def _from_records(records: Any, path_prefix: str, source: str, part: str) -> Ite
 
 
 def read_parts(filepath: str, path_prefix: str, parts: Sequence[str], kind: str) -> List[Items]:
+    """The items of each of ``parts`` in the JSON file ``filepath`` (a ``kind``: split file or few-shot
+    cache); errors name the file and the part."""
     data = read_json(filepath)
     source = f"{kind} {filepath}"
     if not isinstance(data, dict):
