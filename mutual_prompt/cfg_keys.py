@@ -8,7 +8,7 @@ from typing import Any, Tuple
 # (path of the parent node, key, default)
 COMMON_KEYS: Tuple[Tuple[Tuple[str, ...], str, Any], ...] = (
     (("DATASET",), "SUBSAMPLE_CLASSES", "all"),  # all, base or new (CoOp's key)
-    (("MODEL", "BACKBONE"), "PATH", ""),  # a local CLIP weights file, see mutual_prompt.clip.loader
+    (("MODEL", "BACKBONE"), "PATH", ""),  # a local CLIP weights file, see mutual_prompt.model.clip_loader
 )
 
 
