@@ -61,7 +61,7 @@ QUICK_SHAPE = dict(embed_dim=64, image_resolution=32, vision_layers=2, vision_wi
 
 def save_random_weights(shape: Dict, folder: str) -> str:
     """A random CLIP's state dict in fp16, as OpenAI ships its weights."""
-    from mutual_prompt.openai_clip.model import CLIP
+    from mutual_prompt.clip import CLIP
 
     torch.manual_seed(0)
     path = os.path.join(folder, "random_clip.pt")
@@ -94,7 +94,7 @@ def check_precision(precision: str, weights: str, size: int, device: str, classe
     """Build, evaluate one batch and train TRAIN_STEPS steps in ``precision``; ``reference`` is fp32's
     record (None for fp32 itself), whose prompt weights and logits this run uses and compares with."""
     from mutual_prompt.backend import build_optimizer
-    from mutual_prompt.model.precision import autocast, grad_scaler, load_frozen_clip
+    from mutual_prompt.clip import autocast, grad_scaler, load_frozen_clip
     from trainers.mutual_prompt import build_mutual_prompt_clip
 
     if device == "cuda":

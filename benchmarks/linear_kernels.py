@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from tabulate import tabulate
 
-from mutual_prompt.model.frozen_linear import frozen_linear, onednn_linear_available, set_onednn_linear
+from mutual_prompt.clip.frozen_linear import frozen_linear, onednn_linear_available, set_onednn_linear
 
 SHAPES = {  # name: (rows, in_features, out_features)
     "image qkv": (788, 768, 2304),

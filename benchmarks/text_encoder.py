@@ -6,7 +6,7 @@ interleaved) and its ratio to ``forward_reference``, for inference (no grad) and
 (forward + backward to the context), one row per combination of the encoder's flags; on CUDA also
 the peak memory of the training step. The rows up to "shared prefix" use PyTorch's default linear
 kernel, as the plain computation does; the rows after it add the oneDNN kernel for the frozen
-linear layers (the default on CPU, see ``mutual_prompt.model.frozen_linear``).
+linear layers (the default on CPU, see ``mutual_prompt.clip.frozen_linear``).
 
     python benchmarks/text_encoder.py --classes 50 --batch 4 --dtype fp32
 """
@@ -17,9 +17,8 @@ from typing import Callable, Dict, List
 import torch
 from tabulate import tabulate
 
-from mutual_prompt import openai_clip
-from mutual_prompt.model.frozen_linear import set_onednn_linear
-from mutual_prompt.model.text_encoder import PromptTextEncoder
+from mutual_prompt.clip import CLIP, PromptTextEncoder, set_onednn_linear
+from mutual_prompt.clip.openai.model import convert_weights
 
 CLASS_NAMES = [
     "airplane", "bald_eagle", "banana", "barn owl", "beaver", "bonsai", "brain coral", "butterfly",
@@ -47,13 +46,13 @@ MODES = {
 ONEDNN_MODES = ("... + oneDNN linear (default)", "... + checkpoint")
 
 
-def vit_b16_text_clip(dtype: torch.dtype) -> "openai_clip.model.CLIP":
+def vit_b16_text_clip(dtype: torch.dtype) -> CLIP:
     """Random CLIP with ViT-B/16's text encoder (its vision tower is tiny: it is not measured)."""
-    model = openai_clip.model.CLIP(embed_dim=512, image_resolution=32, vision_layers=1, vision_width=64,
-                            vision_patch_size=16, context_length=77, vocab_size=49408,
-                            transformer_width=512, transformer_heads=8, transformer_layers=12)
+    model = CLIP(embed_dim=512, image_resolution=32, vision_layers=1, vision_width=64,
+                 vision_patch_size=16, context_length=77, vocab_size=49408,
+                 transformer_width=512, transformer_heads=8, transformer_layers=12)
     if dtype != torch.float32:
-        openai_clip.model.convert_weights(model)
+        convert_weights(model)
         for parameter in model.parameters():
             if parameter.dtype == torch.float16:
                 parameter.data = parameter.data.to(dtype)

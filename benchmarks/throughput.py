@@ -44,9 +44,7 @@ VIT_B16 = dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_wid
 
 def random_clip(device: str, shape: Optional[Dict] = None, precision: str = "fp32") -> nn.Module:
     """A frozen CLIP with random weights (ViT-B/16's shapes by default) in the weight layout of ``precision``."""
-    from mutual_prompt.openai_clip.model import CLIP
-
-    from mutual_prompt.model.precision import set_clip_precision
+    from mutual_prompt.clip import CLIP, set_clip_precision
 
     torch.manual_seed(0)
     model = CLIP(**(shape or VIT_B16))
@@ -59,7 +57,7 @@ class PlainCoCoOp(nn.Module):
 
     def __init__(self, clip_model: nn.Module, classnames: List[str], meta_net: nn.Module, ctx: torch.Tensor) -> None:
         super().__init__()
-        from mutual_prompt import openai_clip
+        from mutual_prompt.clip import tokenize
 
         self.clip_model = clip_model
         self.meta_net = meta_net
@@ -67,7 +65,7 @@ class PlainCoCoOp(nn.Module):
         n_ctx = ctx.shape[0]
         prompts = [" ".join(["X"] * n_ctx) + " " + name + "." for name in classnames]
         device = clip_model.token_embedding.weight.device
-        self.tokens = openai_clip.tokenize(prompts).to(device)
+        self.tokens = tokenize(prompts).to(device)
         with torch.no_grad():
             embedding = clip_model.token_embedding(self.tokens)
         self.prefix = embedding[:, :1]
@@ -90,7 +88,7 @@ class PlainCoCoOp(nn.Module):
 
 def build_model(mode: str, clip_model: nn.Module, classnames: List[str], text_chunk: int = 0,
                 text_checkpoint: bool = False) -> nn.Module:
-    from mutual_prompt.model.mutual_prompt_clip import MutualPromptCLIP
+    from mutual_prompt.model import MutualPromptCLIP
 
     if mode == "full":
         return MutualPromptCLIP(clip_model, classnames, ctx_init=CTX_INIT, ftp_mode="fine", tvp_enabled=True,
@@ -122,7 +120,7 @@ def time_steps(step, iters: int, warmup: int, device: str = "cpu") -> float:
 def prompt_train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, optimizer, scaler,
                       precision: str, device: str) -> torch.Tensor:
     """One optimiser step with the trainer's autocast, through GradScaler where the precision uses one."""
-    from mutual_prompt.model.precision import autocast
+    from mutual_prompt.clip import autocast
 
     optimizer.zero_grad()
     with autocast(precision, device):
@@ -142,8 +140,7 @@ def measure(mode: str, classes: int, batch: int, device: str, iters: int, warmup
             precision: str = "fp32", shape: Optional[Dict] = None) -> Dict:
     """One (mode, classes, batch) record: images/s for a training step and for evaluation, with CLIP
     in ``precision`` (trainer's layout and autocast) at ``shape`` (ViT-B/16 by default)."""
-    from mutual_prompt.model.frozen_linear import set_onednn_linear
-    from mutual_prompt.model.precision import autocast, grad_scaler
+    from mutual_prompt.clip import autocast, grad_scaler, set_onednn_linear
 
     set_onednn_linear(onednn)
     if device == "cuda":
@@ -227,7 +224,7 @@ def machine() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    from mutual_prompt.model.frozen_linear import onednn_linear_enabled
+    from mutual_prompt.clip import onednn_linear_enabled
 
     kernel = "oneDNN" if onednn_linear_enabled() else "F.linear"
     return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "

@@ -10,7 +10,7 @@ YAML_EXTENSIONS = (".yaml", ".yml")
 # hold them already; under real Dassl each trainer's ``extend_cfg`` adds them, as CoOp's train.py does.
 KEYS_DASSL_LACKS: Tuple[Tuple[Tuple[str, ...], str, Any], ...] = (
     (("DATASET",), "SUBSAMPLE_CLASSES", "all"),  # all, base or new (CoOp's key)
-    (("MODEL", "BACKBONE"), "PATH", ""),  # a local CLIP weights file, see mutual_prompt.model.clip_loader
+    (("MODEL", "BACKBONE"), "PATH", ""),  # a local CLIP weights file, see mutual_prompt.clip.loader
 )
 
 

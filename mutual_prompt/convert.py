@@ -29,7 +29,7 @@ import torch
 
 from .checkpoint_loading import load_error_reason, read_checkpoint
 from .files import atomic_path
-from .model.prompt_learner_state import COOP_ONLY_KEYS, describe_prompt_learner
+from .prompt_learner_state import COOP_ONLY_KEYS, describe_prompt_learner
 
 MODEL_NAME = "prompt_learner"
 COOP_META_NET = "meta_net."

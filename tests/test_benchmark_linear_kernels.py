@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from mutual_prompt.model.frozen_linear import onednn_linear_available
+from mutual_prompt.clip.frozen_linear import onednn_linear_available
 
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "linear_kernels.py")
 

@@ -3,7 +3,7 @@ import importlib.util
 import os
 
 import torch
-from mutual_prompt.openai_clip.model import CLIP
+from mutual_prompt.clip import CLIP
 
 SPEC = importlib.util.spec_from_file_location(
     "throughput", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "throughput.py")
@@ -48,7 +48,7 @@ def test_records_have_the_documented_keys_and_ratios():
 
 
 def test_header_names_the_machine_and_the_linear_kernel():
-    from mutual_prompt.model.frozen_linear import onednn_linear_enabled
+    from mutual_prompt.clip import onednn_linear_enabled
 
     header = throughput.machine()
     assert f"torch {torch.__version__}" in header and "threads" in header

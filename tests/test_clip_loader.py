@@ -8,17 +8,15 @@ import zipfile
 import pytest
 import torch
 
-from mutual_prompt import openai_clip
-from mutual_prompt.model import clip_loader
-from mutual_prompt.model.clip_loader import load_clip
+from mutual_prompt.clip import load_clip, loader, openai
 
 IMAGE_SIZE = 32
 OPENAI_FILE = "ViT-B-16.pt"
 
 
-def tiny_clip() -> openai_clip.model.CLIP:
+def tiny_clip() -> openai.model.CLIP:
     torch.manual_seed(0)
-    return openai_clip.model.CLIP(embed_dim=64, image_resolution=IMAGE_SIZE, vision_layers=1, vision_width=64,
+    return openai.model.CLIP(embed_dim=64, image_resolution=IMAGE_SIZE, vision_layers=1, vision_width=64,
                            vision_patch_size=16, context_length=77, vocab_size=49408,
                            transformer_width=64, transformer_heads=1, transformer_layers=1).eval()
 
@@ -41,7 +39,7 @@ def jit_file(tmp_path_factory, reference_fp16) -> str:
     """A traced archive like OpenAI's files, holding the fp16-rounded weights."""
     model = tiny_clip()
     model.load_state_dict({k: v.float() for k, v in reference_fp16.items()})
-    example = (torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE), openai_clip.tokenize(["a photo of a cat."]))
+    example = (torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE), openai.tokenize(["a photo of a cat."]))
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and deprecation warnings about building the fixture
         traced = torch.jit.trace(model, example)
@@ -50,7 +48,7 @@ def jit_file(tmp_path_factory, reference_fp16) -> str:
     return path
 
 
-def assert_same_weights(model: openai_clip.model.CLIP, reference: dict) -> None:
+def assert_same_weights(model: openai.model.CLIP, reference: dict) -> None:
     loaded = model.state_dict()
     assert set(loaded) == set(reference)
     for key, value in reference.items():
@@ -59,12 +57,12 @@ def assert_same_weights(model: openai_clip.model.CLIP, reference: dict) -> None:
 
 def unreachable_models(sha256: str) -> dict:
     """clip's name -> URL table with ViT-B/16 served from a closed local port (the URL carries the checksum)."""
-    return dict(openai_clip.clip._MODELS, **{"ViT-B/16": f"http://127.0.0.1:9/{sha256}/{OPENAI_FILE}"})
+    return dict(openai.clip._MODELS, **{"ViT-B/16": f"http://127.0.0.1:9/{sha256}/{OPENAI_FILE}"})
 
 
 def test_state_dict_path_loads_fp32_eval_model_with_the_saved_weights(state_dict_file, reference_fp16):
     model = load_clip("", state_dict_file)
-    assert isinstance(model, openai_clip.model.CLIP)
+    assert isinstance(model, openai.model.CLIP)
     assert not model.training
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     assert model.visual.input_resolution == IMAGE_SIZE
@@ -73,7 +71,7 @@ def test_state_dict_path_loads_fp32_eval_model_with_the_saved_weights(state_dict
 
 def test_jit_archive_path_loads_the_same_model_as_the_state_dict(jit_file, state_dict_file, reference_fp16):
     from_jit = load_clip("", jit_file)
-    assert isinstance(from_jit, openai_clip.model.CLIP)  # rebuilt as a plain module, not the traced one
+    assert isinstance(from_jit, openai.model.CLIP)  # rebuilt as a plain module, not the traced one
     assert_same_weights(from_jit, reference_fp16)
     image = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
     with torch.no_grad():
@@ -81,7 +79,7 @@ def test_jit_archive_path_loads_the_same_model_as_the_state_dict(jit_file, state
 
 
 def test_path_takes_precedence_over_a_named_backbone(state_dict_file, reference_fp16, monkeypatch):
-    monkeypatch.setattr(openai_clip.clip, "_download", lambda *a, **k: pytest.fail("must not download"))
+    monkeypatch.setattr(openai.clip, "_download", lambda *a, **k: pytest.fail("must not download"))
     assert_same_weights(load_clip("ViT-B/16", state_dict_file), reference_fp16)
 
 
@@ -94,14 +92,14 @@ def test_off_the_cpu_the_model_keeps_build_models_fp16_weights(state_dict_file):
 def test_named_backbone_is_read_from_clips_cache(state_dict_file, reference_fp16, tmp_path, monkeypatch):
     with open(state_dict_file, "rb") as f:
         sha256 = hashlib.sha256(f.read()).hexdigest()
-    monkeypatch.setattr(openai_clip.clip, "_MODELS", unreachable_models(sha256))
+    monkeypatch.setattr(openai.clip, "_MODELS", unreachable_models(sha256))
     shutil.copy(state_dict_file, tmp_path / OPENAI_FILE)
     assert_same_weights(load_clip("ViT-B/16", download_root=str(tmp_path)), reference_fp16)
 
 
 def test_offline_named_backbone_names_the_cache_file_and_the_path_key(tmp_path, monkeypatch):
-    monkeypatch.setattr(openai_clip.clip, "_MODELS", unreachable_models("0" * 64))
-    monkeypatch.setattr(clip_loader, "CLIP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(openai.clip, "_MODELS", unreachable_models("0" * 64))
+    monkeypatch.setattr(loader, "CLIP_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(RuntimeError) as info:
         load_clip("ViT-B/16")
     message = str(info.value)
@@ -155,23 +153,23 @@ def test_unknown_name_lists_the_available_names():
 
 
 def test_missing_toy_checkpoint_says_how_to_make_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(clip_loader, "TINY_CLIP_PATH", str(tmp_path / "tiny_clip.pt"))
+    monkeypatch.setattr(loader, "TINY_CLIP_PATH", str(tmp_path / "tiny_clip.pt"))
     with pytest.raises(FileNotFoundError, match="tiny_clip.pt is missing.*mutual_prompt.toy.pretrain"):
         load_clip("toy")
 
 
 def test_toy_loads_the_shipped_checkpoint_in_fp32_on_any_device():
-    if not os.path.isfile(clip_loader.TINY_CLIP_PATH):
-        pytest.skip(f"{clip_loader.TINY_CLIP_PATH} not generated yet")
+    if not os.path.isfile(loader.TINY_CLIP_PATH):
+        pytest.skip(f"{loader.TINY_CLIP_PATH} not generated yet")
     model = load_clip("toy", device="meta")
-    assert isinstance(model.visual, openai_clip.model.VisionTransformer)
+    assert isinstance(model.visual, openai.model.VisionTransformer)
     assert {p.dtype for p in model.parameters()} == {torch.float32}
-    shipped = torch.load(clip_loader.TINY_CLIP_PATH, weights_only=True)
+    shipped = torch.load(loader.TINY_CLIP_PATH, weights_only=True)
     assert torch.equal(load_clip("toy").visual.conv1.weight, shipped["visual.conv1.weight"].float())
 
 
-def _traced_archive(model: openai_clip.model.CLIP, image_size: int, path: str, half: bool) -> str:
-    example = (torch.zeros(1, 3, image_size, image_size), openai_clip.tokenize(["a photo of a cat."]))
+def _traced_archive(model: openai.model.CLIP, image_size: int, path: str, half: bool) -> str:
+    example = (torch.zeros(1, 3, image_size, image_size), openai.tokenize(["a photo of a cat."]))
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, example)
@@ -187,9 +185,9 @@ def _jit_load_state_dict(path: str) -> dict:
         return torch.jit.load(path, map_location="cpu").state_dict()
 
 
-def tiny_resnet_clip() -> openai_clip.model.CLIP:
+def tiny_resnet_clip() -> openai.model.CLIP:
     torch.manual_seed(1)
-    return openai_clip.model.CLIP(embed_dim=32, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=8,
+    return openai.model.CLIP(embed_dim=32, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=8,
                            vision_patch_size=None, context_length=77, vocab_size=49408,
                            transformer_width=64, transformer_heads=1, transformer_layers=1).eval()
 
@@ -197,7 +195,7 @@ def tiny_resnet_clip() -> openai_clip.model.CLIP:
 @pytest.mark.parametrize("backbone", ["vit", "resnet"])
 @pytest.mark.parametrize("half", [True, False])
 def test_jit_archive_tensors_are_read_without_torchscript_exactly_as_jit_load_gives_them(tmp_path, backbone, half):
-    from mutual_prompt.model.jit_archive import read_jit_state_dict
+    from mutual_prompt.clip.jit_archive import read_jit_state_dict
 
     model, size = (tiny_clip(), IMAGE_SIZE) if backbone == "vit" else (tiny_resnet_clip(), 64)
     if backbone == "resnet":  # non-trivial BatchNorm buffers
@@ -218,7 +216,7 @@ def test_jit_archive_tensors_are_read_without_torchscript_exactly_as_jit_load_gi
               if backbone == "vit" else {"visual.bn1.running_var", "visual.layer1.0.bn1.num_batches_tracked",
                                          "visual.attnpool.positional_embedding"})
     assert names <= set(read)  # OpenAI's key names, as clip.model.build_model reads them
-    assert isinstance(load_clip("", path), openai_clip.model.CLIP)
+    assert isinstance(load_clip("", path), openai.model.CLIP)
 
 
 def test_loading_a_jit_archive_never_runs_torchscript(jit_file, reference_fp16, monkeypatch):

@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mutual_prompt.model import frozen_linear as module
-from mutual_prompt.model.frozen_linear import frozen_linear, onednn_linear_enabled, set_onednn_linear
+from mutual_prompt.clip import frozen_linear as module
+from mutual_prompt.clip.frozen_linear import frozen_linear, onednn_linear_enabled, set_onednn_linear
 
 needs_onednn = pytest.mark.skipif(not module.onednn_linear_available(), reason="this PyTorch build has no oneDNN")
 

@@ -8,8 +8,7 @@ import textwrap
 
 import pytest
 
-from mutual_prompt import openai_clip
-from mutual_prompt.model import clip_loader
+from mutual_prompt.clip import loader, openai
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -92,29 +91,29 @@ def test_trainer_trains_inside_a_host_with_its_own_clip_and_leaves_it_working(tm
 
 
 def test_importing_our_package_neither_imports_nor_replaces_a_clip_module(tmp_path):
-    code = ("import sys; import trainers.mutual_prompt, trainers.zeroshot_mp, mutual_prompt.model.clip_loader; "
-            "print('clip' in sys.modules, sorted(m for m in sys.modules if m.startswith('mutual_prompt.openai_clip')))")
+    code = ("import sys; import trainers.mutual_prompt, trainers.zeroshot_mp, mutual_prompt.clip.loader; "
+            "print('clip' in sys.modules, sorted(m for m in sys.modules if m.startswith('mutual_prompt.clip.openai')))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, MUTUAL_PROMPT_BACKEND="builtin"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.split("\n")[0] == ("False ['mutual_prompt.openai_clip', 'mutual_prompt.openai_clip.clip', "
-                                          "'mutual_prompt.openai_clip.model', 'mutual_prompt.openai_clip.simple_tokenizer']")
+    assert proc.stdout.split("\n")[0] == ("False ['mutual_prompt.clip.openai', 'mutual_prompt.clip.openai.clip', "
+                                          "'mutual_prompt.clip.openai.model', 'mutual_prompt.clip.openai.simple_tokenizer']")
 
 
 def test_openai_clip_is_the_installed_distribution():
-    assert os.path.dirname(openai_clip.model.__file__) == openai_clip.installed_clip_dir()
-    assert openai_clip.tokenize(["a photo of a cat."]).shape == (1, 77)
+    assert os.path.dirname(openai.model.__file__) == openai.installed_clip_dir()
+    assert openai.tokenize(["a photo of a cat."]).shape == (1, 77)
 
 
 def test_a_missing_clip_distribution_says_what_to_install():
     with pytest.raises(ImportError, match=r"pip install clip-anytorch.*no-such-clip: not installed"):
-        openai_clip.installed_clip_dir(("no-such-clip",))
+        openai.installed_clip_dir(("no-such-clip",))
 
 
 def test_build_clip_names_the_file_when_build_model_has_another_signature(monkeypatch):
     def host_build_model(state_dict, design_details):  # MaPLe's signature
         raise AssertionError("never called with one argument")
 
-    monkeypatch.setattr(clip_loader, "build_model", host_build_model)
+    monkeypatch.setattr(loader, "build_model", host_build_model)
     with pytest.raises(ValueError, match=r"/weights/ViT-B-16\.pt does not hold OpenAI CLIP weights.*TypeError"):
-        clip_loader.build_clip({}, "/weights/ViT-B-16.pt")
+        loader.build_clip({}, "/weights/ViT-B-16.pt")

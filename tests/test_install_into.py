@@ -11,11 +11,11 @@ import subprocess
 import sys
 from typing import Dict, Sequence
 
-from mutual_prompt import openai_clip
 import pytest
 import torch
 
 from _dataset_trees import TREES
+from mutual_prompt.clip import openai
 from mutual_prompt.install_into import (
     CONFIG_DIR,
     EXTEND_CALL,
@@ -300,7 +300,7 @@ def test_command_line_refusal_exits_1_with_the_reason(tmp_path):
 def tiny_vit16_file(tmp_path_factory) -> str:
     """A random-weight CLIP in OpenAI's state-dict format with the kit configs' input: patch 16, 224x224."""
     torch.manual_seed(0)
-    model = openai_clip.model.CLIP(embed_dim=64, image_resolution=224, vision_layers=1, vision_width=64,
+    model = openai.model.CLIP(embed_dim=64, image_resolution=224, vision_layers=1, vision_width=64,
                             vision_patch_size=16, context_length=77, vocab_size=49408,
                             transformer_width=64, transformer_heads=1, transformer_layers=1)
     path = str(tmp_path_factory.mktemp("clip") / "tiny_vit16.pt")

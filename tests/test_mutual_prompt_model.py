@@ -1,14 +1,10 @@
-"""MutualPromptCLIP: the exact reductions of METHOD.md, trainable parameters, FTP/TVP behaviour."""
+"""MutualPromptCLIP: the exact reductions of docs/METHOD.md, trainable parameters, FTP/TVP behaviour."""
 import pytest
 import torch
 import torch.nn.functional as F
-from mutual_prompt import openai_clip
-from mutual_prompt.openai_clip.model import CLIP
 
-from mutual_prompt.model.ftp import FineGrainedTextPrompt
-from mutual_prompt.model.image_encoder import PromptImageEncoder
-from mutual_prompt.model.mutual_prompt_clip import MutualPromptCLIP
-from mutual_prompt.model.tvp import TextReorganizedVisualPrompt
+from mutual_prompt.clip import CLIP, PromptImageEncoder, tokenize
+from mutual_prompt.model import FineGrainedTextPrompt, MutualPromptCLIP, TextReorganizedVisualPrompt
 
 CLASSNAMES = ["red circle", "blue_square", "a very long class name with many words", "star"]
 TOL = 1e-5
@@ -43,7 +39,7 @@ def reference_text_features(model, ctx_per_image, classnames):
     in the dtype of CLIP's weights (``model.dtype``), as CoCoOp's prompt learner and text encoder."""
     n_ctx = ctx_per_image.shape[1]
     prompts = [" ".join(["X"] * n_ctx) + " " + name.replace("_", " ") + "." for name in classnames]
-    tokens = openai_clip.tokenize(prompts)
+    tokens = tokenize(prompts)
     with torch.no_grad():
         embedding = model.token_embedding(tokens)
     out = []
@@ -91,7 +87,7 @@ def test_ftp_none_tvp_off_from_a_photo_of_a_equals_zero_shot_clip(clip_model, im
     mp = MutualPromptCLIP(clip_model, CLASSNAMES, ctx_init="a photo of a", ftp_mode="none", tvp_enabled=False)
     with torch.no_grad():
         x = F.normalize(clip_model.encode_image(images), dim=-1)
-        t = F.normalize(clip_model.encode_text(openai_clip.tokenize([f"a photo of a {c.replace('_', ' ')}." for c in CLASSNAMES])), dim=-1)
+        t = F.normalize(clip_model.encode_text(tokenize([f"a photo of a {c.replace('_', ' ')}." for c in CLASSNAMES])), dim=-1)
         expected = clip_model.logit_scale.exp() * x @ t.t()
         assert torch.allclose(mp(images), expected, atol=TOL, rtol=0)
 

@@ -8,19 +8,19 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
-from mutual_prompt.openai_clip.model import CLIP, build_model
 
 import train
 from _dataset_trees import TREES
 from mutual_prompt.backend import build_trainer
-from mutual_prompt.model.mutual_prompt_clip import MutualPromptCLIP
-from mutual_prompt.model.precision import (
+from mutual_prompt.clip.openai.model import CLIP, build_model
+from mutual_prompt.clip.precision import (
     CPU_FP16_SWITCH,
     autocast,
     load_frozen_clip,
     resolve_precision,
     set_clip_precision,
 )
+from mutual_prompt.model import MutualPromptCLIP
 from test_clip_loader import tiny_clip
 from test_mutual_prompt_model import CLASSNAMES, perturbed_clip, reference_logits
 from test_train_cli import run_train_py, zeroshot_args

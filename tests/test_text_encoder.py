@@ -6,11 +6,10 @@ import itertools
 import pytest
 import torch
 from torch import nn
-from mutual_prompt import openai_clip
-from mutual_prompt.openai_clip.model import ResidualAttentionBlock
 
-from mutual_prompt.model.prefix_attention import block_step, causal_mask, check_block, prefix_key_values
-from mutual_prompt.model.text_encoder import PromptTextEncoder
+from mutual_prompt.clip import PromptTextEncoder, openai
+from mutual_prompt.clip.openai.model import ResidualAttentionBlock
+from mutual_prompt.clip.prefix_attention import block_step, causal_mask, check_block, prefix_key_values
 
 WIDTH = 64
 N_CTX = 4
@@ -18,9 +17,9 @@ N_CTX = 4
 CLASSNAMES = ["cat", "golden_retriever", "sea turtle resting on a sunny sandy beach", "Yorkshire terrier", "x"]
 
 
-def tiny_clip() -> openai_clip.model.CLIP:
+def tiny_clip() -> openai.model.CLIP:
     torch.manual_seed(0)
-    return openai_clip.model.CLIP(embed_dim=WIDTH, image_resolution=32, vision_layers=2, vision_width=WIDTH,
+    return openai.model.CLIP(embed_dim=WIDTH, image_resolution=32, vision_layers=2, vision_width=WIDTH,
                            vision_patch_size=8, context_length=77, vocab_size=49408,
                            transformer_width=WIDTH, transformer_heads=4, transformer_layers=2).eval()
 
@@ -35,11 +34,11 @@ def single_thread():
 
 
 @pytest.fixture(scope="module")
-def clip_model() -> openai_clip.model.CLIP:
+def clip_model() -> openai.model.CLIP:
     return tiny_clip()
 
 
-def make_encoder(model: openai_clip.model.CLIP, classnames=CLASSNAMES, n_ctx: int = N_CTX, **flags) -> PromptTextEncoder:
+def make_encoder(model: openai.model.CLIP, classnames=CLASSNAMES, n_ctx: int = N_CTX, **flags) -> PromptTextEncoder:
     encoder = PromptTextEncoder(model, n_ctx, **flags)
     encoder.set_classnames(classnames)
     return encoder
@@ -56,10 +55,10 @@ def features_and_grad(encode, ctx: torch.Tensor, weights: torch.Tensor):
     return features.detach(), grad
 
 
-def convert_text_weights(model: openai_clip.model.CLIP, dtype: torch.dtype) -> openai_clip.model.CLIP:
+def convert_text_weights(model: openai.model.CLIP, dtype: torch.dtype) -> openai.model.CLIP:
     """A copy converted the way clip.load does for fp16 (LayerNorms and embeddings stay fp32)."""
     model = copy.deepcopy(model)
-    openai_clip.model.convert_weights(model)
+    openai.model.convert_weights(model)
     for parameter in model.parameters():
         if parameter.dtype == torch.float16:
             parameter.data = parameter.data.to(dtype)
@@ -97,9 +96,9 @@ def test_zero_shot_reduction(clip_model):
     """Context from the words "a photo of a" gives exactly CLIP's "a photo of a {name}." features."""
     encoder = make_encoder(clip_model)
     with torch.no_grad():
-        ctx = clip_model.token_embedding(openai_clip.tokenize("a photo of a"))[0, 1:1 + N_CTX]
+        ctx = clip_model.token_embedding(openai.tokenize("a photo of a"))[0, 1:1 + N_CTX]
         names = [name.replace("_", " ") for name in CLASSNAMES]
-        expected = clip_model.encode_text(openai_clip.tokenize([f"a photo of a {name}." for name in names]))
+        expected = clip_model.encode_text(openai.tokenize([f"a photo of a {name}." for name in names]))
         torch.testing.assert_close(encoder(ctx), expected, atol=1e-5, rtol=0)
         torch.testing.assert_close(encoder.forward_reference(ctx), expected, atol=1e-5, rtol=0)
         torch.testing.assert_close(encoder(ctx.expand(2, -1, -1)), expected.expand(2, -1, -1), atol=1e-5, rtol=0)
@@ -134,7 +133,7 @@ def test_new_class_set_keeps_state_dict_keys(clip_model):
 
 def test_truncated_length_is_longest_prompt(clip_model):
     encoder = make_encoder(clip_model)
-    tokens = openai_clip.tokenize([" ".join(["X"] * N_CTX + [name.replace("_", " ")]) + "." for name in CLASSNAMES])
+    tokens = openai.tokenize([" ".join(["X"] * N_CTX + [name.replace("_", " ")]) + "." for name in CLASSNAMES])
     assert torch.equal(encoder.eot_positions, tokens.argmax(dim=-1))
     assert encoder.truncated_length == int(tokens.argmax(dim=-1).max()) + 1
     assert encoder.truncated_length == 1 + N_CTX + 8 + 2  # longest name has 8 tokens, then "." and EOT

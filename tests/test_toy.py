@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from mutual_prompt import openai_clip
+from mutual_prompt.clip import openai
 from mutual_prompt.toy import CLASSNAMES, COLOURS, CONCEPTS, SHAPES, TINY_CLIP_PATH, caption, render
 from mutual_prompt.toy.pretrain import (
     PIXEL_MEAN,
@@ -341,14 +341,14 @@ def test_dataset_config_names_the_dataset():
 def tiny_clip():
     state = torch.load(TINY_CLIP_PATH, map_location="cpu", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
-    return openai_clip.model.build_model(state).float().eval()
+    return openai.model.build_model(state).float().eval()
 
 
 def test_checkpoint_is_a_small_fp16_state_dict_of_a_vit_clip(tiny_clip):
     assert os.path.getsize(TINY_CLIP_PATH) < 10 * 2**20
     state = torch.load(TINY_CLIP_PATH, map_location="cpu", weights_only=True)
     assert {v.dtype for v in state.values()} == {torch.float16}
-    assert isinstance(tiny_clip.visual, openai_clip.model.VisionTransformer)
+    assert isinstance(tiny_clip.visual, openai.model.VisionTransformer)
     assert tiny_clip.context_length == 77 and tiny_clip.vocab_size == 49408
     assert tiny_clip.transformer.width % 64 == 0
 
@@ -385,9 +385,9 @@ def test_zero_shot_accuracy_on_the_test_split_is_good_but_leaves_room(toy_root, 
 def test_trimmed_tokens_give_the_same_text_features(tiny_clip):
     texts = ["a photo of a red circle.", "there is a white ring in the image."]
     trimmed = tokenize_trimmed(texts)
-    assert trimmed.shape[1] == int(openai_clip.tokenize(texts).argmax(-1).max()) + 1 < 77
+    assert trimmed.shape[1] == int(openai.tokenize(texts).argmax(-1).max()) + 1 < 77
     with torch.no_grad():
-        torch.testing.assert_close(tiny_clip.encode_text(trimmed), tiny_clip.encode_text(openai_clip.tokenize(texts)))
+        torch.testing.assert_close(tiny_clip.encode_text(trimmed), tiny_clip.encode_text(openai.tokenize(texts)))
 
 
 def test_images_to_tensor_normalises_like_the_dataset_pipeline():
@@ -437,7 +437,7 @@ def test_recipe_rejects_bad_values(field, message):
 def test_build_model_rebuilds_the_recipe_from_its_state_dict():
     cfg = PretrainConfig(vision_width=128, vision_layers=2, text_width=128, text_layers=1, embed_dim=32, patch_size=4)
     model = build_tiny_clip(cfg)
-    rebuilt = openai_clip.model.build_model({k: v.clone() for k, v in model.state_dict().items()})
+    rebuilt = openai.model.build_model({k: v.clone() for k, v in model.state_dict().items()})
     assert rebuilt.visual.input_resolution == 32 and rebuilt.visual.conv1.kernel_size == (4, 4)
     assert rebuilt.visual.transformer.layers == 2 and rebuilt.transformer.layers == 1
     assert rebuilt.transformer.resblocks[0].attn.num_heads == 2
@@ -468,5 +468,5 @@ def test_pretrain_script_writes_a_loadable_checkpoint_and_prints_the_loss(tmp_pa
     )
     assert result.returncode == 0, result.stderr
     assert "step 2/2  loss " in result.stdout and "zero-shot acc" in result.stdout
-    model = openai_clip.model.build_model(torch.load(out, weights_only=True))
+    model = openai.model.build_model(torch.load(out, weights_only=True))
     assert model.visual.input_resolution == 32 and model.transformer.layers == 1

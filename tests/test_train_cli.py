@@ -9,9 +9,8 @@ import torch
 
 import train
 from _dataset_trees import TREES
-from mutual_prompt import openai_clip
 from mutual_prompt.backend import build_trainer
-from mutual_prompt.model.clip_loader import load_clip
+from mutual_prompt.clip import load_clip, openai
 from mutual_prompt.toy import TINY_CLIP_PATH
 from test_clip_loader import tiny_clip
 from trainers.zeroshot_mp import DEFAULT_TEMPLATE, class_prompts, prompt_template
@@ -167,7 +166,7 @@ def test_zeroshot_logits_are_scaled_cosines_of_image_and_class_prompt_features(c
     reference = load_clip("", tiny_clip_file)
     with torch.no_grad():
         prompts = [f"itap of a {name.replace('_', ' ')}." for name in CALTECH.classnames]
-        text = reference.encode_text(openai_clip.tokenize(prompts))
+        text = reference.encode_text(openai.tokenize(prompts))
         image = reference.encode_image(images)
     cosines = torch.nn.functional.normalize(image, dim=-1) @ torch.nn.functional.normalize(text, dim=-1).t()
     expected = reference.logit_scale.exp() * cosines

@@ -23,18 +23,11 @@ from mutual_prompt.checkpoint_loading import (
     model_checkpoint_path,
     read_checkpoint,
 )
+from mutual_prompt.clip import PRECISIONS, autocast, grad_scaler, load_frozen_clip, resolve_precision
 from mutual_prompt.config import add_keys_dassl_lacks
 from mutual_prompt.lr_schedulers import build_lr_scheduler
-from mutual_prompt.model.ftp import FTP_MODES
-from mutual_prompt.model.mutual_prompt_clip import MutualPromptCLIP
-from mutual_prompt.model.precision import (
-    PRECISIONS,
-    autocast,
-    grad_scaler,
-    load_frozen_clip,
-    resolve_precision,
-)
-from mutual_prompt.model.prompt_learner_state import config_difference_hint
+from mutual_prompt.model import FTP_MODES, MutualPromptCLIP
+from mutual_prompt.prompt_learner_state import config_difference_hint
 from mutual_prompt.resume import best_val_so_far
 
 KEY = "TRAINER.MUTUAL_PROMPT"
@@ -56,7 +49,7 @@ def extend_cfg(cfg) -> None:
     mp = CN()
     mp.N_CTX = 4  # number of context tokens (used when CTX_INIT is empty)
     mp.CTX_INIT = "a photo of a"  # initialise the context from these words ("" = random)
-    mp.PREC = "fp16"  # fp16, fp32, amp or bf16 (mutual_prompt/model/precision.py); fp16 runs as fp32 on the CPU
+    mp.PREC = "fp16"  # fp16, fp32, amp or bf16 (mutual_prompt/clip/precision.py); fp16 runs as fp32 on the CPU
     mp.CLASS_TOKEN_POSITION = "end"
     mp.FTP = CN()
     mp.FTP.MODE = "fine"  # fine (per-token semantics), shared (CoCoOp's meta-net), none (CoOp)

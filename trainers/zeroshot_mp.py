@@ -9,11 +9,17 @@ from typing import List
 import torch
 from yacs.config import CfgNode as CN
 
-from mutual_prompt import openai_clip
 from mutual_prompt.backend import TRAINER_REGISTRY, TrainerX
+from mutual_prompt.clip import (
+    PRECISIONS,
+    PromptImageEncoder,
+    autocast,
+    is_vision_transformer,
+    load_frozen_clip,
+    resolve_precision,
+    tokenize,
+)
 from mutual_prompt.config import add_keys_dassl_lacks
-from mutual_prompt.model.image_encoder import PromptImageEncoder, is_vision_transformer
-from mutual_prompt.model.precision import PRECISIONS, autocast, load_frozen_clip, resolve_precision
 
 DEFAULT_TEMPLATE = "a photo of a {}."
 
@@ -81,7 +87,7 @@ class ZeroshotMP(TrainerX):
 
         prompts = class_prompts(prompt_template(cfg), self.dm.dataset.classnames)
         print(f"Prompts: {prompts}")
-        tokens = openai_clip.tokenize(prompts).to(self.device)
+        tokens = tokenize(prompts).to(self.device)
         with torch.no_grad(), autocast(self.precision, self.device):
             text_features = clip_model.encode_text(tokens).float()
         self.text_features = text_features / text_features.norm(dim=-1, keepdim=True)

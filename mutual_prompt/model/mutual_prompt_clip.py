@@ -5,10 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import openai_clip
+from ..clip import PromptImageEncoder, PromptTextEncoder, is_vision_transformer, tokenize
 from .ftp import FineGrainedTextPrompt
-from .image_encoder import PromptImageEncoder, is_vision_transformer
-from .text_encoder import PromptTextEncoder
 from .tvp import TextReorganizedVisualPrompt
 
 TVP_TEMPLATE = "a photo of a {}."
@@ -25,10 +23,10 @@ class PromptLearner(nn.Module):
 
 
 class MutualPromptCLIP(nn.Module):
-    """Logits ``exp(logit_scale) * x_b . t_{b,c}`` of Mutual Prompt Learning (METHOD.md).
+    """Logits ``exp(logit_scale) * x_b . t_{b,c}`` of Mutual Prompt Learning (``docs/METHOD.md``).
 
     CLIP stays frozen; ``prompt_learner`` holds all trainable parameters, in float32 whatever CLIP's
-    weight dtype (``precision.py``). Class-dependent state (the text encoder's class suffixes and
+    weight dtype (``mutual_prompt/clip/precision.py``). Class-dependent state (the text encoder's class suffixes and
     TVP's class text features) lives in non-persistent buffers rebuilt by ``set_classnames`` on
     CLIP's device, so a checkpoint trained on base classes loads for new classes.
     """
@@ -67,7 +65,7 @@ class MutualPromptCLIP(nn.Module):
         if ctx_init:
             words = ctx_init.replace("_", " ").strip()
             n_ctx = len(words.split(" "))
-            tokens = openai_clip.tokenize(words).to(clip_model.token_embedding.weight.device)
+            tokens = tokenize(words).to(clip_model.token_embedding.weight.device)
             with torch.no_grad():
                 embedding = clip_model.token_embedding(tokens)
             return embedding[0, 1 : 1 + n_ctx].detach().float().clone()
@@ -86,7 +84,7 @@ class MutualPromptCLIP(nn.Module):
         tvp = self.prompt_learner.tvp
         if tvp is not None:
             device = self.clip_model.token_embedding.weight.device
-            prompts = openai_clip.tokenize([TVP_TEMPLATE.format(c.replace("_", " ")) for c in classnames]).to(device)
+            prompts = tokenize([TVP_TEMPLATE.format(c.replace("_", " ")) for c in classnames]).to(device)
             tvp.set_class_text_features(F.normalize(self.clip_model.encode_text(prompts).float(), dim=-1))
         self._classifier_cache = None
 
@@ -97,7 +95,7 @@ class MutualPromptCLIP(nn.Module):
             return F.normalize(encode(images).float(), dim=-1)
 
     def shared_classifier(self) -> Tensor:
-        """[C, d] normalised class features from the unconditioned context (FTP ``none``), cached while
+        """[C, D] normalised class features from the unconditioned context (FTP ``none``), cached while
         neither gradients nor a new context can change them."""
         ctx = self.prompt_learner.ctx
         key = (ctx.data_ptr(), ctx._version)
@@ -109,16 +107,22 @@ class MutualPromptCLIP(nn.Module):
         return self._classifier_cache[1]
 
     def forward(self, images: Tensor) -> Tensor:
-        x0 = self.encode_image(images)
+        """Logits ``[B, C]`` for ``images`` ``[B, 3, H, W]``.
+
+        Shapes: B images, C classes, D CLIP's joint embedding width, M context tokens, W the text
+        transformer's width, P visual prompt tokens per layer, V the image transformer's width.
+        """
+        x0 = self.encode_image(images)  # [B, D], unprompted, normalised
         learner = self.prompt_learner
         if learner.tvp is not None:
-            x = F.normalize(self.image_encoder(images, learner.tvp(x0)).float(), dim=-1)
+            visual_prompts = learner.tvp(x0)  # [B, P, V], or [DEPTH, B, P, V] for deep prompts
+            x = F.normalize(self.image_encoder(images, visual_prompts).float(), dim=-1)  # [B, D]
         else:
             x = x0
-        scale = self.clip_model.logit_scale.exp().float()
-        offsets = learner.ftp(x0)
+        scale = self.clip_model.logit_scale.exp().float()  # scalar
+        offsets = learner.ftp(x0)  # [B, M, W], or None (FTP none: one context for every image)
         if offsets is None:
-            return scale * x @ self.shared_classifier().t()
-        ctx = learner.ctx.unsqueeze(0) + offsets
-        text = F.normalize(self.text_encoder(ctx).float(), dim=-1)
-        return scale * torch.einsum("bd,bcd->bc", x, text)
+            return scale * x @ self.shared_classifier().t()  # [B, D] @ [D, C] -> [B, C]
+        ctx = learner.ctx.unsqueeze(0) + offsets  # [1, M, W] + [B, M, W] -> [B, M, W]
+        text = F.normalize(self.text_encoder(ctx).float(), dim=-1)  # [B, C, D]: one classifier per image
+        return scale * torch.einsum("bd,bcd->bc", x, text)  # [B, C]

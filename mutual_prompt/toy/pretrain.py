@@ -21,9 +21,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .. import openai_clip
+from ..clip import CLIP, tokenize
 from ..files import atomic_path
-from ..openai_clip.model import CLIP
 from .render import CLASSNAMES, NUM_CLASSES, render_batch
 
 # The toy CLIP expects OpenAI CLIP's normalisation, so configs differ from ViT-B/16 only in INPUT.SIZE.
@@ -96,7 +95,7 @@ def images_to_tensor(images: np.ndarray) -> torch.Tensor:
 
 def tokenize_trimmed(texts: Sequence[str]) -> torch.Tensor:
     """BPE tokens cut after the longest end-of-text token; exact, since the text transformer is causal."""
-    tokens = openai_clip.tokenize(list(texts))
+    tokens = tokenize(list(texts))
     return tokens[:, : int(tokens.argmax(dim=-1).max()) + 1]
 
 

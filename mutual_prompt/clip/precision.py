@@ -31,7 +31,7 @@ from typing import ContextManager, Iterator, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from .clip_loader import load_clip
+from .loader import load_clip
 
 PRECISIONS = ("fp16", "fp32", "amp", "bf16")
 CPU_FP16_SWITCH = "MUTUAL_PROMPT_CPU_FP16"

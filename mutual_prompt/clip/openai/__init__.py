@@ -1,9 +1,9 @@
-"""OpenAI's CLIP package (PyPI ``clip-anytorch``), imported as ``mutual_prompt.openai_clip``.
+"""OpenAI's CLIP package (PyPI ``clip-anytorch``), imported as ``mutual_prompt.clip.openai``.
 
 CoOp-style repositories put their root first on ``sys.path``, and MaPLe, PromptSRC and others ship
 their own modified ``clip/`` there (MaPLe's ``build_model`` takes a second argument), so ``import
 clip`` may give the host's package. This package instead points its ``__path__`` at the folder of
-the installed distribution: ``mutual_prompt.openai_clip.clip``, ``.model`` and ``.simple_tokenizer``
+the installed distribution: ``mutual_prompt.clip.openai.clip``, ``.model`` and ``.simple_tokenizer``
 are OpenAI's modules under our name, whatever ``clip`` the host imports, and ``sys.modules["clip"]``
 is never read or written.
 """

@@ -1,13 +1,13 @@
 """Load OpenAI's CLIP the way CoOp does: weights from a JIT archive or a state dict, rebuilt as a
 plain ``CLIP`` by OpenAI's ``build_model`` (fp16 weights, as OpenAI ships them).
 
-OpenAI's package is used through ``mutual_prompt.openai_clip``, never as ``clip``: a host repository's
+OpenAI's package is used through ``mutual_prompt.clip.openai``, never as ``clip``: a host repository's
 own ``clip/`` (MaPLe's ``build_model`` takes a second argument) neither replaces it nor is touched.
 
 Where the weights come from, in order:
 - ``path`` (``MODEL.BACKBONE.PATH``): a local OpenAI JIT archive or a ``torch.save``-d state dict;
 - ``name == "toy"``: the tiny CLIP shipped with the toy world;
-- an OpenAI name (``openai_clip.available_models()``): the file in clip's download cache, downloaded there
+- an OpenAI name (``openai.available_models()``): the file in clip's download cache, downloaded there
   by ``clip`` when it is missing and the machine is online.
 """
 import os
@@ -17,10 +17,10 @@ from typing import Dict, List, Union
 
 import torch
 
-from .. import openai_clip
-from ..openai_clip.model import CLIP, build_model
 from ..toy import TINY_CLIP_PATH
+from . import openai
 from .jit_archive import read_jit_state_dict
+from .openai.model import CLIP, build_model
 
 TOY_NAME = "toy"
 CLIP_CACHE_DIR = os.path.expanduser("~/.cache/clip")
@@ -30,7 +30,7 @@ StateDict = Dict[str, torch.Tensor]
 
 def available_backbones() -> List[str]:
     """Every name ``load_clip`` accepts without a path."""
-    return openai_clip.available_models() + [TOY_NAME]
+    return openai.available_models() + [TOY_NAME]
 
 
 def load_clip(name: str, path: str = "", device: Union[str, torch.device] = "cpu", download_root: str = "") -> CLIP:
@@ -45,7 +45,7 @@ def load_clip(name: str, path: str = "", device: Union[str, torch.device] = "cpu
     elif name == TOY_NAME:
         state_dict = read_toy_weights()
         source = TINY_CLIP_PATH
-    elif name in openai_clip.available_models():
+    elif name in openai.available_models():
         source = cached_weights_file(name, download_root or CLIP_CACHE_DIR)
         state_dict = read_clip_weights(source)
     else:
@@ -119,10 +119,10 @@ def read_toy_weights() -> StateDict:
 
 def cached_weights_file(name: str, download_root: str) -> str:
     """The path of OpenAI's weights for ``name`` in ``download_root``, downloading them there if needed."""
-    url = openai_clip.clip._MODELS[name]
+    url = openai.clip._MODELS[name]
     target = os.path.join(download_root, os.path.basename(url))
     try:
-        return openai_clip.clip._download(url, download_root)
+        return openai.clip._download(url, download_root)
     except (OSError, RuntimeError, ValueError) as e:
         raise RuntimeError(
             f"Could not get the CLIP weights for {name!r}: looked for {target} and could not download "

@@ -4,7 +4,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from mutual_prompt.model.prefix_attention import block_step, check_block
+from .prefix_attention import block_step, check_block
 
 
 def is_vision_transformer(visual: nn.Module) -> bool:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mutual_prompt.model.frozen_linear import frozen_linear
+from .frozen_linear import frozen_linear
 
 KeyValue = Tuple[Tensor, Tensor]
 """One layer's keys and values, each ``[N, heads, length, head_width]``."""
@@ -57,9 +57,9 @@ def _merge_heads(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(n, length, heads * head_width)
 
 
-def _in_projection(attn: nn.MultiheadAttention, x: Tensor, rows: slice) -> Tensor:
-    bias = None if attn.in_proj_bias is None else attn.in_proj_bias[rows]
-    return frozen_linear(x, attn.in_proj_weight[rows], bias)
+def _in_projection(attn: nn.MultiheadAttention, x: Tensor, weight_rows: slice) -> Tensor:
+    bias = None if attn.in_proj_bias is None else attn.in_proj_bias[weight_rows]
+    return frozen_linear(x, attn.in_proj_weight[weight_rows], bias)
 
 
 def _mlp(mlp: nn.Module, x: Tensor) -> Tensor:
@@ -99,21 +99,21 @@ def block_step(block: nn.Module, x: Tensor, mask: Optional[Tensor], prefix: Opti
     return _block_with_key_value(block, x, mask, prefix, prefix_index)[0]
 
 
-def block_step_at(block: nn.Module, x: Tensor, rows: Tensor, mask: Tensor, prefix: Optional[KeyValue] = None,
+def block_step_at(block: nn.Module, x: Tensor, positions: Tensor, mask: Tensor, prefix: Optional[KeyValue] = None,
                   prefix_index: Optional[Tensor] = None) -> Tensor:
-    """The block's output at one position per sequence, ``x[i, rows[i]]``, as ``[N, width]``.
+    """The block's output at one position per sequence, ``x[i, positions[i]]``, as ``[N, width]``.
 
     Keys and values need every position; the query, the output projection and the MLP only the
-    requested row. Used for the last block, where only the end-of-text token is read.
+    requested position. Used for the last block, where only the end-of-text token is read.
     """
     attn = block.attn
     width = x.shape[-1]
     sequence = torch.arange(x.shape[0], device=x.device)
     h = block.ln_1(x)
     k, v = (_split_heads(t, attn.num_heads) for t in _in_projection(attn, h, slice(width, 3 * width)).chunk(2, dim=-1))
-    q = _split_heads(_in_projection(attn, h[sequence, rows].unsqueeze(1), slice(0, width)), attn.num_heads)
-    row_mask = mask[rows].unsqueeze(1).unsqueeze(1)
-    out = x[sequence, rows].unsqueeze(1) + _attend(attn, q, k, v, prefix, prefix_index, row_mask)
+    q = _split_heads(_in_projection(attn, h[sequence, positions].unsqueeze(1), slice(0, width)), attn.num_heads)
+    position_mask = mask[positions].unsqueeze(1).unsqueeze(1)
+    out = x[sequence, positions].unsqueeze(1) + _attend(attn, q, k, v, prefix, prefix_index, position_mask)
     out = out + _mlp(block.mlp, block.ln_2(out))
     return out.squeeze(1)
 

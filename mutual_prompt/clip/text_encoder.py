@@ -17,8 +17,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
-from mutual_prompt import openai_clip
-from mutual_prompt.model.prefix_attention import (
+from . import openai
+from .prefix_attention import (
     KeyValue,
     block_step,
     block_step_at,
@@ -38,7 +38,7 @@ class PromptTextEncoder(nn.Module):
     computation runs in the dtype of CLIP's text weights (that of ``text_projection``).
     """
 
-    def __init__(self, clip_model: "openai_clip.model.CLIP", n_ctx: int, *, chunk_size: int = 0,
+    def __init__(self, clip_model: "openai.model.CLIP", n_ctx: int, *, chunk_size: int = 0,
                  truncate: bool = True, shared_prefix: bool = True, checkpoint: bool = False) -> None:
         super().__init__()
         if not isinstance(n_ctx, int) or n_ctx < 0:
@@ -112,7 +112,7 @@ class PromptTextEncoder(nn.Module):
             raise ValueError(f"class names must be non-empty strings, got {name!r}")
         prompt = " ".join([CONTEXT_PLACEHOLDER] * self.n_ctx + [name.replace("_", " ")]) + "."
         try:
-            return openai_clip.tokenize(prompt, context_length=self.context_length)
+            return openai.tokenize(prompt, context_length=self.context_length)
         except RuntimeError as err:
             raise ValueError(f"class name {name!r}: the prompt {prompt!r} is longer than the text encoder's "
                              f"context length of {self.context_length} tokens") from err
@@ -132,11 +132,12 @@ class PromptTextEncoder(nn.Module):
             prefixes = torch.cat([sos.expand(batch, 1, -1), contexts], dim=1) + positions[:prefix_length]
             prefix_cache: List[Optional[KeyValue]] = prefix_key_values(self.transformer.resblocks, prefixes)
             suffix_inputs = suffixes + positions[prefix_length:]
-            rows = self.eot_positions - prefix_length
+            # Each class's EOT position within the sequences the blocks run on: after the cached prefix.
+            input_eot_positions = self.eot_positions - prefix_length
             mask = causal_mask(prefix_length, length - prefix_length, contexts.device)
         else:
             prefix_cache = [None] * len(self.transformer.resblocks)
-            rows = self.eot_positions
+            input_eot_positions = self.eot_positions
             mask = causal_mask(0, length, contexts.device)
 
         total = batch * num_classes
@@ -144,26 +145,26 @@ class PromptTextEncoder(nn.Module):
         eot_states = []
         for start in range(0, total, step):
             sequence = torch.arange(start, min(start + step, total), device=contexts.device)
-            image, label = sequence // num_classes, sequence % num_classes
+            image, class_index = sequence // num_classes, sequence % num_classes
             if self.shared_prefix:
-                inputs = suffix_inputs[label]
+                inputs = suffix_inputs[class_index]
             else:
-                inputs = torch.cat([sos.expand(len(sequence), 1, -1), contexts[image], suffixes[label]], dim=1)
+                inputs = torch.cat([sos.expand(len(sequence), 1, -1), contexts[image], suffixes[class_index]], dim=1)
                 inputs = inputs + positions
-            eot_states.append(self._encode_chunk(inputs, rows[label], mask, prefix_cache, image))
+            eot_states.append(self._encode_chunk(inputs, input_eot_positions[class_index], mask, prefix_cache, image))
 
         features = self.ln_final(torch.cat(eot_states)).type(self.dtype) @ self.text_projection
         features = features.reshape(batch, num_classes, -1)
         return features[0] if ctx.dim() == 2 else features
 
-    def _encode_chunk(self, x: Tensor, rows: Tensor, mask: Tensor, prefix_cache: List[Optional[KeyValue]],
+    def _encode_chunk(self, x: Tensor, eot_positions: Tensor, mask: Tensor, prefix_cache: List[Optional[KeyValue]],
                       image: Tensor) -> Tensor:
-        """Hidden states after the last block at position ``rows[i]`` of each sequence ``x[i]``, which
-        continues the cached prefix of image ``image[i]`` (if any)."""
+        """Hidden states after the last block at the EOT position ``eot_positions[i]`` of each sequence
+        ``x[i]``, which continues the cached prefix of image ``image[i]`` (if any)."""
         blocks = self.transformer.resblocks
         for block, prefix in zip(blocks[:-1], prefix_cache[:-1]):
             x = self._run(block_step, block, x, mask, prefix, image)
-        return self._run(block_step_at, blocks[-1], x, rows, mask, prefix_cache[-1], image)
+        return self._run(block_step_at, blocks[-1], x, eot_positions, mask, prefix_cache[-1], image)
 
     def _run(self, function: Callable[..., Tensor], *args) -> Tensor:
         if self.checkpoint and torch.is_grad_enabled():

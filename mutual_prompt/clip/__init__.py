@@ -1,0 +1,50 @@
+"""A frozen OpenAI CLIP for prompt learning: loading it in a training precision, and its text and image
+encoders taking learned prompts, computed exactly and fast.
+
+Nothing here knows Mutual Prompt Learning; ``mutual_prompt.model`` builds the method from it, and
+another prompt-learning method can too (``docs/DEVELOPING.md`` shows one, tested in
+``tests/test_clip_reuse.py``). The public names:
+
+- loading: :func:`load_frozen_clip` (weights by name or path, on a device, in a ``PREC``: frozen,
+  eval mode), :func:`resolve_precision` (what a ``PREC`` runs as on a device), ``PRECISIONS``,
+  :func:`load_clip` (CLIP as OpenAI's ``build_model`` leaves it), :func:`available_backbones`,
+  :func:`set_clip_precision` (a CLIP built some other way, put in a ``PREC``'s weight layout);
+- running: :func:`autocast` and :func:`grad_scaler` for ``PREC amp`` (no-ops otherwise);
+- encoders: :class:`PromptTextEncoder` (``[SOS, context, class name, ".", EOT]`` for every class, one
+  context or one per image), :class:`PromptImageEncoder` (the ViT with shallow or deep visual prompt
+  tokens), :func:`is_vision_transformer`;
+- OpenAI's package under a private name (:mod:`mutual_prompt.clip.openai`, never ``import clip``):
+  :func:`tokenize` and the :class:`CLIP` model class;
+- :func:`set_onednn_linear` / :func:`onednn_linear_enabled`: the oneDNN kernel for the frozen fp32
+  CPU linear layers (on by default where it computes ``F.linear``).
+
+The modules behind them: ``openai`` (OpenAI's package), ``loader``, ``jit_archive`` (weights from a
+TorchScript archive without running it), ``precision``, ``text_encoder``, ``image_encoder``,
+``prefix_attention`` (CLIP's residual blocks, batch-first, continuing a cached prefix) and
+``frozen_linear``.
+"""
+from .frozen_linear import onednn_linear_enabled, set_onednn_linear
+from .image_encoder import PromptImageEncoder, is_vision_transformer
+from .loader import available_backbones, load_clip
+from .openai import tokenize
+from .openai.model import CLIP
+from .precision import PRECISIONS, autocast, grad_scaler, load_frozen_clip, resolve_precision, set_clip_precision
+from .text_encoder import PromptTextEncoder
+
+__all__ = [
+    "CLIP",
+    "PRECISIONS",
+    "PromptImageEncoder",
+    "PromptTextEncoder",
+    "autocast",
+    "available_backbones",
+    "grad_scaler",
+    "is_vision_transformer",
+    "load_clip",
+    "load_frozen_clip",
+    "onednn_linear_enabled",
+    "resolve_precision",
+    "set_clip_precision",
+    "set_onednn_linear",
+    "tokenize",
+]
