@@ -116,7 +116,7 @@ def patch_train_py(text: str, path: str = "train.py") -> str:
     if problems:
         raise InstallError(
             f"{path} does not look like a CoOp-style train.py: " + "; ".join(problems)
-            + ". Nothing was changed; add MutualPrompt by hand as the README's drop-in section shows."
+            + ". Nothing was changed; add MutualPrompt by hand as docs/DROP_IN.md shows."
         )
     lines = text.splitlines(keepends=True)
     newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"

@@ -132,7 +132,7 @@ def test_missing_dataset_folder_names_it_and_the_readme_section(root):
             load(root, t.name)
         message = str(e.value)
         assert os.path.join(root, t.folder) in message
-        assert "Preparing the datasets" in message
+        assert "Preparing the datasets" in message and "docs/DATASETS.md" in message
 
 
 def test_empty_data_root_is_an_error():

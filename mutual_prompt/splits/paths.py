@@ -2,7 +2,7 @@
 points to the layout it expects."""
 import os
 
-LAYOUT_HELP = "the section 'Preparing the datasets' of README.md"
+LAYOUT_HELP = "docs/DATASETS.md ('Preparing the datasets')"
 
 
 def dataset_folder(cfg, folder: str, dataset: str) -> str:
