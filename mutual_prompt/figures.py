@@ -114,7 +114,8 @@ def base2new_figure(measured: Mapping[str, Sequence[Base2NewRow]], published: Se
     """Three panels (Base, New, HM); one group of bars per dataset and the average, one bar per method.
 
     ``measured`` maps a label (e.g. "MutualPrompt") to its rows; published methods add a bar to each
-    group they report (none of them to datasets they do not, e.g. the toy world)."""
+    group they report (none to datasets they do not, e.g. the toy world), and the figure's caption names,
+    per method, the datasets it has no published number for."""
     plt = _pyplot()
     series = {f"{name} (measured)": _measured_values(rows) for name, rows in measured.items()}
     groups: List[str] = []
@@ -132,7 +133,7 @@ def base2new_figure(measured: Mapping[str, Sequence[Base2NewRow]], published: Se
         if any(g in vals for g in groups):
             series[f"{method} (published)"] = vals
         published_vals[method] = vals
-    # Groups a published number could stand in (not our average over other datasets than the 11).
+    # Where a published number could stand: every group but our own average when it is not over the 11.
     comparable = [g for g in groups if g != "Average" or published_avg == "Average"]
     missing = {method: [g for g in comparable if g not in vals] for method, vals in published_vals.items()}
     stacked = len(groups) > 4  # many groups: Base, New and HM one above the other, each the full width
