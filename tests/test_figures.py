@@ -71,19 +71,29 @@ def write_published(path, lines):
 def test_published_numbers_are_complete_consistent_and_carry_their_source():
     rows = figures.load_published()
     methods = ("CLIP", "CoOp", "CoCoOp", "MaPLe", "PromptSRC")
-    assert {r.method for r in rows} == set(methods)
-    assert all(r.source.startswith("github.com/muzairkhattak/") for r in rows)
-    for method in methods:
-        datasets = {r.dataset for r in rows if r.method == method}
-        # Each method: its Average, and either all 11 datasets or none (the file says why none today).
-        assert datasets in ({"Average"}, set(figures.PUBLISHED_DATASETS)), (method, datasets)
-    # Every HM is 2BN/(B+N), every complete method's Average the mean of its datasets, to the rounding.
+    assert [r.method for r in rows] == [m for m in methods for _ in figures.PUBLISHED_DATASETS]
+    by = {(r.method, r.dataset): r for r in rows}
+    assert set(by) == {(m, d) for m in methods for d in figures.PUBLISHED_DATASETS}  # each method: 11 datasets + Average
+    for r in rows:
+        if r.dataset == "Average":
+            assert r.source.startswith("github.com/muzairkhattak/")  # the authors' READMEs
+        else:
+            assert "as reproduced in [OnPoKD] Table 1" in r.source
+        # Every HM is 2BN/(B+N) of its row, to the rounding of three numbers printed to 0.01.
+        assert 2 * r.base * r.new / (r.base + r.new) == pytest.approx(r.hm, abs=0.015), (r.method, r.dataset)
+    for m in methods:  # the authors' published averages are the means of the 11 per-dataset rows
+        for field in ("base", "new"):
+            mean = sum(getattr(by[m, d], field) for d in BENCHMARK_DATASETS) / 11
+            assert mean == pytest.approx(getattr(by[m, "Average"], field), abs=0.01), (m, field)
     assert figures.published_inconsistencies(rows) == []
-    maple = next(r for r in rows if r.method == "MaPLe" and r.dataset == "Average")
-    assert (maple.base, maple.new, maple.hm) == (82.28, 75.14, 78.55)
+    assert (by["MaPLe", "Average"].base, by["MaPLe", "Average"].new, by["MaPLe", "Average"].hm) == (82.28, 75.14, 78.55)
+    assert (by["MaPLe", "imagenet"].base, by["MaPLe", "imagenet"].new, by["MaPLe", "imagenet"].hm) == (76.66, 70.54, 73.47)
+    assert (by["CLIP", "eurosat"].base, by["CLIP", "eurosat"].new) == (56.48, 64.05)
     with open(figures.PUBLISHED_BASE2NEW) as f:
         header = "".join(line for line in f if line.startswith("#"))
-    assert "PUBLISHED" in header and "never re-run" in header and "Per-dataset rows: NONE" in header
+    assert "PUBLISHED" in header and "never re-run here" in header
+    for cited in ("[OnPoKD]", "67506506598", "[LoGoPrompt]", "57435638739", "[RMAdapter]", "NOT used"):
+        assert cited in header
 
 
 def test_published_consistency_check(tmp_path):
@@ -107,24 +117,29 @@ def test_published_consistency_check(tmp_path):
         figures.load_published(write_published(tmp_path / "nosource.csv", ["CLIP,Average,69.34,74.22,71.70, \n"]))
 
 
-def test_base2new_bars_beside_published_averages(tmp_path):
+def test_base2new_bars_beside_published_numbers(tmp_path):
     root = str(tmp_path / "base2new")
     base2new_tree(root, BENCHMARK_DATASETS)
     rows = base2new_rows(root, "MutualPrompt", "cfg", datasets=list(BENCHMARK_DATASETS), seeds=[1, 2])
-    fig = figures.base2new_figure({"MutualPrompt": rows}, figures.load_published())
+    published = figures.load_published()
+    fig = figures.base2new_figure({"MutualPrompt": rows}, published)
     axes = fig.axes
     assert [ax.get_title() for ax in axes] == ["Base", "New", "HM"]
     labels = [t.get_text() for t in axes[0].get_xticklabels()]
     assert labels == list(BENCHMARK_DATASETS) + ["Average"]
-    for ax in axes:  # one measured bar per dataset; the Average group adds one published bar per method
-        assert bars_per_group(ax) == {**{g: 1 for g in range(11)}, 11: 1 + 5}
+    for ax in axes:  # every dataset and the average: ours and one published bar per method
+        assert bars_per_group(ax) == {g: 1 + 5 for g in range(12)}
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert legend[0] == "MutualPrompt (measured)" and sum(t.endswith("(published)") for t in legend) == 5
+    assert legend[0] == "MutualPrompt (measured)"
+    assert legend[1:] == [f"{m} (published)" for m in ("CLIP", "CoOp", "CoCoOp", "MaPLe", "PromptSRC")]
     caltech_base = bars(axes[0])[1].get_height()
     assert caltech_base == pytest.approx(81 + 1.5)  # seeds 1, 2 -> 82, 83
+    eurosat = BENCHMARK_DATASETS.index("eurosat")
+    in_eurosat = sorted(p.get_height() for p in bars(axes[1]) if round(p.get_x() + p.get_width() / 2) == eurosat)
+    expected = [r.new for r in published if r.dataset == "eurosat"] + [70 + eurosat - 1.5]
+    assert in_eurosat == pytest.approx(sorted(expected))
     text = " ".join(caption(fig).split())
-    assert "published numbers, not re-run here" in text
-    assert "No published number for CLIP, CoOp, CoCoOp, MaPLe, PromptSRC on: " + ", ".join(BENCHMARK_DATASETS) in text
+    assert "published numbers, not re-run here" in text and "No published number" not in text
     figures.save(fig, str(tmp_path / "b2n.png"))
     assert (tmp_path / "b2n.png").read_bytes()[:4] == b"\x89PNG"
 
