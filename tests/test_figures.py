@@ -34,31 +34,138 @@ def bars(ax):
     return [p for p in ax.patches if p.get_height() > 0]
 
 
-def test_published_numbers_carry_their_source():
+def bars_per_group(ax):
+    """Group index -> number of bars drawn in it (a group's bars sit within 0.4 of its tick)."""
+    counts = {}
+    for p in bars(ax):
+        g = round(p.get_x() + p.get_width() / 2)
+        counts[g] = counts.get(g, 0) + 1
+    return counts
+
+
+def caption(fig):
+    return "\n".join(t.get_text() for t in fig.texts)
+
+
+PUBLISHED_HEADER = "method,dataset,base,new,hm,source\n"
+
+
+def consistent_rows(method, source="test data, not a published source"):
+    """11 per-dataset rows and their Average, rounded to 0.01 as papers print them."""
+    lines, bases, news = [], [], []
+    for i, ds in enumerate(BENCHMARK_DATASETS):
+        b, n = round(70 + 2.37 * i, 2), round(60 + 3.11 * i, 2)
+        bases.append(b)
+        news.append(n)
+        lines.append(f"{method},{ds},{b:.2f},{n:.2f},{2 * b * n / (b + n):.2f},{source}\n")
+    b, n = round(sum(bases) / 11, 2), round(sum(news) / 11, 2)
+    lines.append(f"{method},Average,{b:.2f},{n:.2f},{2 * b * n / (b + n):.2f},{source}\n")
+    return lines
+
+
+def write_published(path, lines):
+    path.write_text(PUBLISHED_HEADER + "".join(lines))
+    return str(path)
+
+
+def test_published_numbers_are_complete_consistent_and_carry_their_source():
     rows = figures.load_published()
-    assert {r.method for r in rows} == {"CLIP", "CoOp", "CoCoOp", "MaPLe", "PromptSRC"}
-    assert all(r.source.startswith("github.com/muzairkhattak/") for r in rows)
-    maple = next(r for r in rows if r.method == "MaPLe")
-    assert (maple.dataset, maple.base, maple.new, maple.hm) == ("Average", 82.28, 75.14, 78.55)
+    methods = ("CLIP", "CoOp", "CoCoOp", "MaPLe", "PromptSRC")
+    assert [r.method for r in rows] == [m for m in methods for _ in figures.PUBLISHED_DATASETS]
+    by = {(r.method, r.dataset): r for r in rows}
+    assert set(by) == {(m, d) for m in methods for d in figures.PUBLISHED_DATASETS}  # each method: 11 datasets + Average
+    for r in rows:
+        if r.dataset == "Average":
+            assert r.source.startswith("github.com/muzairkhattak/")  # the authors' READMEs
+        else:
+            assert "as reproduced in [OnPoKD] Table 1" in r.source
+        # Every HM is 2BN/(B+N) of its row, to the rounding of three numbers printed to 0.01.
+        assert 2 * r.base * r.new / (r.base + r.new) == pytest.approx(r.hm, abs=0.015), (r.method, r.dataset)
+    for m in methods:  # the authors' published averages are the means of the 11 per-dataset rows
+        for field in ("base", "new"):
+            mean = sum(getattr(by[m, d], field) for d in BENCHMARK_DATASETS) / 11
+            assert mean == pytest.approx(getattr(by[m, "Average"], field), abs=0.01), (m, field)
+    assert figures.published_inconsistencies(rows) == []
+    assert (by["MaPLe", "Average"].base, by["MaPLe", "Average"].new, by["MaPLe", "Average"].hm) == (82.28, 75.14, 78.55)
+    assert (by["MaPLe", "imagenet"].base, by["MaPLe", "imagenet"].new, by["MaPLe", "imagenet"].hm) == (76.66, 70.54, 73.47)
+    assert (by["CLIP", "eurosat"].base, by["CLIP", "eurosat"].new) == (56.48, 64.05)
+    with open(figures.PUBLISHED_BASE2NEW) as f:
+        header = "".join(line for line in f if line.startswith("#"))
+    assert "PUBLISHED" in header and "never re-run here" in header
+    for cited in ("[OnPoKD]", "67506506598", "[LoGoPrompt]", "57435638739", "[RMAdapter]", "NOT used"):
+        assert cited in header
 
 
-def test_base2new_bars_beside_published_averages(tmp_path):
+def test_published_consistency_check(tmp_path):
+    good = consistent_rows("Synthetic")
+    assert len(figures.load_published(write_published(tmp_path / "good.csv", good))) == 12
+    bad_hm = [",".join(line.split(",")[:4] + ["99.99"] + line.split(",")[5:]) if line.startswith("Synthetic,dtd,") else line
+              for line in good]
+    with pytest.raises(ValueError, match=r"bad_hm\.csv.*Synthetic dtd: HM 99\.99"):
+        figures.load_published(write_published(tmp_path / "bad_hm.csv", bad_hm))
+    # Base of one dataset off by 0.5 (HM rewritten to match): the Average no longer is the mean.
+    fields = good[3].split(",")
+    b, n = float(fields[2]) + 0.5, float(fields[3])
+    bad_avg = good[:3] + [",".join(fields[:2] + [f"{b:.2f}", f"{n:.2f}", f"{2 * b * n / (b + n):.2f}"] + fields[5:])] + good[4:]
+    with pytest.raises(ValueError, match=r"Synthetic Average: base .* mean of its 11 datasets"):
+        figures.load_published(write_published(tmp_path / "bad_avg.csv", bad_avg))
+    with pytest.raises(ValueError, match=r"row 2: dataset 'ImageNet' is not one of imagenet"):
+        figures.load_published(write_published(tmp_path / "name.csv", ["CLIP,ImageNet,72.43,68.14,70.22,x\n"]))
+    with pytest.raises(ValueError, match=r"row 3: a second row for CLIP Average"):
+        figures.load_published(write_published(tmp_path / "twice.csv", ["CLIP,Average,69.34,74.22,71.70,x\n"] * 2))
+    with pytest.raises(ValueError, match=r"CLIP Average has no source"):
+        figures.load_published(write_published(tmp_path / "nosource.csv", ["CLIP,Average,69.34,74.22,71.70, \n"]))
+
+
+def test_base2new_bars_beside_published_numbers(tmp_path):
     root = str(tmp_path / "base2new")
     base2new_tree(root, BENCHMARK_DATASETS)
     rows = base2new_rows(root, "MutualPrompt", "cfg", datasets=list(BENCHMARK_DATASETS), seeds=[1, 2])
-    fig = figures.base2new_figure({"MutualPrompt": rows}, figures.load_published())
+    published = figures.load_published()
+    fig = figures.base2new_figure({"MutualPrompt": rows}, published)
     axes = fig.axes
     assert [ax.get_title() for ax in axes] == ["Base", "New", "HM"]
     labels = [t.get_text() for t in axes[0].get_xticklabels()]
     assert labels == list(BENCHMARK_DATASETS) + ["Average"]
-    for ax in axes:  # 12 measured bars, and one published bar per method in the Average group
-        assert len(bars(ax)) == 12 + 5
+    for ax in axes:  # every dataset and the average: ours and one published bar per method
+        assert bars_per_group(ax) == {g: 1 + 5 for g in range(12)}
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert legend[0] == "MutualPrompt (measured)" and sum(t.endswith("(published)") for t in legend) == 5
+    assert legend[0] == "MutualPrompt (measured)"
+    assert legend[1:] == [f"{m} (published)" for m in ("CLIP", "CoOp", "CoCoOp", "MaPLe", "PromptSRC")]
     caltech_base = bars(axes[0])[1].get_height()
     assert caltech_base == pytest.approx(81 + 1.5)  # seeds 1, 2 -> 82, 83
+    eurosat = BENCHMARK_DATASETS.index("eurosat")
+    in_eurosat = sorted(p.get_height() for p in bars(axes[1]) if round(p.get_x() + p.get_width() / 2) == eurosat)
+    expected = [r.new for r in published if r.dataset == "eurosat"] + [70 + eurosat - 1.5]
+    assert in_eurosat == pytest.approx(sorted(expected))
+    text = " ".join(caption(fig).split())
+    assert "published numbers, not re-run here" in text and "No published number" not in text
     figures.save(fig, str(tmp_path / "b2n.png"))
     assert (tmp_path / "b2n.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_per_dataset_published_bars_beside_ours(tmp_path):
+    published = figures.load_published(write_published(tmp_path / "p.csv", consistent_rows("A") + consistent_rows("B")))
+    root = str(tmp_path / "base2new")
+    base2new_tree(root, BENCHMARK_DATASETS)
+    rows = base2new_rows(root, "MutualPrompt", "cfg", datasets=list(BENCHMARK_DATASETS), seeds=[1, 2])
+    fig = figures.base2new_figure({"MutualPrompt": rows}, published)
+    for ax in fig.axes:  # every dataset and the average: ours and both published methods
+        assert bars_per_group(ax) == {g: 3 for g in range(12)}
+    dtd = BENCHMARK_DATASETS.index("dtd")
+    a_dtd = next(r for r in published if r.method == "A" and r.dataset == "dtd")
+    heights = {round(p.get_x() + p.get_width() / 2, 3): p.get_height() for p in bars(fig.axes[1])}
+    assert a_dtd.new in [h for x, h in heights.items() if round(x) == dtd]
+    assert "No published number" not in caption(fig)
+
+    # Only some of our datasets have published rows: none drawn for the others, and the caption names them.
+    partial = [r for r in published if r.method == "A" or r.dataset in ("dtd", "eurosat")]
+    fig = figures.base2new_figure({"MutualPrompt": rows}, partial)
+    counts = bars_per_group(fig.axes[2])
+    assert counts[dtd] == counts[BENCHMARK_DATASETS.index("eurosat")] == 3
+    assert counts[0] == 2 and counts[11] == 2  # imagenet, Average: ours and A
+    others = [d for d in BENCHMARK_DATASETS if d not in ("dtd", "eurosat")] + ["Average"]
+    assert f"No published number for B on: {', '.join(others)}." in " ".join(caption(fig).split())
 
 
 def test_toy_world_keeps_published_averages_in_their_own_group(tmp_path):
@@ -67,7 +174,8 @@ def test_toy_world_keeps_published_averages_in_their_own_group(tmp_path):
     rows = base2new_rows(root, "MutualPrompt", "cfg", datasets=["toy_shapes"], seeds=[1, 2])
     fig = figures.base2new_figure({"MutualPrompt": rows}, figures.load_published())
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["toy_shapes", "Average", "11-dataset average"]
-    assert len(bars(fig.axes[2])) == 2 + 5
+    assert bars_per_group(fig.axes[2]) == {0: 1, 1: 1, 2: 5}  # no published bar beside toy_shapes
+    assert "No published number for CLIP, CoOp, CoCoOp, MaPLe, PromptSRC on: toy_shapes." in " ".join(caption(fig).split())
 
 
 def test_few_shot_curves():
