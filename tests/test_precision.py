@@ -110,6 +110,21 @@ def test_fp16_on_the_cpu_falls_back_to_fp32_and_says_so(monkeypatch, capsys):
         resolve_precision("half", "cpu")
 
 
+@pytest.mark.parametrize("trainer, key", [("MutualPrompt", "TRAINER.MUTUAL_PROMPT.PREC"),
+                                          ("ZeroshotMP", "TRAINER.ZEROSHOT_MP.PREC")])
+def test_each_trainer_refuses_an_unknown_prec_naming_its_key(trainer, key):
+    from mutual_prompt.backend import TRAINER_REGISTRY, get_cfg_default
+    from trainers import mutual_prompt, zeroshot_mp
+
+    cfg = get_cfg_default()
+    mutual_prompt.extend_cfg(cfg)
+    zeroshot_mp.extend_cfg(cfg)
+    cfg.merge_from_list([key, "half"])
+    trainer_class = TRAINER_REGISTRY.get(trainer)
+    with pytest.raises(ValueError, match=re.escape(key) + " must be one of .* got 'half'"):
+        trainer_class.check_cfg(object.__new__(trainer_class), cfg)
+
+
 @pytest.fixture(scope="module")
 def caltech_root(tmp_path_factory) -> str:
     root = str(tmp_path_factory.mktemp("data"))

@@ -23,7 +23,8 @@ from mutual_prompt.checkpoint_loading import (
     model_checkpoint_path,
     read_checkpoint,
 )
-from mutual_prompt.clip import PRECISIONS, autocast, grad_scaler, load_frozen_clip, resolve_precision
+from mutual_prompt.clip import autocast, grad_scaler, load_frozen_clip, resolve_precision
+from mutual_prompt.clip.precision import check_precision
 from mutual_prompt.config import add_keys_dassl_lacks
 from mutual_prompt.lr_schedulers import build_lr_scheduler
 from mutual_prompt.model import FTP_MODES, MutualPromptCLIP
@@ -116,8 +117,7 @@ class MutualPrompt(TrainerX):
 
     def check_cfg(self, cfg) -> None:
         mp = cfg.TRAINER.MUTUAL_PROMPT
-        if mp.PREC not in PRECISIONS:
-            raise ValueError(f"{KEY}.PREC must be one of {PRECISIONS}, got {mp.PREC!r}")
+        check_precision(mp.PREC, f"{KEY}.PREC")
         if mp.FTP.MODE not in FTP_MODES:
             raise ValueError(f"TRAINER.MUTUAL_PROMPT.FTP.MODE must be one of {FTP_MODES}, got {mp.FTP.MODE!r}")
         if mp.CLASS_TOKEN_POSITION != "end":

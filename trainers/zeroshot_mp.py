@@ -11,7 +11,6 @@ from yacs.config import CfgNode as CN
 
 from mutual_prompt.backend import TRAINER_REGISTRY, TrainerX
 from mutual_prompt.clip import (
-    PRECISIONS,
     PromptImageEncoder,
     autocast,
     is_vision_transformer,
@@ -19,6 +18,7 @@ from mutual_prompt.clip import (
     resolve_precision,
     tokenize,
 )
+from mutual_prompt.clip.precision import check_precision
 from mutual_prompt.config import add_keys_dassl_lacks
 
 DEFAULT_TEMPLATE = "a photo of a {}."
@@ -73,9 +73,7 @@ class ZeroshotMP(TrainerX):
     """Zero-shot CLIP; ``model_inference`` returns ``exp(logit_scale) * cos(image, class text)``."""
 
     def check_cfg(self, cfg) -> None:
-        if cfg.TRAINER.ZEROSHOT_MP.PREC not in PRECISIONS:
-            raise ValueError(f"TRAINER.ZEROSHOT_MP.PREC must be one of {PRECISIONS}, "
-                             f"got {cfg.TRAINER.ZEROSHOT_MP.PREC!r}")
+        check_precision(cfg.TRAINER.ZEROSHOT_MP.PREC, "TRAINER.ZEROSHOT_MP.PREC")
 
     def build_model(self) -> None:
         cfg = self.cfg

@@ -15,18 +15,17 @@ def dataset_folder(cfg, folder: str, dataset: str) -> str:
 
 
 def require_dir(path: str, dataset: str) -> str:
-    if not os.path.isdir(path):
-        raise FileNotFoundError(
-            f"{dataset}: folder not found: {path}. The expected layout is described in {LAYOUT_HELP} "
-            f"(subsection {dataset})."
-        )
-    return path
+    return _require(path, dataset, os.path.isdir(path), "folder")
 
 
 def require_file(path: str, dataset: str) -> str:
-    if not os.path.isfile(path):
+    return _require(path, dataset, os.path.isfile(path), "file")
+
+
+def _require(path: str, dataset: str, exists: bool, kind: str) -> str:
+    if not exists:
         raise FileNotFoundError(
-            f"{dataset}: file not found: {path}. The expected layout is described in {LAYOUT_HELP} "
+            f"{dataset}: {kind} not found: {path}. The expected layout is described in {LAYOUT_HELP} "
             f"(subsection {dataset})."
         )
     return path
