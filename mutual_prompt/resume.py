@@ -5,8 +5,9 @@ engine or Dassl).
   at the checkpoint a run resumes from, so that a later, worse epoch does not replace ``model-best``;
 - the run fingerprint (``run_fingerprint.json`` beside ``log.txt``): the config keys that decide a
   run's outcome; resuming into a directory written with other values is refused, naming them;
-- ``repair_checkpoint_pointers``: an empty ``checkpoint`` pointer or an unreadable newest checkpoint
-  is reported, and the pointer moved to the newest intact checkpoint.
+- ``repair_checkpoint_pointers``: a missing or empty ``checkpoint`` pointer, an unreadable newest
+  checkpoint, or models whose pointers disagree (a run stopped between writing a checkpoint and its
+  pointer) is reported, and every pointer moved to the newest checkpoint intact for all models.
 """
 import json
 import math
@@ -96,11 +97,18 @@ def run_fingerprint(cfg) -> Dict[str, Any]:
     return json.loads(json.dumps(values))
 
 
-def has_checkpoints(directory: str) -> bool:
-    """Whether any ``<directory>/<model>/checkpoint`` pointer exists (a run to resume)."""
+def _model_dirs(directory: str) -> List[str]:
+    """The model folders of ``directory``: those holding a ``checkpoint`` pointer or an epoch checkpoint."""
     if not os.path.isdir(directory):
-        return False
-    return any(os.path.isfile(os.path.join(directory, name, POINTER_FILE)) for name in os.listdir(directory))
+        return []
+    paths = (os.path.join(directory, name) for name in sorted(os.listdir(directory)))
+    return [path for path in paths if os.path.isdir(path)
+            and (os.path.isfile(os.path.join(path, POINTER_FILE)) or _epoch_checkpoints(path))]
+
+
+def has_checkpoints(directory: str) -> bool:
+    """Whether ``directory`` holds a model folder with checkpoints (a run to resume)."""
+    return bool(_model_dirs(directory))
 
 
 class FingerprintMismatch(ValueError):
@@ -155,6 +163,10 @@ def _is_intact(path: str) -> bool:
 def _pointer_problem(model_dir: str) -> str:
     """What is wrong with the checkpoint that ``<model_dir>/checkpoint`` names ("" if nothing)."""
     pointer = os.path.join(model_dir, POINTER_FILE)
+    if not os.path.isfile(pointer):
+        newest = max(_epoch_checkpoints(model_dir))
+        return (f"{pointer} is missing though model.pth.tar-{newest} is there (the run stopped between writing "
+                "a checkpoint and its pointer)")
     name = _pointed_name(model_dir)
     if not name:
         return f"{pointer} is empty"
@@ -172,11 +184,12 @@ def repair_checkpoint_pointers(directory: str) -> List[str]:
 
     Raises ``RuntimeError`` when some model has no intact checkpoint to resume from.
     """
-    if not has_checkpoints(directory):
-        return []
-    model_dirs = sorted(os.path.join(directory, n) for n in os.listdir(directory)
-                        if os.path.isfile(os.path.join(directory, n, POINTER_FILE)))
+    model_dirs = _model_dirs(directory)
     problems = [problem for problem in map(_pointer_problem, model_dirs) if problem]
+    pointed = {os.path.basename(d): _pointed_name(d) for d in model_dirs}
+    if not problems and len(set(pointed.values())) > 1:
+        problems.append("the models' checkpoint pointers name different checkpoints ("
+                        + ", ".join(f"{model}: {name}" for model, name in pointed.items()) + ")")
     if not problems:
         return []
     common: Optional[set] = None
@@ -198,11 +211,11 @@ def repair_checkpoint_pointers(directory: str) -> List[str]:
 
 
 def newest_checkpoint(directory: str) -> Optional[str]:
-    """The checkpoint file the first model's pointer in ``directory`` names, if any."""
-    if not has_checkpoints(directory):
-        return None
-    for name in sorted(os.listdir(directory)):
-        newest = _pointed_name(os.path.join(directory, name))
-        if newest:
-            return os.path.join(directory, name, newest)
+    """The checkpoint a re-run resumes from, as the first model folder shows it: the file its pointer
+    names, else its newest epoch checkpoint (stopped before the pointer was written; a re-run repairs it)."""
+    for model_dir in _model_dirs(directory):
+        epochs = _epoch_checkpoints(model_dir)
+        name = _pointed_name(model_dir) or (f"model.pth.tar-{max(epochs)}" if epochs else "")
+        if name:
+            return os.path.join(model_dir, name)
     return None

@@ -17,6 +17,7 @@ from mutual_prompt.resume import (
     FINGERPRINT_FILE,
     FingerprintMismatch,
     check_run_fingerprint,
+    newest_checkpoint,
     repair_checkpoint_pointers,
     run_fingerprint,
     write_run_fingerprint,
@@ -165,6 +166,34 @@ def test_an_empty_pointer_is_named_and_repaired(tmp_path):
     lines = repair_checkpoint_pointers(str(tmp_path))
     assert lines[0] == f"{tmp_path / 'prompt_learner' / 'checkpoint'} is empty"
     assert (tmp_path / "prompt_learner" / "checkpoint").read_text() == "model.pth.tar-2\n"
+
+
+def test_a_checkpoint_written_without_its_pointer_is_resumed_from(tmp_path):
+    """Stopped between writing model.pth.tar-1 and the pointer naming it (its first checkpoint)."""
+    _checkpoints(tmp_path / "prompt_learner", [1])
+    (tmp_path / "prompt_learner" / "checkpoint").unlink()
+    assert newest_checkpoint(str(tmp_path)) == str(tmp_path / "prompt_learner" / "model.pth.tar-1")
+    lines = repair_checkpoint_pointers(str(tmp_path))
+    assert lines[0].startswith(f"{tmp_path / 'prompt_learner' / 'checkpoint'} is missing though model.pth.tar-1")
+    assert lines[-1] == "resuming from the newest intact checkpoint instead: epoch 1"
+    assert (tmp_path / "prompt_learner" / "checkpoint").read_text() == "model.pth.tar-1\n"
+    assert repair_checkpoint_pointers(str(tmp_path)) == []
+
+
+def test_models_whose_pointers_disagree_resume_from_one_epoch(tmp_path):
+    """Stopped after one model's epoch-2 checkpoint and pointer, between the other's checkpoint and pointer."""
+    _checkpoints(tmp_path / "a", [1, 2])
+    _checkpoints(tmp_path / "b", [1, 2])
+    (tmp_path / "b" / "checkpoint").write_text("model.pth.tar-1\n")
+    lines = repair_checkpoint_pointers(str(tmp_path))
+    assert lines[0] == "the models' checkpoint pointers name different checkpoints (a: model.pth.tar-2, b: model.pth.tar-1)"
+    assert (tmp_path / "a" / "checkpoint").read_text() == (tmp_path / "b" / "checkpoint").read_text() == "model.pth.tar-2\n"
+
+
+def test_folders_without_checkpoints_are_not_models(tmp_path):
+    (tmp_path / "tensorboard").mkdir()
+    (tmp_path / "tensorboard" / "events.out").write_text("")
+    assert repair_checkpoint_pointers(str(tmp_path)) == [] and newest_checkpoint(str(tmp_path)) is None
 
 
 def test_the_engine_names_an_empty_pointer(tmp_path):
