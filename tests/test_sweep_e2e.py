@@ -117,6 +117,25 @@ def test_rerun_runs_only_what_is_unfinished(repo_root, tmp, scripts_run, local_r
     assert_same_runs(repo_root, tmp, out, scripts_run)
 
 
+def _wait_until_pending(pid: int, sig: signal.Signals, deadline: float) -> None:
+    """Wait until ``sig`` was sent to the (stopped) process ``pid`` and waits to be delivered."""
+    bit = 1 << (sig - 1)
+    while time.time() < deadline:
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        if any(int(fields[name], 16) & bit for name in ("SigPnd", "ShdPnd")):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{sig.name} never reached process {pid}")
+
+
+def _continue_if_alive(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass
+
+
 def test_submitit_requeues_an_interrupted_training_which_resumes_to_the_same_weights(repo_root, tmp, scripts_run):
     """The sweep through submitit's local executor (the code path of a SLURM job array, no cluster)."""
     settings = toy_settings(repo_root, tmp, tmp / "submitit")
@@ -125,20 +144,28 @@ def test_submitit_requeues_an_interrupted_training_which_resumes_to_the_same_wei
                         datasets=("toy_shapes",))
     proc = subprocess.Popen(cmd, cwd=repo_root, env=dict(os.environ, **ENV), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+    train_pid = 0
     try:
         train = runs[0]
         first_epoch = os.path.join(train.output_dir, "prompt_learner", "model.pth.tar-1")
         deadline = time.time() + 600
         while not os.path.exists(first_epoch):
             assert time.time() < deadline and proc.poll() is None
-            time.sleep(0.2)
-        # What SLURM does before a time-out or a preemption: the signal to the job's process.
+            time.sleep(0.05)
         train_pid = RunFiles(repo_root, settings.output, train).read_state()["pid"]
+        # Held in epoch 2 (a toy epoch takes half a second) until the job's SIGTERM is pending, so that
+        # the training cannot finish first on a fast machine.
+        os.kill(train_pid, signal.SIGSTOP)
         with open(f"/proc/{train_pid}/stat") as f:
             job_pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        # What SLURM does before a time-out or a preemption: the signal to the job's process.
         os.kill(job_pid, signal.SIGUSR2)
+        _wait_until_pending(train_pid, signal.SIGTERM, deadline)
+        os.kill(train_pid, signal.SIGCONT)
         text, _ = proc.communicate(timeout=900)
     finally:
+        if train_pid:
+            _continue_if_alive(train_pid)
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, text[-3000:]
