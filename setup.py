@@ -14,6 +14,9 @@ def read_readme() -> str:
         return f.read()
 
 
+SLURM = ["submitit>=1.4"]
+PLOT = ["matplotlib>=3.5"]
+
 setup(
     name="mutual-prompt",
     version="0.1.0",
@@ -40,9 +43,9 @@ setup(
     ],
     extras_require={
         # The tests cover the SLURM executor (through submitit's local executor) and the figures.
-        "test": ["pytest>=7", "submitit>=1.4", "matplotlib>=3.5"],
-        "slurm": ["submitit>=1.4"],
-        "plot": ["matplotlib>=3.5"],
+        "test": ["pytest>=7", *SLURM, *PLOT],
+        "slurm": SLURM,
+        "plot": PLOT,
         "tensorboard": ["tensorboard>=2.0"],
     },
     license="MIT",

@@ -189,13 +189,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             lock = lock_output_dir(cfg.OUTPUT_DIR)
         if training and not args.force_resume:
             note = check_run_fingerprint(cfg.RESUME or cfg.OUTPUT_DIR, cfg)
-    except (OutputDirLocked, FingerprintMismatch) as e:
-        if lock is not None:
-            lock.release()
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
-    try:
         run(args, cfg, training, note)
-    except CheckpointNotLoaded as e:
+    except (OutputDirLocked, FingerprintMismatch, CheckpointNotLoaded) as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     finally:
         if lock is not None:
@@ -246,7 +241,7 @@ def run(args: argparse.Namespace, cfg, training: bool, fingerprint_note: Optiona
                 except (ValueError, FileNotFoundError) as e:  # no, a missing or a mismatching checkpoint
                     raise CheckpointNotLoaded(str(e)) from e
             trainer.test()
-        elif not args.no_train:
+        elif training:
             trainer.train()
     except (RunInterrupted, KeyboardInterrupt) as e:
         signame = str(e) if isinstance(e, RunInterrupted) else "SIGINT"

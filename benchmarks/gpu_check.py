@@ -84,9 +84,9 @@ def trainer_cfg(weights: str, size: int, precision: str):
 
 
 def logit_tolerance(precision: str, device: str, logit_scale: float) -> float:
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32,
-             "amp": torch.float16 if device == "cuda" else torch.bfloat16}[precision]
-    return LOGIT_EPS * torch.finfo(dtype).eps * logit_scale
+    from mutual_prompt.clip.precision import compute_dtype
+
+    return LOGIT_EPS * torch.finfo(compute_dtype(precision, device)).eps * logit_scale
 
 
 def check_precision(precision: str, weights: str, size: int, device: str, classes: int, eval_batch: int,

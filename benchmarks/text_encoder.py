@@ -17,8 +17,7 @@ from typing import Callable, Dict, List
 import torch
 from tabulate import tabulate
 
-from mutual_prompt.clip import CLIP, PromptTextEncoder, set_onednn_linear
-from mutual_prompt.clip.openai.model import convert_weights
+from mutual_prompt.clip import CLIP, PromptTextEncoder, set_clip_precision, set_onednn_linear
 
 CLASS_NAMES = [
     "airplane", "bald_eagle", "banana", "barn owl", "beaver", "bonsai", "brain coral", "butterfly",
@@ -34,7 +33,7 @@ CLASS_NAMES = [
     "windsor chair", "wrench", "yin yang",
 ]
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = ("bf16", "fp16", "fp32")
 MODES = {
     "plain (per image, 77 tokens)": None,
     "batch": dict(truncate=False, shared_prefix=False),
@@ -46,17 +45,12 @@ MODES = {
 ONEDNN_MODES = ("... + oneDNN linear (default)", "... + checkpoint")
 
 
-def vit_b16_text_clip(dtype: torch.dtype) -> CLIP:
+def vit_b16_text_clip(precision: str) -> CLIP:
     """Random CLIP with ViT-B/16's text encoder (its vision tower is tiny: it is not measured)."""
     model = CLIP(embed_dim=512, image_resolution=32, vision_layers=1, vision_width=64,
                  vision_patch_size=16, context_length=77, vocab_size=49408,
                  transformer_width=512, transformer_heads=8, transformer_layers=12)
-    if dtype != torch.float32:
-        convert_weights(model)
-        for parameter in model.parameters():
-            if parameter.dtype == torch.float16:
-                parameter.data = parameter.data.to(dtype)
-    return model.eval()
+    return set_clip_precision(model, precision).eval()
 
 
 def seconds(step: Callable[[], None]) -> float:
@@ -71,7 +65,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="images per batch (one context each)")
     parser.add_argument("--n-ctx", type=int, default=4)
     parser.add_argument("--chunk-size", type=int, default=0, help="sequences per chunk, 0 = one chunk")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
+    parser.add_argument("--dtype", choices=PRECISIONS, default="fp32")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = leave as is)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -82,7 +76,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
-    model = vit_b16_text_clip(DTYPES[args.dtype]).to(args.device)
+    model = vit_b16_text_clip(args.dtype).to(args.device)
     context = 0.02 * torch.randn(args.batch, args.n_ctx, 512, device=args.device)
     synchronize = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
 

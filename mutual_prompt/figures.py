@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from mutual_prompt.files import atomic_path
-from mutual_prompt.results import BENCHMARK_DATASETS, Base2NewRow, SeedSummary, harmonic_mean, training_curve
+from mutual_prompt.results import (
+    BENCHMARK_DATASETS,
+    Base2NewRow,
+    SeedSummary,
+    base2new_average,
+    complete_rows,
+    harmonic_mean,
+    training_curve,
+)
 
 PUBLISHED_BASE2NEW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "published_base2new_vitb16.csv")
 METRICS = ("Base", "New", "HM")
@@ -98,14 +106,10 @@ def published_inconsistencies(rows: Sequence[PublishedResult]) -> List[str]:
 
 def _measured_values(rows: Sequence[Base2NewRow]) -> Dict[str, tuple]:
     """dataset -> ((base, new, hm), (base std, new std, 0)), plus "Average" over complete rows."""
-    values = {}
-    complete = [r for r in rows if not math.isnan(r.base.mean) and not math.isnan(r.new.mean)]
-    for r in complete:
-        values[r.dataset] = ((r.base.mean, r.new.mean, r.hm), (r.base.std, r.new.std, 0.0))
-    if complete:
-        base = statistics.fmean(r.base.mean for r in complete)
-        new = statistics.fmean(r.new.mean for r in complete)
-        values["Average"] = ((base, new, harmonic_mean(base, new)), (0.0, 0.0, 0.0))
+    values = {r.dataset: ((r.base.mean, r.new.mean, r.hm), (r.base.std, r.new.std, 0.0)) for r in complete_rows(rows)}
+    average = base2new_average(rows)
+    if average:
+        values["Average"] = (average, (0.0, 0.0, 0.0))
     return values
 
 

@@ -129,12 +129,8 @@ def patch_train_py(text: str, path: str = "train.py") -> str:
             isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
             and isinstance(body[0].value.value, str)
         )
-        if has_docstring and len(body) == 1:
-            at, indent = body[0].end_lineno, " " * body[0].col_offset
-        elif has_docstring:
-            at, indent = body[0].end_lineno, " " * body[1].col_offset
-        else:
-            at, indent = body[0].lineno - 1, " " * body[0].col_offset
+        at = body[0].end_lineno if has_docstring else body[0].lineno - 1
+        indent = " " * body[0].col_offset  # a block's statements share one indentation
         insertions.append((at, [indent + EXTEND_IMPORT + newline, indent + EXTEND_CALL + newline]))
     for at, new in sorted(insertions, reverse=True):
         if at > 0 and not lines[at - 1].endswith(("\n", "\r")):

@@ -196,21 +196,36 @@ def base2new_rows(
     return rows
 
 
-def _fmt(mean: float, std: float, with_std: bool) -> str:
+def format_mean(mean: float, std: float, with_std: bool = True) -> str:
+    """``mean ± std`` (or the mean alone) with two decimals; "-" when there is no result."""
     if math.isnan(mean):
         return "-"
     return f"{mean:.2f} ± {std:.2f}" if with_std else f"{mean:.2f}"
 
 
+def complete_rows(rows: Sequence[Base2NewRow]) -> List[Base2NewRow]:
+    """The rows that have both a base and a new result."""
+    return [r for r in rows if not math.isnan(r.base.mean) and not math.isnan(r.new.mean)]
+
+
+def base2new_average(rows: Sequence[Base2NewRow]) -> Optional[Tuple[float, float, float]]:
+    """(base, new, HM) of the Average row: means over the complete rows (None when there is none)."""
+    complete = complete_rows(rows)
+    if not complete:
+        return None
+    base = statistics.fmean(r.base.mean for r in complete)
+    new = statistics.fmean(r.new.mean for r in complete)
+    return base, new, harmonic_mean(base, new)
+
+
 def base2new_table(rows: Sequence[Base2NewRow], with_std: bool = True) -> Tuple[List[str], List[List[str]]]:
     """Header and rows (Dataset, Base, New, HM), with an Average row over datasets that have both."""
     header = ["Dataset", "Base", "New", "HM"]
-    body = [[r.dataset, _fmt(r.base.mean, r.base.std, with_std), _fmt(r.new.mean, r.new.std, with_std), _fmt(r.hm, 0.0, False)] for r in rows]
-    complete = [r for r in rows if not math.isnan(r.base.mean) and not math.isnan(r.new.mean)]
-    if complete:
-        avg_base = statistics.fmean(r.base.mean for r in complete)
-        avg_new = statistics.fmean(r.new.mean for r in complete)
-        body.append(["Average", f"{avg_base:.2f}", f"{avg_new:.2f}", f"{harmonic_mean(avg_base, avg_new):.2f}"])
+    body = [[r.dataset, format_mean(r.base.mean, r.base.std, with_std), format_mean(r.new.mean, r.new.std, with_std),
+             format_mean(r.hm, 0.0, False)] for r in rows]
+    average = base2new_average(rows)
+    if average:
+        body.append(["Average", *(f"{value:.2f}" for value in average)])
     return header, body
 
 

@@ -17,12 +17,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from .checkpoint_loading import BEST_MODEL_FILE, EPOCH_MODEL_PREFIX, read_checkpoint
 from .files import atomic_path, read_json, write_json
 
-BEST_FILE = "model-best.pth.tar"
 POINTER_FILE = "checkpoint"
 FINGERPRINT_FILE = "run_fingerprint.json"
-EPOCH_CHECKPOINT = re.compile(r"^model\.pth\.tar-(\d+)$")
+EPOCH_CHECKPOINT = re.compile("^" + re.escape(EPOCH_MODEL_PREFIX) + r"(\d+)$")
 # Keys that decide what a run computes; TRAINER.* (every trainer's method keys) is added whole.
 FINGERPRINT_KEYS = (
     "SEED",
@@ -39,13 +39,20 @@ def _load(path: str) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _pointed_name(model_dir: str) -> str:
+def read_pointer(model_dir: str) -> str:
     """The file name in ``<model_dir>/checkpoint`` ("" when the pointer is missing or empty)."""
     pointer = os.path.join(model_dir, POINTER_FILE)
     if not os.path.isfile(pointer):
         return ""
     with open(pointer, "r") as f:
         return f.readline().strip()
+
+
+def write_pointer(model_dir: str, name: str) -> None:
+    """Make ``<model_dir>/checkpoint`` name ``name``, atomically."""
+    with atomic_path(os.path.join(model_dir, POINTER_FILE)) as tmp:
+        with open(tmp, "w") as f:
+            f.write(f"{name}\n")
 
 
 def best_val_so_far(directory: str, names: Sequence[str]) -> Tuple[float, Optional[int]]:
@@ -56,14 +63,14 @@ def best_val_so_far(directory: str, names: Sequence[str]) -> Tuple[float, Option
     CoOp write); else (-inf, None): no best yet.
     """
     for name in names:
-        newest = _pointed_name(os.path.join(directory, name))
+        newest = read_pointer(os.path.join(directory, name))
         path = os.path.join(directory, name, newest)
         if newest and os.path.isfile(path):
             checkpoint = _load(path)
             if checkpoint.get("best_result") is not None:
                 return float(checkpoint["best_result"]), checkpoint.get("best_epoch")
     for name in names:
-        path = os.path.join(directory, name, BEST_FILE)
+        path = os.path.join(directory, name, BEST_MODEL_FILE)
         if os.path.isfile(path):
             checkpoint = _load(path)
             if checkpoint.get("val_result") is not None:
@@ -154,10 +161,9 @@ def _epoch_checkpoints(model_dir: str) -> set:
 
 def _is_intact(path: str) -> bool:
     try:
-        checkpoint = _load(path)
-    except Exception:
+        return "epoch" in read_checkpoint(path)
+    except ValueError:
         return False
-    return isinstance(checkpoint, dict) and "state_dict" in checkpoint and "epoch" in checkpoint
 
 
 def _pointer_problem(model_dir: str) -> str:
@@ -165,9 +171,9 @@ def _pointer_problem(model_dir: str) -> str:
     pointer = os.path.join(model_dir, POINTER_FILE)
     if not os.path.isfile(pointer):
         newest = max(_epoch_checkpoints(model_dir))
-        return (f"{pointer} is missing though model.pth.tar-{newest} is there (the run stopped between writing "
+        return (f"{pointer} is missing though {EPOCH_MODEL_PREFIX}{newest} is there (the run stopped between writing "
                 "a checkpoint and its pointer)")
-    name = _pointed_name(model_dir)
+    name = read_pointer(model_dir)
     if not name:
         return f"{pointer} is empty"
     path = os.path.join(model_dir, name)
@@ -186,27 +192,22 @@ def repair_checkpoint_pointers(directory: str) -> List[str]:
     """
     model_dirs = _model_dirs(directory)
     problems = [problem for problem in map(_pointer_problem, model_dirs) if problem]
-    pointed = {os.path.basename(d): _pointed_name(d) for d in model_dirs}
+    pointed = {os.path.basename(d): read_pointer(d) for d in model_dirs}
     if not problems and len(set(pointed.values())) > 1:
         problems.append("the models' checkpoint pointers name different checkpoints ("
                         + ", ".join(f"{model}: {name}" for model, name in pointed.items()) + ")")
     if not problems:
         return []
-    common: Optional[set] = None
-    for model_dir in model_dirs:
-        intact = {e for e in _epoch_checkpoints(model_dir)
-                  if _is_intact(os.path.join(model_dir, f"model.pth.tar-{e}"))}
-        common = intact if common is None else common & intact
-    if not common:
+    common = set.intersection(*(_epoch_checkpoints(d) for d in model_dirs))
+    epoch = next((e for e in sorted(common, reverse=True)
+                  if all(_is_intact(os.path.join(d, f"{EPOCH_MODEL_PREFIX}{e}")) for d in model_dirs)), None)
+    if epoch is None:
         raise RuntimeError(
             f"Cannot resume from {directory}: {'; '.join(problems)}, and no earlier intact checkpoint exists "
             "for every model. Delete the folder (or use another --output-dir) to train from scratch."
         )
-    epoch = max(common)
     for model_dir in model_dirs:
-        with atomic_path(os.path.join(model_dir, POINTER_FILE)) as tmp:
-            with open(tmp, "w") as f:
-                f.write(f"model.pth.tar-{epoch}\n")
+        write_pointer(model_dir, f"{EPOCH_MODEL_PREFIX}{epoch}")
     return problems + [f"resuming from the newest intact checkpoint instead: epoch {epoch}"]
 
 
@@ -215,7 +216,7 @@ def newest_checkpoint(directory: str) -> Optional[str]:
     names, else its newest epoch checkpoint (stopped before the pointer was written; a re-run repairs it)."""
     for model_dir in _model_dirs(directory):
         epochs = _epoch_checkpoints(model_dir)
-        name = _pointed_name(model_dir) or (f"model.pth.tar-{max(epochs)}" if epochs else "")
+        name = read_pointer(model_dir) or (f"{EPOCH_MODEL_PREFIX}{max(epochs)}" if epochs else "")
         if name:
             return os.path.join(model_dir, name)
     return None

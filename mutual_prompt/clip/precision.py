@@ -112,12 +112,19 @@ def load_frozen_clip(name: str, path: str, device: Union[str, torch.device], pre
     return model.requires_grad_(False).to(device).eval()
 
 
+def compute_dtype(precision: str, device: Union[str, torch.device]) -> torch.dtype:
+    """The dtype CLIP's matrix products run in: the weights' dtype, or autocast's for ``amp`` (float16
+    on CUDA, bfloat16 elsewhere)."""
+    if precision == "amp":
+        return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
+    return weight_dtype(precision)
+
+
 def autocast(precision: str, device: Union[str, torch.device]) -> ContextManager:
-    """Autocast for ``amp`` (float16 on CUDA, bfloat16 elsewhere); no-op for the other precisions."""
+    """Autocast for ``amp``; no-op for the other precisions."""
     if precision != "amp":
         return contextlib.nullcontext()
-    device_type = torch.device(device).type
-    return torch.autocast(device_type=device_type, dtype=torch.float16 if device_type == "cuda" else torch.bfloat16)
+    return torch.autocast(device_type=torch.device(device).type, dtype=compute_dtype(precision, device))
 
 
 def grad_scaler(precision: str, device: Union[str, torch.device]) -> Optional["torch.amp.GradScaler"]:

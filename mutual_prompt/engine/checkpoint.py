@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from ..files import atomic_path, mkdir_if_missing
+from ..resume import POINTER_FILE, read_pointer, write_pointer
 
 
 def save_checkpoint(state: Dict[str, Any], save_dir: str, is_best: bool = False,
@@ -25,9 +26,7 @@ def save_checkpoint(state: Dict[str, Any], save_dir: str, is_best: bool = False,
     fpath = os.path.join(save_dir, name)
     with atomic_path(fpath) as tmp:
         torch.save(state, tmp)
-    with atomic_path(os.path.join(save_dir, "checkpoint")) as tmp:
-        with open(tmp, "w") as f:
-            f.write(f"{name}\n")
+    write_pointer(save_dir, name)
     print(f"Checkpoint saved to {fpath}")
     if is_best:
         best = os.path.join(save_dir, "model-best.pth.tar")
@@ -79,11 +78,11 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 def resume_from_checkpoint(fdir: str, model: nn.Module, optimizer=None, scheduler=None) -> int:
     """Load the newest checkpoint named in ``fdir/checkpoint``; return the epoch to start from."""
-    pointer = os.path.join(fdir, "checkpoint")
-    with open(pointer, "r") as f:
-        name = f.readline().strip()
+    name = read_pointer(fdir)
     if not name:
-        raise RuntimeError(f"{pointer} is empty: it should name the newest checkpoint file (e.g. model.pth.tar-5)")
+        pointer = os.path.join(fdir, POINTER_FILE)
+        raise RuntimeError(f"{pointer} is {'empty' if os.path.isfile(pointer) else 'missing'}: it should name the "
+                           "newest checkpoint file (e.g. model.pth.tar-5)")
     fpath = os.path.join(fdir, name)
     print(f'Loading checkpoint from "{fpath}"')
     checkpoint = load_checkpoint(fpath)

@@ -56,8 +56,8 @@ def load_or_create_fewshot(
     """``num_shots`` per class of train and ``min(num_shots, 4)`` of val (when given), cached and reused.
 
     ``dataset`` provides ``generate_fewshot_dataset`` (Dassl's sampler); the cache holds paths relative
-    to ``path_prefix``. Delete ``fewshot_dir`` after changing a split file: the cache is not checked
-    against it.
+    to ``path_prefix``. A cached item that is not in the split (with its label) is a stale-cache error:
+    delete ``fewshot_dir`` after changing a split file to sample again.
     """
     path = fewshot_cache_path(fewshot_dir, num_shots, seed)
     parts = ("train",) if val is None else ("train", "val")

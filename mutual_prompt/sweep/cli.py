@@ -22,7 +22,7 @@ import yaml
 
 from .plan import PROTOCOLS, Ablation, Settings, Variant, all_runs, expand
 from .report import progress_bar, status_lines, summary_lines
-from .slurm import SlurmOptions
+from .slurm import SLURM_OPTIONS, SlurmOptions
 from .state import BLOCKED, FAILED, sweep_status
 
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -167,10 +167,10 @@ def slurm_options(args: argparse.Namespace) -> SlurmOptions:
     fields: Dict[str, Any] = {}
     section = args.file.get("slurm") or {}
     for key, value in section.items():
-        if key not in SlurmOptions.FIELDS:
-            raise SystemExit(f"{args.config}: unknown slurm option {key!r}; expected one of {', '.join(SlurmOptions.FIELDS)}")
+        if key not in SLURM_OPTIONS:
+            raise SystemExit(f"{args.config}: unknown slurm option {key!r}; expected one of {', '.join(SLURM_OPTIONS)}")
         fields[key] = value
-    for key in SlurmOptions.FIELDS[:-1]:
+    for key in (k for k in SLURM_OPTIONS if k != "sbatch"):  # --sbatch items are merged below
         value = getattr(args, key, None)
         if value is not None:
             fields[key] = value

@@ -9,7 +9,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from .plan import Run
 from .runner import RunProcess
-from .state import BLOCKED, DONE, FAILED, RunFiles, is_done, is_locked
+from .state import BLOCKED, DONE, FAILED, RunFiles, is_done
 
 Event = Callable[[str, Run, str], None]
 
@@ -81,15 +81,13 @@ class LocalPool:
                             pending.remove(run)
                             self.states[run.output_dir] = DONE
                             continue
-                        if is_locked(RunFiles(self.repo_root, self.output_root, run)):
-                            continue  # another sweep runs it now: wait for it
                         slot = free.pop(0)
                         proc = RunProcess(self.repo_root, self.output_root, run, self.envs[slot], self.python)
                         if proc.start():
                             pending.remove(run)
                             active[slot] = proc
                             self.on_event("started", run, f"slot {slot + 1}, {slot_name(self.envs[slot])}")
-                        else:
+                        else:  # another sweep runs it now: wait for it
                             free.insert(0, slot)
                 if pending or active:
                     time.sleep(self.poll_s)

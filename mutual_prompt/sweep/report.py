@@ -1,5 +1,4 @@
 """The sweep's status listing, its progress bar, and the summaries the scripts print at their end."""
-import math
 import os
 from collections import Counter
 from typing import List, Sequence
@@ -9,6 +8,7 @@ from mutual_prompt.results import (
     base2new_rows,
     base2new_table,
     few_shot_summaries,
+    format_mean,
     missing_lines,
     render,
     seed_summary_lines,
@@ -64,6 +64,6 @@ def summary_lines(repo_root: str, variant: Variant) -> List[str]:
         for k, summary in by_shots.items():
             lines += seed_summary_lines(os.path.join(s.output, "few_shot", ds, s.trainer, f"{cfg}_{k}shots"), summary)
     header = ["Dataset", *(f"{k} shots" for k in s.shot_list)]
-    body = [[ds, *("-" if math.isnan(sm.mean) else f"{sm.mean:.2f} ± {sm.std:.2f}" for sm in by_shots.values())]
+    body = [[ds, *(format_mean(sm.mean, sm.std) for sm in by_shots.values())]
             for ds, by_shots in table.items()]
     return lines + [render(header, body)]

@@ -36,17 +36,15 @@ class RunProcess:
             return False
         command = self.run.command(self.python)
         os.makedirs(self.files.dir, exist_ok=True)
-        with open(self.files.output, "a", encoding="utf-8") as out:
-            out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(command)}\n")
-        out = open(self.files.output, "a", encoding="utf-8")
         try:
-            self.proc = subprocess.Popen(command, cwd=self.repo_root, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                         preexec_fn=_ignore_preemption_signal)
+            with open(self.files.output, "a", encoding="utf-8") as out:
+                out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(command)}\n")
+                out.flush()
+                self.proc = subprocess.Popen(command, cwd=self.repo_root, env=self.env, stdout=out,
+                                             stderr=subprocess.STDOUT, preexec_fn=_ignore_preemption_signal)
         except BaseException:
             self.lock.release()
             raise
-        finally:
-            out.close()
         self.started = time.time()
         self.files.write_state(state=RUNNING, pid=self.proc.pid, job_id=self.job_id,
                                gpu=self.env.get("CUDA_VISIBLE_DEVICES"))

@@ -10,7 +10,7 @@ after every epoch; by default only the last epoch is saved and a requeued traini
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .plan import Run
@@ -43,9 +43,6 @@ class SlurmOptions:
     max_timeouts: int = 3
     sbatch: Dict[str, Any] = field(default_factory=dict)
 
-    FIELDS = ("partition", "gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min", "array_parallelism",
-              "max_timeouts", "sbatch")
-
     def executor_parameters(self) -> Dict[str, Any]:
         params: Dict[str, Any] = dict(gpus_per_node=self.gpus_per_node, cpus_per_task=self.cpus_per_task,
                                       mem_gb=self.mem_gb, timeout_min=self.timeout_min, tasks_per_node=1, nodes=1,
@@ -55,6 +52,9 @@ class SlurmOptions:
         if self.sbatch:
             params["slurm_additional_parameters"] = dict(self.sbatch)
         return params
+
+
+SLURM_OPTIONS = tuple(f.name for f in fields(SlurmOptions))
 
 
 def chains(runs: Sequence[Run], repo_root: str) -> List[List[Run]]:
