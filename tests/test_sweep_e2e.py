@@ -117,6 +117,27 @@ def test_rerun_runs_only_what_is_unfinished(repo_root, tmp, scripts_run, local_r
     assert_same_runs(repo_root, tmp, out, scripts_run)
 
 
+def _stop(pid: int, deadline: float) -> None:
+    """SIGSTOP ``pid`` and wait until every thread of it has stopped.
+
+    Until then a signal sent to it may still be taken (at the C level, by any thread) before the stop,
+    and would never show as pending.
+    """
+    os.kill(pid, signal.SIGSTOP)
+    while time.time() < deadline:
+        states = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except FileNotFoundError:  # the thread ended
+                pass
+        if states and all(state == "T" for state in states):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} never stopped")
+
+
 def _wait_until_pending(pid: int, sig: signal.Signals, deadline: float) -> None:
     """Wait until ``sig`` was sent to the (stopped) process ``pid`` and waits to be delivered."""
     bit = 1 << (sig - 1)
@@ -155,7 +176,7 @@ def test_submitit_requeues_an_interrupted_training_which_resumes_to_the_same_wei
         train_pid = RunFiles(repo_root, settings.output, train).read_state()["pid"]
         # Held in epoch 2 (a toy epoch takes half a second) until the job's SIGTERM is pending, so that
         # the training cannot finish first on a fast machine.
-        os.kill(train_pid, signal.SIGSTOP)
+        _stop(train_pid, deadline)
         with open(f"/proc/{train_pid}/stat") as f:
             job_pid = int(f.read().rsplit(")", 1)[1].split()[1])
         # What SLURM does before a time-out or a preemption: the signal to the job's process.
