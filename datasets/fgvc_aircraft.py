@@ -22,8 +22,7 @@ class FGVCAircraft(DatasetBase):
         val = self.read_data(cname2lab, "images_variant_val.txt")
         test = self.read_data(cname2lab, "images_variant_test.txt")
 
-        train, val, test = fewshot_and_subsample(self, cfg, train=train, val=val, test=test,
-                                                 fewshot_dir=self.split_fewshot_dir, path_prefix=self.image_dir)
+        train, val, test = fewshot_and_subsample(self, cfg, train=train, val=val, test=test)
         super().__init__(train_x=train, val=val, test=test)
 
     def read_data(self, cname2lab: Dict[str, int], split_file: str) -> List[Datum]:

@@ -72,8 +72,7 @@ class ImageNet(DatasetBase):
         train = read_class_folders(train_dir, folders, classnames, text_file)
         test = read_class_folders(val_dir, folders, classnames, text_file)
 
-        train, _, test = fewshot_and_subsample(self, cfg, train=train, val=None, test=test,
-                                               fewshot_dir=self.split_fewshot_dir, path_prefix=self.image_dir)
+        train, _, test = fewshot_and_subsample(self, cfg, train=train, val=None, test=test)
         super().__init__(train_x=train, val=test, test=test)
 
 
@@ -81,7 +80,8 @@ class ImageNetVariant(DatasetBase):
     """A test-only ImageNet variant: ``<dataset_dir>/<image_folder>/<wnid>/<image>`` and ImageNet's
     ``classnames.txt`` in ``<dataset_dir>``; labels follow the sorted class folders (files beside them,
     such as README.txt, are skipped). Each variant's module registers a subclass that sets
-    ``dataset_dir`` and ``image_folder``; errors name the dataset by that subclass's name."""
+    ``dataset_dir`` and ``image_folder`` (and overrides ``read_data`` for another folder layout);
+    errors name the dataset by that subclass's name."""
 
     image_folder = ""
 
@@ -91,6 +91,8 @@ class ImageNetVariant(DatasetBase):
         self.image_dir = require_dir(os.path.join(self.dataset_dir, self.image_folder), name)
         text_file = os.path.join(self.dataset_dir, "classnames.txt")
         classnames = read_classnames(text_file, name)
-        data = read_class_folders(self.image_dir, list_class_folders(self.image_dir), classnames, text_file)
-        (data,) = subsample_classes(data, subsample=cfg.DATASET.SUBSAMPLE_CLASSES)
+        (data,) = subsample_classes(self.read_data(classnames, text_file), subsample=cfg.DATASET.SUBSAMPLE_CLASSES)
         super().__init__(train_x=data, test=data)
+
+    def read_data(self, classnames: Dict[str, str], text_file: str) -> List[Datum]:
+        return read_class_folders(self.image_dir, list_class_folders(self.image_dir), classnames, text_file)

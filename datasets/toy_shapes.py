@@ -164,6 +164,5 @@ class ToyShapes(DatasetBase):
             render_toy_shapes(self.dataset_dir)
         check_rendered_copy(self.dataset_dir)
         train, val, test = read_split(self.split_path, self.image_dir)
-        train, val, test = fewshot_and_subsample(self, cfg, train=train, val=val, test=test,
-                                                 fewshot_dir=self.split_fewshot_dir, path_prefix=self.image_dir)
+        train, val, test = fewshot_and_subsample(self, cfg, train=train, val=val, test=test)
         super().__init__(train_x=train, val=val, test=test)

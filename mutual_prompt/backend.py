@@ -9,7 +9,6 @@ What does not depend on the host is used under both, from its own module: ``mutu
 on current PyTorch) and ``mutual_prompt.config`` (merge errors that name the key and the file, and
 the config keys Dassl's defaults lack).
 """
-import importlib
 import os
 
 __all__ = [
@@ -30,42 +29,38 @@ __all__ = [
 ]
 
 _ENV = "MUTUAL_PROMPT_BACKEND"
-# The modules the Dassl block below imports from.
-_DASSL_MODULES = ("dassl.config", "dassl.data.datasets", "dassl.engine", "dassl.metrics", "dassl.optim", "dassl.utils")
 
 
-def _dassl_selected() -> bool:
-    """Whether to run on Dassl: forced by the environment variable, or automatic and Dassl imports."""
+def _backend_choice() -> str:
+    """The environment variable's value: ``dassl``, ``builtin``, or empty/``auto`` (Dassl if it imports)."""
     choice = os.environ.get(_ENV, "").strip().lower()
     if choice not in ("", "auto", "dassl", "builtin"):
         raise ValueError(f"{_ENV}={choice!r} is not one of: dassl, builtin (or unset for automatic)")
-    if choice == "builtin":
-        return False
+    return choice
+
+
+_CHOICE = _backend_choice()
+BACKEND = "builtin"
+if _CHOICE != "builtin":
     try:
-        for module in _DASSL_MODULES:
-            importlib.import_module(module)
+        from dassl.config import get_cfg_default as _dassl_cfg_default
+        from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum
+        from dassl.engine import TRAINER_REGISTRY, TrainerX, build_trainer
+        from dassl.metrics import compute_accuracy
+        from dassl.optim import build_optimizer
+        from dassl.utils import collect_env_info, load_pretrained_weights, set_random_seed, setup_logger
+
+        BACKEND = "dassl"
     except Exception as e:  # Dassl missing, or present but broken (e.g. without its dependencies)
-        if choice == "dassl":
+        if _CHOICE == "dassl":
             raise ImportError(
                 f"{_ENV}=dassl, but Dassl could not be imported ({type(e).__name__}: {e}). Install "
                 "Dassl.pytorch (https://github.com/KaiyangZhou/Dassl.pytorch) or unset the variable "
                 "to use the built-in runtime."
             ) from e
-        return False
-    return True
 
-
-if _dassl_selected():
-    from dassl.config import get_cfg_default as _dassl_cfg_default
-    from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum
-    from dassl.engine import TRAINER_REGISTRY, TrainerX, build_trainer
-    from dassl.metrics import compute_accuracy
-    from dassl.optim import build_optimizer
-    from dassl.utils import collect_env_info, load_pretrained_weights, set_random_seed, setup_logger
-
+if BACKEND == "dassl":
     from .config import Config
-
-    BACKEND = "dassl"
 
     def get_cfg_default() -> Config:
         """Dassl's defaults, in a node whose merge errors name the key and the file."""
@@ -87,5 +82,3 @@ else:
         set_random_seed,
         setup_logger,
     )
-
-    BACKEND = "builtin"

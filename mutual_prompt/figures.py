@@ -161,9 +161,10 @@ def base2new_figure(measured: Mapping[str, Sequence[Base2NewRow]], published: Se
             ax.set_ylabel("accuracy (%)")
     handles, labels = axes[0].get_legend_handles_labels()
     height = fig.get_figheight()
-    caption = _published_caption(missing, width_chars=int(fig.get_figwidth() * 14)) if published else ""
-    caption_height = (0.16 * (caption.count("\n") + 1) + 0.05) / height if caption else 0.0
-    if caption:
+    caption_height = 0.0
+    if published:
+        caption = _published_caption(missing, width_chars=int(fig.get_figwidth() * 14))
+        caption_height = (0.16 * (caption.count("\n") + 1) + 0.05) / height
         fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize="x-small")
     legend_rows = math.ceil(len(labels) / 3)
     fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.01 + caption_height),

@@ -69,9 +69,8 @@ def build_lr_scheduler(optimizer: torch.optim.Optimizer, optim_cfg) -> EpochSche
             stepsize = optim_cfg.MAX_EPOCH
     elif kind == "multi_step" and not isinstance(stepsize, (list, tuple)):
         raise TypeError(f"OPTIM.STEPSIZE must be a list for multi_step, got {stepsize!r}")
-    warmup = optim_cfg.WARMUP_EPOCH if optim_cfg.WARMUP_EPOCH > 0 else 0
-    if warmup and optim_cfg.WARMUP_TYPE not in WARMUP_TYPES:
+    if optim_cfg.WARMUP_EPOCH > 0 and optim_cfg.WARMUP_TYPE not in WARMUP_TYPES:
         raise ValueError(f"OPTIM.WARMUP_TYPE must be one of {WARMUP_TYPES}, got {optim_cfg.WARMUP_TYPE!r}")
-    return EpochScheduler(optimizer, kind, optim_cfg.MAX_EPOCH, stepsize, optim_cfg.GAMMA, warmup,
+    return EpochScheduler(optimizer, kind, optim_cfg.MAX_EPOCH, stepsize, optim_cfg.GAMMA, optim_cfg.WARMUP_EPOCH,
                           optim_cfg.WARMUP_TYPE, optim_cfg.WARMUP_CONS_LR, optim_cfg.WARMUP_MIN_LR,
                           optim_cfg.WARMUP_RECOUNT)

@@ -5,20 +5,25 @@ CLIP. Also: the page's API table is ``mutual_prompt.clip.__all__``, and importin
 brings in neither the method, the host backend nor the engine."""
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import mutual_prompt.clip
-from test_mutual_prompt_model import CLASSNAMES, clip_blocks_with_prompts, perturbed_clip, reference_text_features
+from test_dassl_backend import python
+from test_mutual_prompt_model import (  # noqa: F401 (images: fixture)
+    CLASSNAMES,
+    TOL,
+    clip_blocks_with_prompts,
+    images,
+    perturbed_clip,
+    reference_text_features,
+)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVELOPING = os.path.join(REPO_ROOT, "docs", "DEVELOPING.md")
 SECTION = "## Reusing `mutual_prompt.clip` in another method"
-TOL = 1e-5
 
 
 def reuse_section() -> str:
@@ -42,11 +47,6 @@ def example(blocks):
     exec(compile(blocks[0], f"{DEVELOPING} (model block)", "exec"), namespace)
     return namespace
 
-
-@pytest.fixture(scope="module")
-def images():
-    torch.manual_seed(1)
-    return torch.randn(3, 3, 32, 32)
 
 
 def test_example_logits_are_clips_own_layers_with_coupled_deep_prompts(example, images):
@@ -101,6 +101,6 @@ def test_the_pages_api_table_lists_the_public_names():
 def test_importing_mutual_prompt_clip_brings_in_no_method_host_or_engine():
     code = ("import sys, mutual_prompt.clip; print(sorted(m for m in sys.modules if m in ('clip', 'dassl', 'trainers') "
             "or m.startswith(('mutual_prompt.model', 'mutual_prompt.backend', 'mutual_prompt.engine', 'dassl.'))))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    proc = python(code, backend="builtin")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "[]"

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Callable
 
 import pytest
 import torch
@@ -117,37 +118,34 @@ def test_rerun_runs_only_what_is_unfinished(repo_root, tmp, scripts_run, local_r
     assert_same_runs(repo_root, tmp, out, scripts_run)
 
 
-def _stop(pid: int, deadline: float) -> None:
-    """SIGSTOP ``pid`` and wait until every thread of it has stopped.
-
-    Until then a signal sent to it may still be taken (at the C level, by any thread) before the stop,
-    and would never show as pending.
-    """
-    os.kill(pid, signal.SIGSTOP)
-    while time.time() < deadline:
-        states = []
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                    states.append(f.read().rsplit(")", 1)[1].split()[0])
-            except FileNotFoundError:  # the thread ended
-                pass
-        if states and all(state == "T" for state in states):
-            return
+def _wait_for(condition: Callable[[], bool], deadline: float, what: str) -> None:
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError(f"gave up waiting until {what}")
         time.sleep(0.05)
-    raise AssertionError(f"process {pid} never stopped")
 
 
-def _wait_until_pending(pid: int, sig: signal.Signals, deadline: float) -> None:
-    """Wait until ``sig`` was sent to the (stopped) process ``pid`` and waits to be delivered."""
-    bit = 1 << (sig - 1)
-    while time.time() < deadline:
-        with open(f"/proc/{pid}/status") as f:
-            fields = dict(line.split(":", 1) for line in f if ":" in line)
-        if any(int(fields[name], 16) & bit for name in ("SigPnd", "ShdPnd")):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{sig.name} never reached process {pid}")
+def _stat_fields(path: str) -> list:
+    """The fields of a /proc stat file after the command name: state, parent pid, ..."""
+    with open(path) as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    states = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            states.append(_stat_fields(f"/proc/{pid}/task/{tid}/stat")[0])
+        except FileNotFoundError:  # the thread ended
+            pass
+    return bool(states) and all(state == "T" for state in states)
+
+
+def _is_pending(pid: int, sig: signal.Signals) -> bool:
+    """Whether ``sig`` was sent to the (stopped) process ``pid`` and waits to be delivered."""
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f if ":" in line)
+    return any(int(fields[name], 16) & (1 << (sig - 1)) for name in ("SigPnd", "ShdPnd"))
 
 
 def _continue_if_alive(pid: int) -> None:
@@ -170,18 +168,19 @@ def test_submitit_requeues_an_interrupted_training_which_resumes_to_the_same_wei
         train = runs[0]
         first_epoch = os.path.join(train.output_dir, "prompt_learner", "model.pth.tar-1")
         deadline = time.time() + 600
-        while not os.path.exists(first_epoch):
-            assert time.time() < deadline and proc.poll() is None
-            time.sleep(0.05)
+        _wait_for(lambda: os.path.exists(first_epoch) or proc.poll() is not None, deadline, "epoch 1 is saved")
+        assert os.path.exists(first_epoch), "the sweep ended before the training saved epoch 1"
         train_pid = RunFiles(repo_root, settings.output, train).read_state()["pid"]
         # Held in epoch 2 (a toy epoch takes half a second) until the job's SIGTERM is pending, so that
-        # the training cannot finish first on a fast machine.
-        _stop(train_pid, deadline)
-        with open(f"/proc/{train_pid}/stat") as f:
-            job_pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        # the training cannot finish first on a fast machine. The preemption waits until every thread
+        # has stopped: until then a thread could take the SIGTERM (at the C level) before the stop, and
+        # it would never show as pending.
+        os.kill(train_pid, signal.SIGSTOP)
+        _wait_for(lambda: _all_threads_stopped(train_pid), deadline, f"process {train_pid} stopped")
+        job_pid = int(_stat_fields(f"/proc/{train_pid}/stat")[1])
         # What SLURM does before a time-out or a preemption: the signal to the job's process.
         os.kill(job_pid, signal.SIGUSR2)
-        _wait_until_pending(train_pid, signal.SIGTERM, deadline)
+        _wait_for(lambda: _is_pending(train_pid, signal.SIGTERM), deadline, f"SIGTERM reached process {train_pid}")
         os.kill(train_pid, signal.SIGCONT)
         text, _ = proc.communicate(timeout=900)
     finally:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..checkpoint_loading import BEST_MODEL_FILE, EPOCH_MODEL_PREFIX
 from ..files import atomic_path, mkdir_if_missing
 from ..resume import POINTER_FILE, read_pointer, write_pointer
 
@@ -22,14 +23,14 @@ def save_checkpoint(state: Dict[str, Any], save_dir: str, is_best: bool = False,
     mkdir_if_missing(save_dir)
     if remove_module_from_keys:
         state = dict(state, state_dict=_strip_module_prefix(state["state_dict"]))
-    name = model_name or f"model.pth.tar-{state['epoch']}"
+    name = model_name or f"{EPOCH_MODEL_PREFIX}{state['epoch']}"
     fpath = os.path.join(save_dir, name)
     with atomic_path(fpath) as tmp:
         torch.save(state, tmp)
     write_pointer(save_dir, name)
     print(f"Checkpoint saved to {fpath}")
     if is_best:
-        best = os.path.join(save_dir, "model-best.pth.tar")
+        best = os.path.join(save_dir, BEST_MODEL_FILE)
         with atomic_path(best) as tmp:
             torch.save(state, tmp)
         print(f'Best checkpoint saved to "{best}"')

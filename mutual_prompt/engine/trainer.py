@@ -11,8 +11,8 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from ..checkpoint_loading import checkpoint_summary, load_state_dict_strictly, model_checkpoint_path
-from ..resume import best_val_so_far
+from ..checkpoint_loading import BEST_MODEL_FILE, checkpoint_summary, load_state_dict_strictly, model_checkpoint_path
+from ..resume import POINTER_FILE, best_val_so_far
 from .checkpoint import load_checkpoint, resume_from_checkpoint, rng_state, save_checkpoint
 from .data.data_manager import DataManager
 from .distributed import barrier, init_distributed, is_distributed, is_main_process
@@ -111,7 +111,7 @@ class TrainerBase:
 
     def resume_model_if_exist(self, directory: str) -> int:
         names = self.get_model_names()
-        if not names or not all(os.path.exists(os.path.join(directory, n, "checkpoint")) for n in names):
+        if not names or not all(os.path.exists(os.path.join(directory, n, POINTER_FILE)) for n in names):
             print("No checkpoint found, train from scratch")
             return 0
         print(f'Found checkpoint at "{directory}" (will resume training)')
@@ -326,7 +326,7 @@ class SimpleTrainer(TrainerBase):
             if is_best:
                 self.best_result = curr_result
                 self.best_epoch = self.epoch + 1
-                self.save_model(self.epoch, self.output_dir, val_result=curr_result, model_name="model-best.pth.tar")
+                self.save_model(self.epoch, self.output_dir, val_result=curr_result, model_name=BEST_MODEL_FILE)
         if meet_checkpoint_freq or last_epoch:
             self.save_model(self.epoch, self.output_dir)
         barrier()

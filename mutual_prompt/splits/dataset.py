@@ -31,8 +31,7 @@ class SplitFileDataset(DatasetBase):
         self.split_fewshot_dir = os.path.join(self.dataset_dir, "split_fewshot")
 
         train, val, test = load_or_create_split(self.split_path, self.image_dir, self.create_split)
-        train, val, test = fewshot_and_subsample(self, cfg, train=train, val=val, test=test,
-                                                 fewshot_dir=self.split_fewshot_dir, path_prefix=self.image_dir)
+        train, val, test = fewshot_and_subsample(self, cfg, train=train, val=val, test=test)
         super().__init__(train_x=train, val=val, test=test)
 
     def create_split(self) -> Split:

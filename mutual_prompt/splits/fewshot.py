@@ -108,11 +108,11 @@ def split_source(dataset) -> str:
 
 
 def fewshot_and_subsample(
-    dataset, cfg, *, train: Items, val: Optional[Items], test: Items, fewshot_dir: str, path_prefix: str
+    dataset, cfg, *, train: Items, val: Optional[Items], test: Items
 ) -> Tuple[Items, Optional[Items], Items]:
     """CoOp's order: few-shot sampling on all classes (``DATASET.NUM_SHOTS`` >= 1), then the
     ``DATASET.SUBSAMPLE_CLASSES`` half of train, val and test. ``val`` None: no validation split.
-    The few-shot cache lives in ``fewshot_dir`` with paths relative to ``path_prefix``."""
+    The few-shot cache lives in ``dataset.split_fewshot_dir`` with paths relative to ``dataset.image_dir``."""
     source = split_source(dataset)
     if not train:
         raise ValueError(f"{source}: the training split is empty")
@@ -120,7 +120,7 @@ def fewshot_and_subsample(
     num_shots = cfg.DATASET.NUM_SHOTS
     if num_shots >= 1:
         train, val = load_or_create_fewshot(dataset, train, val, num_shots=num_shots, seed=cfg.SEED,
-                                            fewshot_dir=fewshot_dir, path_prefix=path_prefix)
+                                            fewshot_dir=dataset.split_fewshot_dir, path_prefix=dataset.image_dir)
     subsample = cfg.DATASET.SUBSAMPLE_CLASSES
     if val is None:
         train, test = subsample_classes(train, test, subsample=subsample)
