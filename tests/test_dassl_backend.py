@@ -60,6 +60,22 @@ def test_forcing_dassl_without_it_is_a_clear_import_error():
     assert "Dassl.pytorch" in last_line
 
 
+def test_a_dassl_lacking_names_is_passed_over_automatically_and_named_when_forced(tmp_path):
+    # Every module the backend imports from exists, but holds none of the names (a partial install).
+    for module in ("__init__", "config", "data/__init__", "data/datasets", "engine", "metrics", "optim", "utils"):
+        path = tmp_path / "dassl" / f"{module}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+    code = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import mutual_prompt.backend as b; print(b.BACKEND)"
+    auto = python(code)
+    assert auto.returncode == 0, auto.stderr[-3000:]
+    assert auto.stdout.split() == ["builtin"]
+    forced = python(code, backend="dassl")
+    assert forced.returncode != 0
+    assert "ImportError: MUTUAL_PROMPT_BACKEND=dassl, but Dassl could not be imported (ImportError: cannot import name" \
+        in forced.stderr
+
+
 @pytest.mark.dassl
 @needs_dassl
 def test_dassl_is_picked_automatically_when_it_imports():
