@@ -404,10 +404,17 @@ def _edit_dtd_split(root, edit):
 
 
 @pytest.mark.parametrize("subsample", ["all", "base", "new"])
-def test_a_label_outside_the_classes_names_the_split_file(root, subsample):
+def test_a_label_beyond_the_train_labels_names_the_split_file_and_the_item(root, subsample):
     split_path = _edit_dtd_split(root, lambda split: split["test"][0].__setitem__(1, 57))
-    with pytest.raises(ValueError, match=rf"{split_path}: the test split holds label 57 .*outside the \d+ classes"):
+    with pytest.raises(ValueError, match=rf"{split_path}: 53 of the 58 classes have no train items \(label\(s\) 5, 6, "
+                                         r".*highest label of any split: 57, in the test split: .*banded"):
         load(root, "DescribableTextures", subsample=subsample)
+
+
+def test_a_negative_label_is_outside_the_classes(root):
+    split_path = _edit_dtd_split(root, lambda split: split["val"][0].__setitem__(1, -1))
+    with pytest.raises(ValueError, match=rf"{split_path}: the val split holds label -1 .*outside the 5 classes"):
+        load(root, "DescribableTextures")
 
 
 def test_a_class_missing_from_train_names_the_split_file(root):

@@ -233,3 +233,78 @@ def test_a_fewshot_cache_without_the_split_hash_is_checked_item_by_item_and_used
     write_json(older, cache)
     write_json(read_json(split_path(root)), split_path(root))  # another hash, the same items
     assert records(load(root, DTD, shots=1).train_x) == records(first.train_x)
+
+
+# ---------------------------------------------------------------- edits to the split file
+
+
+def _edit_split(root: str, edit) -> str:
+    path = split_path(root)
+    split = read_json(path)
+    edit(split)
+    write_json(split, path)
+    return path
+
+
+def test_class_names_edited_in_the_split_are_not_taken_from_an_older_fewshot_cache(tmp_path):
+    root = str(tmp_path)
+    build_dtd(root)
+    load(root, DTD, shots=1)
+    cache = cache_path(root, 1, 1)
+    older = read_json(cache)
+    del older["split_sha256"]  # a cache written before the hash was recorded
+    write_json(older, cache)
+    cached_path, label, _ = older["train"][0]
+
+    def rename(split):
+        for part in split.values():
+            for record in part:
+                if record[1] == label:
+                    record[2] = "renamed"
+
+    _edit_split(root, rename)
+    with pytest.raises(ValueError) as e:
+        load(root, DTD, shots=1)
+    item = os.path.join(root, "dtd", "images", cached_path)
+    assert str(e.value).startswith(
+        f"few-shot cache {cache}: its train item {item} (label {label}) has the class name 'banded', but the split "
+        "names it 'renamed'"
+    )
+
+
+@pytest.mark.parametrize("label", [2.9, "0", True, None], ids=["float", "string", "bool", "null"])
+def test_a_label_that_is_not_a_json_integer_is_refused(tmp_path, label):
+    root = str(tmp_path)
+    build_dtd(root)
+    load(root, DTD)
+    path = _edit_split(root, lambda split: split["val"][3].__setitem__(1, label))
+    with pytest.raises(ValueError) as e:
+        load(root, DTD)
+    assert str(e.value).startswith(
+        f"split file {path}: 'val'[3] has the label {json.dumps(label)}, which is not a JSON integer"
+    )
+
+
+def test_two_class_names_for_one_label_are_refused(tmp_path):
+    root = str(tmp_path)
+    build_dtd(root)
+    load(root, DTD)
+    path = _edit_split(root, lambda split: split["test"][1].__setitem__(2, "striped"))
+    test_item = read_json(path)["test"][1]
+    with pytest.raises(ValueError) as e:
+        load(root, DTD)
+    message = str(e.value)
+    assert message.startswith(f"split file {path}: label {test_item[1]} has two class names: 'banded' (train item ")
+    assert f"and 'striped' (test item {os.path.join(root, 'dtd', 'images', test_item[0])})" in message
+
+
+def test_the_last_class_missing_from_train_is_named_as_missing(tmp_path):
+    root = str(tmp_path)
+    build_dtd(root)
+    load(root, DTD)
+    path = _edit_split(root, lambda split: split.__setitem__("train", [r for r in split["train"] if r[1] != 4]))
+    with pytest.raises(ValueError) as e:
+        load(root, DTD)
+    message = str(e.value)
+    assert message.startswith(f"split file {path}: 1 of the 5 classes have no train items (label(s) 4); ")
+    assert "highest label of any split: 4, in the val split" in message and "outside" not in message

@@ -62,7 +62,7 @@ def load_or_create_fewshot(
     file's hash, "" or absent without one); the cache holds paths relative to ``path_prefix``. Runs
     started together sample once: the others wait on ``<cache>.lock`` and read the cache. A cache made
     from another split file (another hash; without the hash: a cached item not in the split with its
-    label) is a stale-cache error: delete ``fewshot_dir`` after changing a split file.
+    label and class name) is a stale-cache error: delete ``fewshot_dir`` after changing a split file.
     """
     path = fewshot_cache_path(fewshot_dir, num_shots, seed)
     warn_small_classes(train, num_shots)
@@ -129,13 +129,20 @@ def warn_small_classes(train: Items, num_shots: int) -> None:
 
 
 def _check_cached_items(cached: Items, split_items: Items, cache: str, part: str) -> None:
-    """Every cached item must be an item of the split's ``part`` with the same label."""
-    known = {(item.impath, item.label) for item in split_items}
+    """Every cached item must be an item of the split's ``part`` with the same label and class name."""
+    classnames = {(item.impath, item.label): item.classname for item in split_items}
     for item in cached:
-        if (item.impath, item.label) not in known:
+        key = (item.impath, item.label)
+        if key not in classnames:
             raise ValueError(
                 f"{cache}: its {part} item {item.impath} with label {item.label} is not in the split's {part} part "
                 "with that label: the cache is stale (made from another split file); delete it to sample again"
+            )
+        if item.classname != classnames[key]:
+            raise ValueError(
+                f"{cache}: its {part} item {item.impath} (label {item.label}) has the class name {item.classname!r}, "
+                f"but the split names it {classnames[key]!r}: the cache is stale (made from another split file); "
+                "delete it to sample again"
             )
 
 
@@ -154,7 +161,7 @@ def fewshot_and_subsample(
     source = split_source(dataset)
     if not train:
         raise ValueError(f"{source}: the training split is empty")
-    check_labels({"train": train, "val": val, "test": test}, max(item.label for item in train) + 1, source)
+    check_labels({"train": train, "val": val, "test": test}, None, source)
     num_shots = cfg.DATASET.NUM_SHOTS
     if num_shots >= 1:
         train, val = load_or_create_fewshot(dataset, train, val, num_shots=num_shots, seed=cfg.SEED,

@@ -7,8 +7,10 @@ the same splits on every machine. A missing split file is created once, from ``r
 a lock beside it, and never overwritten: runs started together all read the one file.
 
 Split files (and few-shot caches) are JSON: ``{"train": [[path, label, classname], ...], "val": ...}``
-with paths relative to a prefix folder, the format of CoOp's ``split_zhou_*.json``.
+with paths relative to a prefix folder, the format of CoOp's ``split_zhou_*.json``. Labels are JSON
+integers.
 """
+import json
 import os
 import random
 from collections import defaultdict
@@ -57,10 +59,12 @@ def _from_records(records: Any, path_prefix: str, source: str, part: str) -> Ite
             and isinstance(record[2], str)
         ):
             raise ValueError(f"{source}: '{part}'[{i}] must be [path, label, classname], got {record!r}")
-        try:
-            label = int(record[1])
-        except (TypeError, ValueError):
-            raise ValueError(f"{source}: '{part}'[{i}] has a label that is not an integer: {record[1]!r}") from None
+        label = record[1]
+        if isinstance(label, bool) or not isinstance(label, int):
+            raise ValueError(
+                f"{source}: '{part}'[{i}] has the label {json.dumps(label)}, which is not a JSON integer "
+                "(labels are written as 0, 1, 2, ..., not as text, decimals or true/false)"
+            )
         items.append(make_datum(os.path.join(path_prefix, record[0]), label, record[2], source))
     return items
 
