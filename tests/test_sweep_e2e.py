@@ -225,12 +225,14 @@ def test_a_killed_sweep_takes_its_runs_with_it_and_a_rerun_resumes_them(repo_roo
         train_pid = files.read_state()["pid"]
         proc.kill()
         proc.wait()
-        _wait_for(lambda: not _alive(train_pid), time.time() + 20, f"train.py (pid {train_pid}) ended with its sweep")
+        _wait_for(lambda: not _alive(train_pid), time.time() + 15, f"train.py (pid {train_pid}) ended with its sweep")
     finally:
         if train_pid and _alive(train_pid):
             os.kill(train_pid, signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL
-    assert files.last_attempt()[-1].startswith("Interrupted by SIGTERM during epoch 2/2: the newest checkpoint is ")
+    assert parse_run(train.output_dir, end_signal=train.end_signal) is None  # stopped, not finished
+    with open(files.output, encoding="utf-8") as f:
+        assert "\nInterrupted by SIGTERM during epoch 2/2: the newest checkpoint is " in f.read()
     text = sweep(repo_root, tmp, out, "status", datasets=("toy_shapes",), seeds=("1",))
     assert re.search(rf"^interrupted {re.escape(train.output_dir)}  \(pid {train_pid} on \S+ since .*, ended without "
                      r"a result; a re-run resumes it from its last checkpoint\)$", text, flags=re.M), text

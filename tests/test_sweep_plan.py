@@ -206,6 +206,8 @@ def sweep_main(repo_root, tmp_path, *args, protocol="base2new"):
     ([], {"SHOTS": "four"}, "SHOTS: expected an integer; got 'four'"),
     ([], {"LOADEP": "0"}, "LOADEP: expected an epoch >= 1; got 0"),
     ([], {"SUB": "novel"}, "SUB: expected new or base; got 'novel'"),
+    (["--executor", "slurm", "--sbatch", "account"], {}, "--sbatch takes KEY=VALUE (e.g. account=myproject); got "
+                                                         "'account'"),
 ])
 def test_bad_option_values_stop_the_sweep_before_anything_runs(repo_root, tmp_path, capsys, clean_env, args, env,
                                                                 message):

@@ -9,7 +9,8 @@
 Defaults are the scripts' (and read the same environment variables: DATA, OUTPUT, TRAINER, CFG,
 SHOTS, SEEDS, DATASETS, TARGETS, SOURCE, SHOT_LIST, SUB, LOADEP), so a sweep makes exactly the runs
 of ``scripts/reproduce_<protocol>.sh`` into the same folders; ``--config FILE`` reads any option from
-a YAML file (``slurm:`` and ``ablations:`` sections included), flags override it.
+a YAML file (``slurm:`` and ``ablations:`` sections included), flags override it. Every option is
+checked before anything runs (``options``); a bad one ends the sweep with one line and status 2.
 """
 import argparse
 import os

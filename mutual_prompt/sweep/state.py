@@ -177,7 +177,8 @@ class RunStatus:
     tail: Optional[List[str]] = None
 
 
-RESUMES = "a re-run resumes it from its last checkpoint"
+def resumes(run: Run) -> str:
+    return "a re-run resumes it from its last checkpoint" if run.kind == "train" else "a re-run runs it again"
 
 
 def run_status(repo_root: str, output_root: str, run: Run) -> RunStatus:
@@ -190,7 +191,7 @@ def run_status(repo_root: str, output_root: str, run: Run) -> RunStatus:
     if is_locked(files):
         return RunStatus(run, RUNNING, detail=holder(state))
     if state.get("state") == RUNNING:
-        return RunStatus(run, INTERRUPTED, detail=f"{holder(state)}, ended without a result; {RESUMES}")
+        return RunStatus(run, INTERRUPTED, detail=f"{holder(state)}, ended without a result; {resumes(run)}")
     if state.get("state") == FAILED:
         return RunStatus(run, FAILED, detail=failed_detail(run, files, state.get("returncode")), tail=files.tail())
     if state.get("state") == BLOCKED:
@@ -199,7 +200,7 @@ def run_status(repo_root: str, output_root: str, run: Run) -> RunStatus:
         return RunStatus(run, QUEUED, detail="submitted, waiting for its job")
     started = os.path.isdir(files.run_dir) and any(n.startswith("log.txt") for n in os.listdir(files.run_dir))
     if started:
-        return RunStatus(run, INTERRUPTED, detail=f"its log has no result; {RESUMES}")
+        return RunStatus(run, INTERRUPTED, detail=f"its log has no result; {resumes(run)}")
     return RunStatus(run, PENDING)
 
 
