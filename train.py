@@ -10,6 +10,7 @@ method config file, the flags, then the trailing KEY VALUE overrides. Runs under
 built-in engine (see ``mutual_prompt.backend``), and under ``torchrun`` with the built-in engine.
 """
 import argparse
+import io
 import os
 import signal
 import sys
@@ -104,6 +105,13 @@ def setup_cfg(args: argparse.Namespace):
     return cfg
 
 
+def line_buffered_stdout() -> None:
+    """Print line by line even when stdout is a file or a pipe (the sweep captures it), so a killed
+    run's captured output keeps every line it printed."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+
+
 def print_args(args: argparse.Namespace, cfg) -> None:
     print("***************")
     print("** Arguments **")
@@ -173,6 +181,7 @@ def is_main_rank() -> bool:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
+    line_buffered_stdout()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.no_load and (args.model_dir or not args.eval_only):
