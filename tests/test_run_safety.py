@@ -290,16 +290,63 @@ def test_an_interrupt_while_an_image_is_read_is_not_turned_into_an_image_error(m
         utils.read_image(str(image))
 
 
-def test_the_interrupt_line_before_any_checkpoint_says_a_rerun_starts_from_scratch(tmp_path):
+@pytest.mark.parametrize("freq, schedule", [
+    (0, "TRAIN.CHECKPOINT_FREQ 0 saves only the last epoch"),
+    (1, "TRAIN.CHECKPOINT_FREQ 1 saves one after every epoch"),
+    (4, "TRAIN.CHECKPOINT_FREQ 4 saves one every 4 epochs and after the last"),
+])
+def test_the_interrupt_line_before_any_checkpoint_says_when_one_is_saved_and_that_a_rerun_starts_from_scratch(
+        tmp_path, freq, schedule):
     from types import SimpleNamespace
 
-    cfg = SimpleNamespace(OUTPUT_DIR=str(tmp_path))
-    trainer = SimpleNamespace(epoch=2, max_epoch=10)
+    cfg = SimpleNamespace(OUTPUT_DIR=str(tmp_path), TRAIN=SimpleNamespace(CHECKPOINT_FREQ=freq))
+    trainer = SimpleNamespace(epoch=0, max_epoch=10)
     line = train.interruption_line("SIGTERM", trainer, cfg, eval_only=False)
-    assert line == ("Interrupted by SIGTERM during epoch 3/10: no checkpoint was saved yet (TRAIN.CHECKPOINT_FREQ 0 "
-                    "saves only the last epoch); running the same command again starts from scratch")
+    assert line == (f"Interrupted by SIGTERM during epoch 1/10: no checkpoint was saved yet ({schedule}); running "
+                    "the same command again starts from scratch")
     assert train.interruption_line("SIGINT", None, cfg, eval_only=False).startswith(
         "Interrupted by SIGINT while building the trainer")
+    assert train.interruption_line("SIGINT", trainer, cfg, eval_only=True) == (
+        "Interrupted by SIGINT during evaluation: an evaluation saves nothing; run the same command again to evaluate")
+
+
+def _main_interrupted_at_start_up(monkeypatch, capsys, interrupt, *argv: str) -> int:
+    """Run train.main with the config merge replaced by ``interrupt``; its exit status."""
+    monkeypatch.setattr(train, "setup_cfg", lambda args: interrupt())
+    try:
+        train.main(list(argv))
+    except KeyboardInterrupt:
+        pytest.fail("the KeyboardInterrupt escaped train.main (a traceback for the user)")
+    except SystemExit as e:
+        return e.code
+    pytest.fail("train.main returned after an interrupt")
+
+
+@pytest.mark.parametrize("interrupt", [
+    pytest.param(lambda: signal.raise_signal(signal.SIGINT), id="SIGINT"),
+    pytest.param(lambda: (_ for _ in ()).throw(KeyboardInterrupt()), id="KeyboardInterrupt"),
+])
+def test_ctrl_c_during_start_up_is_the_interrupt_line_and_exit_130(monkeypatch, capsys, interrupt):
+    assert _main_interrupted_at_start_up(monkeypatch, capsys, interrupt, "--trainer", "ZeroshotMP") == 130
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        "Interrupted by SIGINT during start-up, before the trainer was built: run the same command again to start "
+        "the run")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are put back
+
+
+def test_sigterm_during_start_up_is_the_interrupt_line_and_exit_143(monkeypatch, capsys):
+    def not_yet_handled(signum, frame):  # instead of the default handler, which would end pytest
+        raise AssertionError("SIGTERM arrived before train.main installed its handler")
+
+    previous = signal.signal(signal.SIGTERM, not_yet_handled)
+    try:
+        code = _main_interrupted_at_start_up(monkeypatch, capsys, lambda: signal.raise_signal(signal.SIGTERM),
+                                             "--trainer", "ZeroshotMP")
+        assert signal.getsignal(signal.SIGTERM) is not_yet_handled
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert code == 143
+    assert "Interrupted by SIGTERM during start-up" in capsys.readouterr().out
 
 
 # Lost evidence: log.txt and stdout line by line, atomic writes synced to disk
@@ -355,7 +402,8 @@ def test_dassl_s_log_file_gets_every_line_before_a_sigkill(tmp_path):
     out = tmp_path / "out"
     proc = python(f"import os, signal, sys; sys.path.insert(0, {str(tmp_path / 'stand_in')!r}); "
                   "import mutual_prompt.backend as backend; assert backend.BACKEND == 'dassl'; "
-                  f"backend.setup_logger({str(out)!r}); print('epoch [1/2] batch [1/4]'); print('epoch [1/2] batch [2/4]'); "
+                  f"backend.setup_logger({str(out)!r}); "
+                  "print('epoch [1/2] batch [1/4]'); print('epoch [1/2] batch [2/4]'); "
                   "os.kill(os.getpid(), signal.SIGKILL)", backend="dassl")
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     assert (out / "log.txt").read_text() == "epoch [1/2] batch [1/4]\nepoch [1/2] batch [2/4]\n"
