@@ -111,9 +111,9 @@ def setup_cfg(args: argparse.Namespace):
 def output_dir_problem(output_dir: str) -> Optional[str]:
     """Why ``output_dir`` cannot be an output folder, or None."""
     if output_dir.lower().endswith(LOG_FILE_EXTENSIONS):
-        return (f"--output-dir {output_dir}: an output directory is a folder; with a name ending in "
-                f"{' or '.join(LOG_FILE_EXTENSIONS)} the log would be written to that file and the checkpoints "
-                "into a folder of the same name. Give the folder's name without the extension")
+        return (f"--output-dir {output_dir}: an output directory is a folder, but setup_logger takes a name ending "
+                f"in {' or '.join(LOG_FILE_EXTENSIONS)} for the log file itself; give the folder's name without "
+                "the extension")
     return None
 
 
