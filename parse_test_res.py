@@ -22,12 +22,16 @@ from mutual_prompt.results import (
 )
 
 
+class NoResults(Exception):
+    """A directory holds no log with the result line."""
+
+
 def summarise_directory(directory: str, args: argparse.Namespace, end_signal: str) -> float:
     summary = summarise_seeds(directory, args.keyword, end_signal)
     lines = seed_summary_lines(directory, summary, args.keyword, end_signal, args.ci95)
     print("\n".join(lines))
     if not summary.values:
-        raise SystemExit(f"Nothing found in {directory}: no log.txt with '* {args.keyword}: X%' after '{end_signal}'")
+        raise NoResults(f"Nothing found in {directory}: no log.txt with '* {args.keyword}: X%' after '{end_signal}'")
     return summary.mean
 
 
@@ -50,7 +54,14 @@ def main(argv=None) -> int:
     parser.add_argument("--plot", metavar="PATH", help="also write a figure (needs matplotlib): with --base2new the "
                         "Base/New/HM bars beside published numbers, else the training curves of each seed")
     args = parser.parse_args(argv)
+    try:
+        return summarise(parser, args)
+    except (NoResults, FileNotFoundError) as e:
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
 
+
+def summarise(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Print the table (and write the figure) that ``args`` ask for."""
     if args.base2new:
         rows = base2new_rows(args.base2new, args.trainer, args.cfg, args.shots, args.datasets, args.seeds, args.keyword, args.base_split)
         header, body = base2new_table(rows)

@@ -10,14 +10,17 @@ method config file, the flags, then the trailing KEY VALUE overrides. Runs under
 built-in engine (see ``mutual_prompt.backend``), and under ``torchrun`` with the built-in engine.
 """
 import argparse
+import io
 import os
 import signal
 import sys
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import torch
 
 from mutual_prompt.backend import build_trainer, collect_env_info, get_cfg_default, set_random_seed, setup_logger
+from mutual_prompt.config_checks import ConfigError, validate_cfg
+from mutual_prompt.image_check import UnreadableImages, check_images_open
 from mutual_prompt.resume import (
     FingerprintMismatch,
     check_run_fingerprint,
@@ -31,6 +34,7 @@ import datasets  # noqa: F401  (registers every dataset)
 import trainers
 
 CONFIG_ERRORS = (KeyError, ValueError, AssertionError, FileNotFoundError)
+LOG_FILE_EXTENSIONS = (".txt", ".log")  # setup_logger takes such an output for the log file itself
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +108,22 @@ def setup_cfg(args: argparse.Namespace):
     return cfg
 
 
+def output_dir_problem(output_dir: str) -> Optional[str]:
+    """Why ``output_dir`` cannot be an output folder, or None."""
+    if output_dir.lower().endswith(LOG_FILE_EXTENSIONS):
+        return (f"--output-dir {output_dir}: an output directory is a folder, but setup_logger takes a name ending "
+                f"in {' or '.join(LOG_FILE_EXTENSIONS)} for the log file itself; give the folder's name without "
+                "the extension")
+    return None
+
+
+def line_buffered_stdout() -> None:
+    """Print line by line even when stdout is a file or a pipe (the sweep captures it), so a killed
+    run's captured output keeps every line it printed."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+
+
 def print_args(args: argparse.Namespace, cfg) -> None:
     print("***************")
     print("** Arguments **")
@@ -147,8 +167,21 @@ def _raise_interrupted(signum: int, frame) -> None:
     raise RunInterrupted(signal.Signals(signum).name)
 
 
+def _signal_name(interrupt: BaseException) -> str:
+    return str(interrupt) if isinstance(interrupt, RunInterrupted) else "SIGINT"
+
+
+def _exit_interrupted(line: str, signame: str) -> None:
+    print(line)
+    sys.stdout.flush()
+    sys.exit(128 + signal.Signals[signame].value)
+
+
 def interruption_line(signame: str, trainer, cfg, eval_only: bool) -> str:
-    """Where the run stopped and how to continue it, in one line."""
+    """Where the run stopped and how to continue it, in one line; ``cfg`` None: during start-up."""
+    if cfg is None:
+        return (f"Interrupted by {signame} during start-up, before the trainer was built: run the same command "
+                "again to start the run")
     if trainer is None:
         where = "while building the trainer"
     elif eval_only:
@@ -156,16 +189,46 @@ def interruption_line(signame: str, trainer, cfg, eval_only: bool) -> str:
     else:
         where = f"during epoch {trainer.epoch + 1}/{trainer.max_epoch}"
     newest = newest_checkpoint(cfg.OUTPUT_DIR)
-    if newest:
+    if eval_only:
+        then = "an evaluation saves nothing; run the same command again to evaluate"
+    elif newest:
         then = f"the newest checkpoint is {newest}; run the same command again to resume from it"
     else:
-        then = ("no checkpoint was saved yet (TRAIN.CHECKPOINT_FREQ 0 saves only the last epoch); "
+        then = (f"no checkpoint was saved yet ({checkpoint_schedule(cfg.TRAIN.CHECKPOINT_FREQ)}); "
                 "running the same command again starts from scratch")
     return f"Interrupted by {signame} {where}: {then}"
 
 
+def checkpoint_schedule(freq: int) -> str:
+    """When a training run with ``TRAIN.CHECKPOINT_FREQ freq`` saves a checkpoint."""
+    if freq == 1:
+        return "TRAIN.CHECKPOINT_FREQ 1 saves one after every epoch"
+    if freq > 1:
+        return f"TRAIN.CHECKPOINT_FREQ {freq} saves one every {freq} epochs and after the last"
+    return f"TRAIN.CHECKPOINT_FREQ {freq} saves only the last epoch"
+
+
 class CheckpointNotLoaded(Exception):
     """--eval-only could not load the checkpoint it was asked for (none given, missing, or mismatching)."""
+
+
+class TrainerNotBuilt(Exception):
+    """Building the trainer stopped on the data, the weights or the config (a ``ValueError`` or
+    ``FileNotFoundError`` of their checks: a dataset layout, a split file, a weights file)."""
+
+
+RUN_REFUSED = (OutputDirLocked, FingerprintMismatch, CheckpointNotLoaded, TrainerNotBuilt, UnreadableImages)
+
+
+def log_line(line: str) -> None:
+    """Write ``line`` to log.txt only (the console gets it on stderr): the log then says why the run stopped.
+
+    Both hosts' loggers replace ``sys.stdout`` with an object whose ``file`` is the log.
+    """
+    log_file = getattr(sys.stdout, "file", None)
+    if log_file is not None:
+        log_file.write(line + "\n")
+        log_file.flush()
 
 
 def is_main_rank() -> bool:
@@ -173,16 +236,43 @@ def is_main_rank() -> bool:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
+    line_buffered_stdout()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.no_load and (args.model_dir or not args.eval_only):
         parser.error("--no-load goes with --eval-only and without --model-dir (it evaluates untrained weights)")
+    handlers = {}
+    try:
+        for sig in INTERRUPTS:
+            handlers[sig] = signal.signal(sig, _raise_interrupted)
+        start(parser, args)
+    except (RunInterrupted, KeyboardInterrupt) as e:
+        signame = _signal_name(e)
+        _exit_interrupted(interruption_line(signame, None, None, args.eval_only), signame)
+    finally:
+        _restore_handlers(handlers)
+
+
+def checked_cfg(parser: argparse.ArgumentParser, args: argparse.Namespace, training: bool):
+    """The merged config, validated; any problem with it ends the run with ``parser.error``."""
     try:
         cfg = setup_cfg(args)
     except CONFIG_ERRORS as e:
         parser.error(e.args[0] if e.args else str(e))
+    problem = output_dir_problem(cfg.OUTPUT_DIR)
+    if problem:
+        parser.error(problem)
+    try:
+        validate_cfg(cfg, training)
+    except ConfigError as e:
+        parser.error(str(e))
+    return cfg
 
+
+def start(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Config, output-directory lock, fingerprint check, then ``run``; refusals end with ``parser.exit(2)``."""
     training = not args.eval_only and not args.no_train
+    cfg = checked_cfg(parser, args, training)
     lock, note = None, None
     try:
         if cfg.OUTPUT_DIR and is_main_rank():
@@ -190,7 +280,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         if training and not args.force_resume:
             note = check_run_fingerprint(cfg.RESUME or cfg.OUTPUT_DIR, cfg)
         run(args, cfg, training, note)
-    except (OutputDirLocked, FingerprintMismatch, CheckpointNotLoaded) as e:
+    except RUN_REFUSED as e:
+        log_line(f"{parser.prog}: error: {e}")
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     finally:
         if lock is not None:
@@ -227,11 +318,13 @@ def run(args: argparse.Namespace, cfg, training: bool, fingerprint_note: Optiona
             write_run_fingerprint(cfg.OUTPUT_DIR, cfg)
 
     trainer = None
-    handlers = {}
     try:
-        for sig in INTERRUPTS:
-            handlers[sig] = signal.signal(sig, _raise_interrupted)
-        trainer = build_trainer(cfg)
+        try:
+            trainer = build_trainer(cfg)
+        except (ValueError, FileNotFoundError) as e:
+            raise TrainerNotBuilt(str(e)) from e
+        if training or args.eval_only:
+            check_images_open(images_read(cfg, trainer.dm.dataset, args.eval_only))
         if args.eval_only:
             if args.no_load:
                 print("--no-load: evaluating without loading a checkpoint")
@@ -244,12 +337,23 @@ def run(args: argparse.Namespace, cfg, training: bool, fingerprint_note: Optiona
         elif training:
             trainer.train()
     except (RunInterrupted, KeyboardInterrupt) as e:
-        signame = str(e) if isinstance(e, RunInterrupted) else "SIGINT"
-        print(interruption_line(signame, trainer, cfg, args.eval_only))
-        sys.stdout.flush()
-        sys.exit(128 + signal.Signals[signame].value)
-    finally:
-        _restore_handlers(handlers)
+        signame = _signal_name(e)
+        _exit_interrupted(interruption_line(signame, trainer, cfg, args.eval_only), signame)
+
+
+def images_read(cfg, dataset, eval_only: bool) -> Dict[str, list]:
+    """The parts of ``dataset`` the run reads, by name: the evaluated split for ``--eval-only``; else
+    the training images, the validation images with TEST.FINAL_MODEL best_val and the test images
+    unless TEST.NO_TEST."""
+    evaluated = "val" if cfg.TEST.SPLIT == "val" and dataset.val else "test"
+    if eval_only:
+        return {evaluated: getattr(dataset, evaluated)}
+    parts = {"train_x": dataset.train_x}
+    if not cfg.TEST.NO_TEST:
+        if cfg.TEST.FINAL_MODEL == "best_val" and dataset.val:
+            parts["val"] = dataset.val
+        parts[evaluated] = getattr(dataset, evaluated)
+    return parts
 
 
 if __name__ == "__main__":

@@ -9,7 +9,11 @@ What does not depend on the host is used under both, from its own module: ``mutu
 on current PyTorch) and ``mutual_prompt.config`` (merge errors that name the key and the file, and
 the config keys Dassl's defaults lack).
 """
+import functools
+import io
 import os
+import sys
+from typing import Callable, Optional
 
 __all__ = [
     "BACKEND",
@@ -48,7 +52,8 @@ if _CHOICE != "builtin":
         from dassl.engine import TRAINER_REGISTRY, TrainerX, build_trainer
         from dassl.metrics import compute_accuracy
         from dassl.optim import build_optimizer
-        from dassl.utils import collect_env_info, load_pretrained_weights, set_random_seed, setup_logger
+        from dassl.utils import collect_env_info, load_pretrained_weights, set_random_seed
+        from dassl.utils import setup_logger as _dassl_setup_logger
 
         BACKEND = "dassl"
     except Exception as e:  # Dassl missing, or present but broken (e.g. without its dependencies)
@@ -59,8 +64,29 @@ if _CHOICE != "builtin":
                 "to use the built-in runtime."
             ) from e
 
+
+def line_buffered_log(setup_logger: Callable[[Optional[str]], None]) -> Callable[[Optional[str]], None]:
+    """``setup_logger`` with its log file line-buffered.
+
+    Dassl's ``setup_logger`` replaces ``sys.stdout`` with a logger whose ``file`` is opened with
+    ``open(fpath, "w")``: block-buffered, so a run killed without warning would lose the lines
+    printed since the last 8 KB. Each line reaches the file as it is printed instead.
+    """
+
+    @functools.wraps(setup_logger)
+    def setup_line_buffered_logger(output: Optional[str] = None) -> None:
+        setup_logger(output)
+        log_file = getattr(sys.stdout, "file", None)
+        if isinstance(log_file, io.TextIOWrapper):
+            log_file.reconfigure(line_buffering=True)
+
+    return setup_line_buffered_logger
+
+
 if BACKEND == "dassl":
     from .config import Config
+
+    setup_logger = line_buffered_log(_dassl_setup_logger)
 
     def get_cfg_default() -> Config:
         """Dassl's defaults, in a node whose merge errors name the key and the file."""

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 BEST_MODEL_FILE = "model-best.pth.tar"
+WEIGHTS_ONLY_FAILURE = "Weights only load failed"  # how torch.load(weights_only=True) starts its refusal
 EPOCH_MODEL_PREFIX = "model.pth.tar-"
 TRUST_HINT = (
     "Files written by CoOp's or CoCoOp's trainers pickle Python objects (the learning-rate scheduler) and "
@@ -54,11 +55,17 @@ def read_checkpoint(path: str) -> Dict[str, Any]:
 
 
 def load_error_reason(error: Exception) -> str:
-    """One line of a ``torch.load`` error: the global that ``weights_only`` refused, else the first line."""
+    """One line of a ``torch.load`` error: what ``weights_only`` refused (without torch's advice to load
+    with ``weights_only=False``), else the first line."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     refused = [line.split(" was not an allowed global")[0] for line in lines if "Unsupported global" in line]
     refused = [line[line.index("Unsupported global"):] for line in refused]
-    return refused[0] if refused else f"{type(error).__name__}: {lines[0] if lines else ''}"
+    if refused:
+        return refused[0]
+    if lines and lines[0].startswith(WEIGHTS_ONLY_FAILURE):
+        detail = next((line for line in lines if line.startswith("Unsupported")), "")
+        return "Python objects that torch.load(weights_only=True) does not read" + (f" ({detail})" if detail else "")
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 def checkpoint_summary(checkpoint: Mapping[str, Any]) -> str:

@@ -1,7 +1,9 @@
 """Config nodes whose merge errors name the key, the file and what was expected, and the config keys
 our trainers and datasets read but real Dassl's defaults lack. Used under both hosts."""
-from typing import Any, List, Tuple
+import re
+from typing import Any, Dict, List, Optional, Tuple
 
+import yaml
 from yacs.config import CfgNode
 
 YAML_EXTENSIONS = (".yaml", ".yml")
@@ -35,10 +37,9 @@ class Config(CfgNode):
                 f"{cfg_filename}: only YAML config files (.yaml or .yml) are accepted; a Python config file would "
                 "be executed by yacs when loaded"
             )
+        values = read_yaml_config(cfg_filename)
         try:
-            super().merge_from_file(cfg_filename)
-        except FileNotFoundError as e:
-            raise FileNotFoundError(f"Config file not found: {cfg_filename}") from e
+            self.merge_from_other_cfg(type(self)(values))
         except (KeyError, ValueError, AssertionError) as e:
             error = KeyError if _is_unknown_key(e) else type(e)
             raise error(f"{cfg_filename}: {_reason(e)}") from e
@@ -58,6 +59,66 @@ class Config(CfgNode):
         except (KeyError, ValueError, AssertionError) as e:
             error = KeyError if _is_unknown_key(e) else type(e)
             raise error(f"command-line overrides: {_reason(e)}") from e
+
+
+def read_yaml_config(path: str) -> Optional[Dict[str, Any]]:
+    """The mapping of config keys in the YAML file ``path`` (None for an empty file), read with
+    ``yaml.safe_load`` as yacs does; every error names the file, and the line where YAML reports one."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"Config file not found: {path}") from e
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start}); config files are YAML") from e
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the config file ({e.strerror or e})") from e
+    hint = PYTHON_HINT if _looks_like_python(text) else ""
+    try:
+        values = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        raise ValueError(f"{_yaml_error_place(path, e, text)}: {_yaml_problem(e)}{hint}") from e
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(e).split())}){hint}") from e
+    if values is not None and not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a YAML mapping of config keys (KEY: value lines), got a "
+                         f"{type(values).__name__}{hint}")
+    return values
+
+
+PYTHON_HINT = "; the file looks like Python source, but config files are YAML (yacs' Python configs are refused)"
+_PYTHON_LINE = re.compile(r"^\s*(import \w|from [\w.]+ import |def \w+\(|class \w+[(:])", re.MULTILINE)
+_YAML_TAG = re.compile(r"tag '([^']*)'")
+
+
+def _looks_like_python(text: str) -> bool:
+    return _PYTHON_LINE.search(text) is not None
+
+
+def _yaml_error_place(path: str, error: "yaml.MarkedYAMLError", text: str) -> str:
+    """``path, line L, column C`` of the error, with the line's text."""
+    mark = error.problem_mark or error.context_mark
+    if mark is None:
+        return path
+    lines = text.splitlines()
+    line = lines[mark.line].strip() if mark.line < len(lines) else ""
+    shown = f" ({line[:80]!r})" if line else ""
+    return f"{path}, line {mark.line + 1}, column {mark.column + 1}{shown}"
+
+
+def _yaml_problem(error: "yaml.MarkedYAMLError") -> str:
+    problem = error.problem or error.context or "not valid YAML"
+    tag = _YAML_TAG.search(problem) if isinstance(error, yaml.constructor.ConstructorError) else None
+    if tag:
+        name = tag.group(1).replace("tag:yaml.org,2002:", "!!")
+        return (f"the YAML tag {name} is not allowed: config files hold plain values (numbers, strings, lists, "
+                "mappings), read with yaml.safe_load, which creates no Python objects")
+    context = ""
+    if error.context and error.problem:
+        mark = error.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        context = f" ({error.context}{at})"
+    return f"not valid YAML: {problem}{context}"
 
 
 def _make_nodes_config(node: CfgNode) -> None:

@@ -169,6 +169,8 @@ def from_coop(source: str, out_dir: str, trust: bool = False, force: bool = Fals
 def to_coop(source: str, out_dir: str, force: bool = False) -> str:
     """Write our CoOp/CoCoOp-equivalent checkpoint ``source`` in CoOp's format under ``out_dir``."""
     path = output_path(source, out_dir, force)
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"No checkpoint file at {source}")
     checkpoint = read_checkpoint(source)
     state_dict = ours_to_coop(checkpoint["state_dict"], source)
     write(converted_checkpoint(checkpoint, state_dict), path)
@@ -202,7 +204,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             from_coop(args.source, args.out_dir, trust=args.trust, force=args.force)
         else:
             to_coop(args.source, args.out_dir, force=args.force)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, OSError) as e:  # OSError: the source or the output file cannot be read or written
         parser.exit(2, f"{parser.prog}: error: {e}\n")
 
 

@@ -27,7 +27,9 @@ def mkdir_if_missing(dirname: str) -> None:
 def atomic_path(fpath: str, overwrite: bool = True) -> Iterator[str]:
     """Yield a temporary path beside ``fpath``; it becomes ``fpath`` only if the block succeeds.
 
-    A crash while writing leaves the previous file intact instead of a truncated one. With
+    A crash while writing leaves the previous file intact instead of a truncated one. The temporary
+    file is synced to disk before it is published and the folder after it, so that a power cut cannot
+    leave an empty ``fpath`` behind a rename that reached the disk before the data did. With
     ``overwrite=False`` the file is published with a hard link, which raises ``FileExistsError`` if
     ``fpath`` exists by then: an existing file is never replaced.
     """
@@ -39,13 +41,34 @@ def atomic_path(fpath: str, overwrite: bool = True) -> Iterator[str]:
         yield tmp
         # mkstemp makes the file private (0600); give it the mode a plain open() would.
         os.chmod(tmp, 0o666 & ~_current_umask())
+        _fsync_file(tmp)
         if overwrite:
             os.replace(tmp, fpath)
         else:
             os.link(tmp, fpath)
+        _fsync_directory(directory)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make a rename in ``directory`` durable (POSIX; Windows cannot open a folder)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _current_umask() -> int:

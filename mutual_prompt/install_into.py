@@ -202,9 +202,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         install(args.host, args.checkout, args.dry_run)
-    except InstallError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except (InstallError, OSError) as e:  # OSError: a file of the host that cannot be read or written
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
     return 0
 
 

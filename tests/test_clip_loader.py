@@ -1,8 +1,10 @@
 """load_clip: state dicts, JIT archives, clip's download cache, the toy CLIP, and its error messages;
 the backbone name checked against the weights file, and backbone_identity."""
+import argparse
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import warnings
 import zipfile
@@ -134,7 +136,7 @@ def test_named_backbone_is_read_from_clips_cache(state_dict_file, reference_fp16
 def test_offline_named_backbone_names_the_cache_file_and_the_path_key(tmp_path, monkeypatch):
     monkeypatch.setattr(openai.clip, "_MODELS", unreachable_models("0" * 64))
     monkeypatch.setattr(loader, "CLIP_CACHE_DIR", str(tmp_path / "cache"))
-    with pytest.raises(RuntimeError) as info:
+    with pytest.raises(FileNotFoundError) as info:  # train.py reports it as a user error
         load_clip("ViT-B/16")
     message = str(info.value)
     assert os.path.join(str(tmp_path / "cache"), OPENAI_FILE) in message
@@ -487,3 +489,22 @@ def test_backbone_identity_of_a_name_reads_and_downloads_nothing_it_does_not_nee
         backbone_identity("ViT-B/17", "")
     with pytest.raises(FileNotFoundError, match="nowhere.pt"):
         backbone_identity("ViT-B/16", str(tmp_path / "nowhere.pt"))
+
+
+@pytest.mark.parametrize("content, reason", [
+    pytest.param({"weights": torch.zeros(2), "optimizer": argparse.Namespace(lr=0.1)},
+                 "Unsupported global: GLOBAL argparse.Namespace", id="torch.save of objects"),
+    pytest.param(None, "Python objects that torch.load(weights_only=True) does not read (Unsupported operand 149)",
+                 id="plain pickle"),
+])
+def test_a_file_of_python_objects_is_named_without_torch_s_advice_to_unpickle_it(tmp_path, content, reason):
+    path = tmp_path / "objects.pt"
+    if content is None:
+        with open(path, "wb") as f:
+            pickle.dump({"model": argparse.Namespace}, f)
+    else:
+        torch.save(content, path)
+    with pytest.raises(ValueError) as info:
+        load_clip("", str(path))
+    assert str(info.value) == (f"Cannot read CLIP weights from {path} (MODEL.BACKBONE.PATH): it is neither an OpenAI "
+                               f"JIT archive nor a state dict of tensors saved with torch.save ({reason})")

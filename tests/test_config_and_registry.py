@@ -163,3 +163,160 @@ def test_a_config_file_with_another_extension_is_refused(tmp_path):
     cfg = get_cfg_default()
     cfg.merge_from_file(str(yml))
     assert cfg.SEED == 3
+
+
+# YAML errors name the file and the line
+
+
+def test_a_yaml_syntax_error_names_the_file_and_the_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("OPTIM:\n  NAME: sgd\n  LR: 0.1: 0.2\n")
+    with pytest.raises(ValueError) as err:
+        get_cfg_default().merge_from_file(str(path))
+    assert str(err.value) == (f"{path}, line 3, column 10 ('LR: 0.1: 0.2'): not valid YAML: mapping values are not "
+                              "allowed here")
+
+
+def test_an_unclosed_list_names_where_it_was_opened(tmp_path):
+    path = tmp_path / "unclosed.yaml"
+    path.write_text("INPUT:\n  SIZE: [224, 224\n")
+    with pytest.raises(ValueError) as err:
+        get_cfg_default().merge_from_file(str(path))
+    assert str(err.value) == (f"{path}, line 3, column 1: not valid YAML: expected ',' or ']', but got "
+                              "'<stream end>' (while parsing a flow sequence at line 2, column 9)")
+
+
+def test_a_python_tag_is_refused_naming_the_file_and_never_run(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "tagged.yaml"
+    path.write_text(f"SEED: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(ValueError) as err:
+        get_cfg_default().merge_from_file(str(path))
+    assert str(err.value).startswith(f"{path}, line 1, column 7 (")
+    assert ("): the YAML tag !!python/object/apply:os.system is not allowed: config files hold plain values (numbers, "
+            "strings, lists, mappings), read with yaml.safe_load, which creates no Python objects") in str(err.value)
+    assert not marker.exists()
+
+
+def test_python_source_named_yaml_is_a_clear_yaml_error(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("from yacs.config import CfgNode as CN\n_C = CN()\n_C.SEED = 1\ncfg = _C\n")
+    with pytest.raises(ValueError) as err:
+        get_cfg_default().merge_from_file(str(path))
+    assert str(err.value) == (f"{path}: expected a YAML mapping of config keys (KEY: value lines), got a str; the "
+                              "file looks like Python source, but config files are YAML (yacs' Python configs are "
+                              "refused)")
+
+
+def test_an_empty_yaml_file_changes_nothing(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing set here\n")
+    cfg = get_cfg_default()
+    cfg.merge_from_file(str(path))
+    assert cfg == get_cfg_default()
+
+
+# Validation of the merged config (mutual_prompt.config_checks)
+
+
+def merged(*opts: str, trainer: str = "MutualPrompt"):
+    import datasets  # noqa: F401  (registers every dataset)
+    import trainers
+
+    cfg = get_cfg_default()
+    trainers.extend_cfg(cfg)
+    cfg.merge_from_list(["TRAINER.NAME", trainer, "DATASET.NAME", "ToyShapes", *opts])
+    return cfg
+
+
+def problems(*opts: str, trainer: str = "MutualPrompt", training: bool = True):
+    from mutual_prompt.config_checks import config_problems
+
+    return config_problems(merged(*opts, trainer=trainer), training)
+
+
+def test_the_default_configs_of_both_trainers_are_valid():
+    assert problems() == []
+    assert problems(trainer="ZeroshotMP") == []
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("TEST.FINAL_MODEL", "best", "TEST.FINAL_MODEL must be one of last_step, best_val, got 'best'"),
+    ("TEST.SPLIT", "tset", "TEST.SPLIT must be one of val, test, got 'tset'"),
+    ("OPTIM.NAME", "adan", "OPTIM.NAME must be one of adam, amsgrad, sgd, rmsprop, radam, adamw, got 'adan'"),
+    ("OPTIM.LR_SCHEDULER", "cosin", "OPTIM.LR_SCHEDULER must be one of cosine, single_step, multi_step, got 'cosin'"),
+    ("INPUT.INTERPOLATION", "bicubc", "INPUT.INTERPOLATION must be one of bilinear, bicubic, nearest, got 'bicubc'"),
+    ("DATASET.SUBSAMPLE_CLASSES", "bas", "DATASET.SUBSAMPLE_CLASSES must be one of all, base, new, got 'bas'"),
+    ("TRAINER.MUTUAL_PROMPT.PREC", "half",
+     "TRAINER.MUTUAL_PROMPT.PREC must be one of fp16, fp32, amp, bf16, got 'half'"),
+    ("TRAINER.MUTUAL_PROMPT.FTP.MODE", "fin",
+     "TRAINER.MUTUAL_PROMPT.FTP.MODE must be one of fine, shared, none, got 'fin'"),
+    ("TRAINER.MUTUAL_PROMPT.CLASS_TOKEN_POSITION", "middle",
+     "TRAINER.MUTUAL_PROMPT.CLASS_TOKEN_POSITION must be one of end, got 'middle' (the per-image context is shared "
+     "across classes only when it precedes the class name)"),
+    ("OPTIM.MAX_EPOCH", "0", "OPTIM.MAX_EPOCH must be >= 1, got 0"),
+    ("OPTIM.LR", "0.0", "OPTIM.LR must be > 0, got 0.0"),
+    ("DATALOADER.TRAIN_X.BATCH_SIZE", "0", "DATALOADER.TRAIN_X.BATCH_SIZE must be >= 1, got 0"),
+    ("DATALOADER.TEST.BATCH_SIZE", "-1", "DATALOADER.TEST.BATCH_SIZE must be >= 1, got -1"),
+    ("DATASET.NUM_SHOTS", "-2", "DATASET.NUM_SHOTS must be >= -1, got -2"),
+    ("TRAIN.PRINT_FREQ", "0", "TRAIN.PRINT_FREQ must be >= 1, got 0"),
+    ("TRAIN.CHECKPOINT_FREQ", "-1", "TRAIN.CHECKPOINT_FREQ must be >= 0, got -1"),
+    ("TRAINER.MUTUAL_PROMPT.N_CTX", "0", "TRAINER.MUTUAL_PROMPT.N_CTX must be >= 1, got 0"),
+    ("TRAINER.MUTUAL_PROMPT.TVP.TEMP", "0.0", "TRAINER.MUTUAL_PROMPT.TVP.TEMP must be > 0, got 0.0"),
+    ("TRAINER.MUTUAL_PROMPT.TVP.TOPK", "0", "TRAINER.MUTUAL_PROMPT.TVP.TOPK must be >= 1, got 0"),
+])
+def test_a_value_out_of_its_key_s_values_or_range_is_named(key, value, message):
+    assert problems(key, value) == [message]
+
+
+def test_only_training_reads_the_optim_keys_and_only_the_trainer_s_own_block_is_read():
+    assert problems("OPTIM.MAX_EPOCH", "0", training=False) == []
+    assert problems("TRAINER.MUTUAL_PROMPT.PREC", "half", trainer="ZeroshotMP") == []
+    assert problems("TRAINER.ZEROSHOT_MP.PREC", "half", trainer="ZeroshotMP") == [
+        "TRAINER.ZEROSHOT_MP.PREC must be one of fp16, fp32, amp, bf16, got 'half'"]
+    assert problems("TRAINER.MUTUAL_PROMPT.TVP.TOPK", "0", "TRAINER.MUTUAL_PROMPT.TVP.ENABLED", "False") == []
+    assert problems("OPTIM.WARMUP_TYPE", "linaer") == []  # no warm-up: the type is not read
+    assert problems("OPTIM.WARMUP_TYPE", "linaer", "OPTIM.WARMUP_EPOCH", "1") == [
+        "OPTIM.WARMUP_TYPE must be one of constant, linear, got 'linaer'"]
+
+
+def test_a_trainer_checks_its_own_block_whatever_trainer_name_says():
+    from mutual_prompt.config_checks import config_problems
+
+    cfg = merged("TRAINER.MUTUAL_PROMPT.PREC", "half", trainer="")
+    assert config_problems(cfg, trainer="MutualPrompt") == [
+        "TRAINER.MUTUAL_PROMPT.PREC must be one of fp16, fp32, amp, bf16, got 'half'"]
+
+
+def test_every_problem_is_named_in_one_error():
+    from mutual_prompt.config_checks import ConfigError, validate_cfg
+
+    with pytest.raises(ConfigError) as err:
+        validate_cfg(merged("TEST.FINAL_MODEL", "best", "OPTIM.MAX_EPOCH", "0"))
+    assert str(err.value) == ("TEST.FINAL_MODEL must be one of last_step, best_val, got 'best'; "
+                              "OPTIM.MAX_EPOCH must be >= 1, got 0")
+
+
+def test_unregistered_trainer_and_dataset_names_list_the_registered_ones():
+    found = problems(trainer="CoOp")
+    assert len(found) == 1 and found[0].startswith("TRAINER.NAME 'CoOp' is not a registered trainer; registered: ")
+    assert "MutualPrompt" in found[0] and "ZeroshotMP" in found[0]  # and any a test module registered
+    found = problems("DATASET.NAME", "Caltech")
+    assert len(found) == 1 and found[0].startswith("DATASET.NAME 'Caltech' is not a registered dataset; registered: ")
+    assert "Caltech101" in found[0]
+    assert problems(trainer="")[0].startswith("TRAINER.NAME is empty; set it (--trainer) to one of the registered")
+
+
+def test_the_engine_implements_every_optimizer_and_interpolation_the_checks_accept():
+    import torch
+
+    from mutual_prompt.config_checks import INTERPOLATIONS, OPTIMIZERS
+    from mutual_prompt.engine.data.transforms import INTERPOLATION_MODES
+    from mutual_prompt.engine.optim import OPTIMIZERS as ENGINE_OPTIMIZERS
+    from mutual_prompt.engine.optim import build_optimizer
+
+    assert set(OPTIMIZERS) == set(ENGINE_OPTIMIZERS) and set(INTERPOLATIONS) == set(INTERPOLATION_MODES)
+    cfg = get_cfg_default()
+    cfg.OPTIM.NAME = "amsgrad"
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], cfg.OPTIM)
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["amsgrad"]

@@ -167,3 +167,19 @@ def test_existing_output_is_kept_unless_forced(cocoop_file, tmp_path, capsys):
     assert out.read_bytes() == b"previous"
     main(["from-coop", "--trust", "--force", cocoop_file, str(tmp_path / "ours")])
     assert "ctx" in torch.load(out, weights_only=True)["state_dict"]
+
+
+def test_a_missing_source_is_one_error_line(tmp_path):
+    missing = str(tmp_path / "run" / "prompt_learner" / "model.pth.tar-5")
+    for command in ("to-coop", "from-coop"):
+        proc = convert(command, missing, str(tmp_path / "out"))
+        assert proc.returncode == 2
+        assert proc.stderr == f"python -m mutual_prompt.convert: error: No checkpoint file at {missing}\n"
+
+
+def test_an_output_that_cannot_be_written_is_one_error_line(cocoop_file, tmp_path):
+    (tmp_path / "out" / "prompt_learner" / "model.pth.tar-10").mkdir(parents=True)  # a folder in the file's place
+    proc = convert("from-coop", "--trust", "--force", cocoop_file, str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("python -m mutual_prompt.convert: error: [Errno 21] Is a directory")
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -71,6 +71,19 @@ class TinyLinear(__import__("mutual_prompt.engine", fromlist=["TrainerX"]).Train
         return self.model(self.features(img))
 
 
+@TRAINER_REGISTRY.register()
+class NaNInEpoch2Batch3(TinyLinear):
+    """TinyLinear whose loss turns NaN at the third batch of the second epoch."""
+
+    def forward_backward(self, batch):
+        img, label = self.parse_batch_train(batch)
+        loss = F.cross_entropy(self.model(self.features(img)), label)
+        if (self.epoch, self.batch_idx) == (1, 2):
+            loss = loss * float("nan")
+        self.model_backward_and_update(loss)
+        return {"loss": loss.item()}
+
+
 def make_cfg(root, out, epochs=3, **opts):
     cfg = get_cfg_default()
     cfg.DATASET.ROOT = str(root)
@@ -192,6 +205,12 @@ def test_log_txt_holds_epoch_lines_and_result(tmp_path, capsys):
     text = (out / "log.txt").read_text()
     assert "epoch [1/2] batch [2/4]" in text and " lr " in text and " eta " in text
     assert "Finish training" in text and "=> result" in text and "* accuracy:" in text and "* macro_f1:" in text
+
+
+def test_a_nan_loss_names_epoch_and_batch_counted_from_1_as_the_progress_lines(tmp_path):
+    with pytest.raises(FloatingPointError) as err:
+        run(make_cfg(tmp_path, tmp_path / "out", epochs=3, **{"TRAINER.NAME": "NaNInEpoch2Batch3"}))
+    assert str(err.value) == "Loss is infinite or NaN (epoch [2/3] batch [3/4])"
 
 
 def test_best_val_writes_model_best(tmp_path):

@@ -289,11 +289,22 @@ def run_module(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_command_line_refusal_exits_1_with_the_reason(tmp_path):
+def test_command_line_refusal_is_one_error_line_with_exit_2(tmp_path):
     host = make_host(tmp_path / "Other", text="print('hello')\n")
     proc = run_module(str(host))
-    assert proc.returncode == 1
-    assert proc.stderr.startswith(f"error: {host / 'train.py'} does not look like a CoOp-style train.py")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"python -m mutual_prompt.install_into: error: {host / 'train.py'} does not look "
+                                  "like a CoOp-style train.py")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_host_file_that_cannot_be_written_is_one_error_line_with_exit_2(tmp_path):
+    host = make_host(tmp_path / "CoOp")
+    (host / "trainers" / "mutual_prompt.py").mkdir()  # a folder where the trainer file goes
+    proc = run_module(str(host))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("python -m mutual_prompt.install_into: error: [Errno 21] Is a directory")
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 @pytest.fixture(scope="module")

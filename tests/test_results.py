@@ -102,3 +102,16 @@ def test_base2new_reads_base_from_test_only_runs(tmp_path):
     rows = base2new_rows(root, "MP", "c", seeds=(1,), base_split="test_base")
     assert rows[0].base.mean == 70.0 and rows[0].new.mean == 60.0
     assert base2new_rows(root, "MP", "c", seeds=(1,))[0].base.missing == ["seed1"]
+
+
+def test_cli_errors_are_one_error_line_with_exit_2(tmp_path, repo_root):
+    cmd = [sys.executable, os.path.join(repo_root, "parse_test_res.py")]
+    (tmp_path / "seed1").mkdir()
+    empty = subprocess.run(cmd + [str(tmp_path)], capture_output=True, text=True)
+    assert empty.returncode == 2
+    assert empty.stderr == (f"parse_test_res.py: error: Nothing found in {tmp_path}: no log.txt with "
+                            "'* accuracy: X%' after 'Finish training'\n")
+    missing = subprocess.run(cmd + ["--base2new", str(tmp_path / "nowhere")], capture_output=True, text=True)
+    assert missing.returncode == 2
+    assert missing.stderr.startswith(f"parse_test_res.py: error: No datasets found under {tmp_path / 'nowhere'}")
+    assert "Traceback" not in missing.stderr

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
@@ -289,13 +290,184 @@ def test_an_interrupt_while_an_image_is_read_is_not_turned_into_an_image_error(m
         utils.read_image(str(image))
 
 
-def test_the_interrupt_line_before_any_checkpoint_says_a_rerun_starts_from_scratch(tmp_path):
+@pytest.mark.parametrize("freq, schedule", [
+    (0, "TRAIN.CHECKPOINT_FREQ 0 saves only the last epoch"),
+    (1, "TRAIN.CHECKPOINT_FREQ 1 saves one after every epoch"),
+    (4, "TRAIN.CHECKPOINT_FREQ 4 saves one every 4 epochs and after the last"),
+])
+def test_the_interrupt_line_before_any_checkpoint_says_when_one_is_saved_and_that_a_rerun_starts_from_scratch(
+        tmp_path, freq, schedule):
     from types import SimpleNamespace
 
-    cfg = SimpleNamespace(OUTPUT_DIR=str(tmp_path))
-    trainer = SimpleNamespace(epoch=2, max_epoch=10)
+    cfg = SimpleNamespace(OUTPUT_DIR=str(tmp_path), TRAIN=SimpleNamespace(CHECKPOINT_FREQ=freq))
+    trainer = SimpleNamespace(epoch=0, max_epoch=10)
     line = train.interruption_line("SIGTERM", trainer, cfg, eval_only=False)
-    assert line == ("Interrupted by SIGTERM during epoch 3/10: no checkpoint was saved yet (TRAIN.CHECKPOINT_FREQ 0 "
-                    "saves only the last epoch); running the same command again starts from scratch")
+    assert line == (f"Interrupted by SIGTERM during epoch 1/10: no checkpoint was saved yet ({schedule}); running "
+                    "the same command again starts from scratch")
     assert train.interruption_line("SIGINT", None, cfg, eval_only=False).startswith(
         "Interrupted by SIGINT while building the trainer")
+    assert train.interruption_line("SIGINT", trainer, cfg, eval_only=True) == (
+        "Interrupted by SIGINT during evaluation: an evaluation saves nothing; run the same command again to evaluate")
+
+
+def _main_interrupted_at_start_up(monkeypatch, capsys, interrupt, *argv: str) -> int:
+    """Run train.main with the config merge replaced by ``interrupt``; its exit status."""
+    monkeypatch.setattr(train, "setup_cfg", lambda args: interrupt())
+    try:
+        train.main(list(argv))
+    except KeyboardInterrupt:
+        pytest.fail("the KeyboardInterrupt escaped train.main (a traceback for the user)")
+    except SystemExit as e:
+        return e.code
+    pytest.fail("train.main returned after an interrupt")
+
+
+@pytest.mark.parametrize("interrupt", [
+    pytest.param(lambda: signal.raise_signal(signal.SIGINT), id="SIGINT"),
+    pytest.param(lambda: (_ for _ in ()).throw(KeyboardInterrupt()), id="KeyboardInterrupt"),
+])
+def test_ctrl_c_during_start_up_is_the_interrupt_line_and_exit_130(monkeypatch, capsys, interrupt):
+    assert _main_interrupted_at_start_up(monkeypatch, capsys, interrupt, "--trainer", "ZeroshotMP") == 130
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        "Interrupted by SIGINT during start-up, before the trainer was built: run the same command again to start "
+        "the run")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are put back
+
+
+def test_sigterm_during_start_up_is_the_interrupt_line_and_exit_143(monkeypatch, capsys):
+    def not_yet_handled(signum, frame):  # instead of the default handler, which would end pytest
+        raise AssertionError("SIGTERM arrived before train.main installed its handler")
+
+    previous = signal.signal(signal.SIGTERM, not_yet_handled)
+    try:
+        code = _main_interrupted_at_start_up(monkeypatch, capsys, lambda: signal.raise_signal(signal.SIGTERM),
+                                             "--trainer", "ZeroshotMP")
+        assert signal.getsignal(signal.SIGTERM) is not_yet_handled
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert code == 143
+    assert "Interrupted by SIGTERM during start-up" in capsys.readouterr().out
+
+
+# Lost evidence: log.txt and stdout line by line, atomic writes synced to disk
+
+
+def _dassl_stand_in(root) -> None:
+    """A ``dassl`` package with every name the backend imports; ``dassl.utils`` has Dassl 0.6.3's
+    logger shape: ``sys.stdout`` replaced by an object whose ``file`` is ``open(fpath, "w")``."""
+    stubs = {
+        "__init__": "",
+        "config": "get_cfg_default = None\n",
+        "data/__init__": "",
+        "data/datasets": "DATASET_REGISTRY = DatasetBase = Datum = None\n",
+        "engine": "TRAINER_REGISTRY = TrainerX = build_trainer = None\n",
+        "metrics": "compute_accuracy = None\n",
+        "optim": "build_optimizer = None\n",
+        "utils": textwrap.dedent("""\
+            import os
+            import sys
+
+            collect_env_info = load_pretrained_weights = set_random_seed = None
+
+
+            class Logger:
+                def __init__(self, fpath):
+                    self.console = sys.stdout
+                    os.makedirs(os.path.dirname(fpath), exist_ok=True)
+                    self.file = open(fpath, "w")
+
+                def write(self, msg):
+                    self.console.write(msg)
+                    self.file.write(msg)
+
+                def flush(self):
+                    self.console.flush()
+                    self.file.flush()
+
+
+            def setup_logger(output=None):
+                sys.stdout = Logger(os.path.join(output, "log.txt"))
+            """),
+    }
+    for module, text in stubs.items():
+        path = root / "dassl" / f"{module}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_dassl_s_log_file_gets_every_line_before_a_sigkill(tmp_path):
+    from test_dassl_backend import python
+
+    _dassl_stand_in(tmp_path / "stand_in")
+    out = tmp_path / "out"
+    proc = python(f"import os, signal, sys; sys.path.insert(0, {str(tmp_path / 'stand_in')!r}); "
+                  "import mutual_prompt.backend as backend; assert backend.BACKEND == 'dassl'; "
+                  f"backend.setup_logger({str(out)!r}); "
+                  "print('epoch [1/2] batch [1/4]'); print('epoch [1/2] batch [2/4]'); "
+                  "os.kill(os.getpid(), signal.SIGKILL)", backend="dassl")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert (out / "log.txt").read_text() == "epoch [1/2] batch [1/4]\nepoch [1/2] batch [2/4]\n"
+
+
+def test_the_engine_s_log_file_gets_each_line_as_it_is_printed(tmp_path):
+    import io
+
+    from mutual_prompt.engine.logger import Tee
+
+    tee = Tee(io.StringIO(), str(tmp_path / "log.txt"))
+    try:
+        tee.write("epoch [1/2] batch [1/4]\n")
+        assert (tmp_path / "log.txt").read_text() == "epoch [1/2] batch [1/4]\n"  # no flush() was called
+    finally:
+        tee.close()
+
+
+@pytest.mark.slow
+def test_a_sigkilled_run_keeps_every_line_it_printed_in_log_txt_and_its_stdout(toy_data, tmp_path):
+    out = tmp_path / "out"
+    stdout_path = tmp_path / "stdout.txt"
+    with open(stdout_path, "w") as stdout:
+        proc = subprocess.Popen(
+            [sys.executable, "train.py", "--root", toy_data, "--trainer", "MutualPrompt", "--seed", "1",
+             "--dataset-config-file", "configs/datasets/toy_shapes.yaml",
+             "--config-file", "configs/trainers/MutualPrompt/toy.yaml", "--output-dir", str(out),
+             "DATASET.NUM_SHOTS", "2", "DATASET.SUBSAMPLE_CLASSES", "base", "TRAIN.CHECKPOINT_FREQ", "1",
+             "TEST.NO_TEST", "True", "OPTIM.MAX_EPOCH", "500"],
+            cwd=REPO_ROOT, stdout=stdout, stderr=subprocess.PIPE, text=True,
+            env=dict(os.environ, MUTUAL_PROMPT_BACKEND="builtin"))
+        second = out / "prompt_learner" / "model.pth.tar-2"
+        deadline = time.time() + 300
+        while time.time() < deadline and not second.exists():
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.01)
+        proc.kill()  # SIGKILL: nothing of train.py runs after it
+        proc.communicate(timeout=60)
+    # Epoch 2's lines were printed before its checkpoint was written, epoch 1's pointer line before them.
+    for printed in ((out / "log.txt").read_text(), stdout_path.read_text()):
+        assert re.search(r"^epoch \[2/500\] batch \[(\d+)/\1\] ", printed, re.MULTILINE), printed[-2000:]
+        assert f"Checkpoint saved to {out / 'prompt_learner' / 'model.pth.tar-1'}\n" in printed
+
+
+def test_atomic_writes_reach_the_disk_before_the_rename_and_the_rename_after(tmp_path, monkeypatch):
+    from mutual_prompt.engine.checkpoint import save_checkpoint
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc to name the synced file descriptors")
+    folder = tmp_path / "prompt_learner"
+    checkpoint, pointer = folder / "model.pth.tar-1", folder / "checkpoint"
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), checkpoint.exists(), pointer.exists()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    save_checkpoint({"state_dict": {"w": torch.zeros(2)}, "epoch": 1}, str(folder))
+    (tmp_checkpoint, *at_checkpoint), (folder_1, *after_checkpoint), (tmp_pointer, *at_pointer), \
+        (folder_2, *after_pointer) = synced
+    assert re.fullmatch(r"\.model\.pth\.tar-1\.\w+\.tmp", os.path.basename(tmp_checkpoint))
+    assert re.fullmatch(r"\.checkpoint\.\w+\.tmp", os.path.basename(tmp_pointer))
+    assert folder_1 == folder_2 == str(folder)
+    assert at_checkpoint == [False, False] and after_checkpoint == [True, False]  # synced, renamed, folder synced
+    assert at_pointer == [True, False] and after_pointer == [True, True]

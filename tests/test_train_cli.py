@@ -222,3 +222,107 @@ def test_toy_clip_zero_shot_on_toy_shapes_is_far_above_chance(tmp_path):
     accuracy = float(re.search(r"\* accuracy: ([\d.]+)%", result).group(1))
     assert "* total: 1,280" in result
     assert accuracy > 70.0, result  # chance is 1/64
+
+
+# User errors: one "train.py: error:" line, exit 2, before anything is written
+
+
+def train_py(cwd, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "train.py"), *args], cwd=str(cwd),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_error_line(proc: subprocess.CompletedProcess, message: str) -> None:
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.endswith(f"train.py: error: {message}\n"), proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("opts, message", [
+    (["TEST.FINAL_MODEL", "best"], "TEST.FINAL_MODEL must be one of last_step, best_val, got 'best'"),
+    (["OPTIM.MAX_EPOCH", "0"], "OPTIM.MAX_EPOCH must be >= 1, got 0"),
+])
+def test_a_typo_that_used_to_run_is_refused_before_anything_is_written(caltech_root, tiny_clip_file, tmp_path, opts,
+                                                                      message):
+    out = tmp_path / "out"
+    args = zeroshot_args(caltech_root, tiny_clip_file, str(out), "--trainer", "MutualPrompt", *opts)
+    assert_one_error_line(train_py(tmp_path, *args), message)
+    assert not out.exists()
+
+
+def test_max_epoch_0_is_no_error_where_nothing_is_trained(caltech_root, tiny_clip_file, tmp_path):
+    run_train_py(tmp_path, *zeroshot_args(caltech_root, tiny_clip_file, str(tmp_path / "out"), "--eval-only",
+                                          "OPTIM.MAX_EPOCH", "0"))
+
+
+@pytest.mark.parametrize("name", ["run.log", "seed1.txt"])
+def test_an_output_dir_named_like_a_log_file_is_refused(caltech_root, tiny_clip_file, tmp_path, capsys, name):
+    out = tmp_path / name
+    with pytest.raises(SystemExit) as info:
+        train.main(zeroshot_args(caltech_root, tiny_clip_file, str(out), "--eval-only"))
+    assert info.value.code == 2
+    assert f"--output-dir {out}: an output directory is a folder" in capsys.readouterr().err
+    assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_a_yaml_error_in_the_config_file_is_one_error_line_naming_file_and_line(tmp_path):
+    bad = write_yaml(tmp_path / "method.yaml", "OPTIM:\n  LR: [0.1\n")
+    proc = train_py(tmp_path, "--trainer", "ZeroshotMP", "--config-file", bad)
+    assert_one_error_line(proc, f"{bad}, line 3, column 1: not valid YAML: expected ',' or ']', but got "
+                                "'<stream end>' (while parsing a flow sequence at line 2, column 7)")
+
+
+def test_a_dataset_layout_error_while_building_is_one_error_line(tiny_clip_file, tmp_path):
+    empty_root = tmp_path / "data"
+    empty_root.mkdir()
+    out = tmp_path / "out"
+    proc = train_py(tmp_path, *zeroshot_args(str(empty_root), tiny_clip_file, str(out), "--eval-only"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("train.py: error: ") and str(empty_root) in last and "caltech-101" in last, last
+    assert (out / "log.txt").read_text().strip().splitlines()[-1] == last  # the log says why the run stopped
+
+
+def test_a_missing_weights_file_is_one_error_line(caltech_root, tmp_path):
+    missing = str(tmp_path / "weights" / "clip.pt")
+    proc = train_py(tmp_path, *zeroshot_args(caltech_root, missing, str(tmp_path / "out"), "--eval-only"))
+    assert_one_error_line(proc, f"CLIP weights file not found: {missing} (MODEL.BACKBONE.PATH or clip's cache)")
+
+
+def test_unreadable_images_are_listed_before_the_first_epoch(tiny_clip_file, tmp_path):
+    root = tmp_path / "data"
+    CALTECH.build(str(root))
+    folder = root / "caltech-101" / "101_ObjectCategories" / "Faces"
+    for path in folder.iterdir():
+        path.write_bytes(b"not an image")
+    out = tmp_path / "out"
+    proc = train_py(tmp_path, *zeroshot_args(str(root), tiny_clip_file, str(out)))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    match = re.fullmatch(r"train\.py: error: (\d) of the \d+ images of train_x, test cannot be opened: (.*)", last)
+    assert match, last
+    listed = match.group(2).split("; ")
+    assert len(listed) == int(match.group(1)) >= 3  # all the class's images but those in val, which is not read
+    assert all(entry.startswith(str(folder)) and entry.endswith(" (not an image file PIL can identify)")
+               for entry in listed), listed
+    log = (out / "log.txt").read_text()
+    assert "Checking that the" in log and "=> result" not in log
+
+
+def test_the_image_check_lists_the_first_ten_and_counts_the_rest(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from mutual_prompt.image_check import UnreadableImages, check_images_open
+    from PIL import Image
+
+    good = tmp_path / "good.png"
+    Image.new("RGB", (4, 4)).save(good)
+    missing = [SimpleNamespace(impath=str(tmp_path / f"missing_{i:02d}.jpg")) for i in range(12)]
+    check_images_open({"train_x": [SimpleNamespace(impath=str(good))] * 3})
+    assert "All 1 images open" in capsys.readouterr().out  # each file is opened once
+    with pytest.raises(UnreadableImages) as err:
+        check_images_open({"train_x": [SimpleNamespace(impath=str(good))], "test": missing})
+    message = str(err.value)
+    assert message.startswith(f"12 of the 13 images of train_x, test cannot be opened: {missing[0].impath} (missing); ")
+    assert message.endswith(f"{missing[9].impath} (missing); and 2 more")
+    assert missing[10].impath not in message

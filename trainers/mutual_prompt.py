@@ -24,10 +24,10 @@ from mutual_prompt.checkpoint_loading import (
     read_checkpoint,
 )
 from mutual_prompt.clip import autocast, grad_scaler, load_frozen_clip, resolve_precision
-from mutual_prompt.clip.precision import check_precision
 from mutual_prompt.config import add_keys_dassl_lacks
+from mutual_prompt.config_checks import validate_cfg, validate_mutual_prompt_cfg
 from mutual_prompt.lr_schedulers import build_lr_scheduler
-from mutual_prompt.model import FTP_MODES, MutualPromptCLIP
+from mutual_prompt.model import MutualPromptCLIP
 from mutual_prompt.prompt_learner_state import config_difference_hint
 from mutual_prompt.resume import best_val_so_far
 
@@ -68,17 +68,11 @@ def extend_cfg(cfg) -> None:
 
 
 def check_prompt_cfg(cfg, clip_model) -> None:
-    """Raise a config error naming the key for prompt sizes the backbone cannot take."""
+    """Raise a config error naming the key for prompt settings out of range or deeper than the backbone."""
+    validate_mutual_prompt_cfg(cfg)
     mp = cfg.TRAINER.MUTUAL_PROMPT
-    if mp.N_CTX < 1:
-        raise ValueError(f"{KEY}.N_CTX must be >= 1, got {mp.N_CTX}")
     if not mp.TVP.ENABLED:
         return
-    for name in ("TOPK", "N_TOKENS", "DEPTH"):
-        if mp.TVP[name] < 1:
-            raise ValueError(f"{KEY}.TVP.{name} must be >= 1, got {mp.TVP[name]}")
-    if mp.TVP.TEMP <= 0:
-        raise ValueError(f"{KEY}.TVP.TEMP must be > 0, got {mp.TVP.TEMP}")
     layers = getattr(getattr(clip_model.visual, "transformer", None), "layers", None)
     if layers is not None and mp.TVP.DEPTH > layers:
         raise ValueError(f"{KEY}.TVP.DEPTH {mp.TVP.DEPTH} is deeper than the backbone's vision transformer "
@@ -116,15 +110,7 @@ class MutualPrompt(TrainerX):
     """
 
     def check_cfg(self, cfg) -> None:
-        mp = cfg.TRAINER.MUTUAL_PROMPT
-        check_precision(mp.PREC, f"{KEY}.PREC")
-        if mp.FTP.MODE not in FTP_MODES:
-            raise ValueError(f"TRAINER.MUTUAL_PROMPT.FTP.MODE must be one of {FTP_MODES}, got {mp.FTP.MODE!r}")
-        if mp.CLASS_TOKEN_POSITION != "end":
-            raise ValueError(
-                f"TRAINER.MUTUAL_PROMPT.CLASS_TOKEN_POSITION must be 'end' (got {mp.CLASS_TOKEN_POSITION!r}): "
-                "the per-image context is shared across classes only when it precedes the class name"
-            )
+        validate_cfg(cfg, trainer="MutualPrompt")
 
     def build_model(self) -> None:
         cfg = self.cfg

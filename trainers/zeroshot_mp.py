@@ -18,8 +18,8 @@ from mutual_prompt.clip import (
     resolve_precision,
     tokenize,
 )
-from mutual_prompt.clip.precision import check_precision
 from mutual_prompt.config import add_keys_dassl_lacks
+from mutual_prompt.config_checks import validate_cfg
 
 DEFAULT_TEMPLATE = "a photo of a {}."
 
@@ -73,7 +73,7 @@ class ZeroshotMP(TrainerX):
     """Zero-shot CLIP; ``model_inference`` returns ``exp(logit_scale) * cos(image, class text)``."""
 
     def check_cfg(self, cfg) -> None:
-        check_precision(cfg.TRAINER.ZEROSHOT_MP.PREC, "TRAINER.ZEROSHOT_MP.PREC")
+        validate_cfg(cfg, training=False, trainer="ZeroshotMP")  # nothing to train: OPTIM is not read
 
     def build_model(self) -> None:
         cfg = self.cfg

@@ -24,6 +24,7 @@ from typing import Dict, List, Union
 
 import torch
 
+from ..checkpoint_loading import load_error_reason
 from ..toy import TINY_CLIP_PATH
 from . import openai
 from .architecture import (OPENAI_ARCHITECTURES, Architecture, architecture_name, architecture_of,
@@ -169,8 +170,8 @@ def read_clip_weights(path: str) -> StateDict:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ValueError(
-            f"Cannot read CLIP weights from {path}: it is neither an OpenAI JIT archive nor a state dict "
-            f"saved with torch.save ({type(e).__name__}: {e})"
+            f"Cannot read CLIP weights from {path} (MODEL.BACKBONE.PATH): it is neither an OpenAI JIT archive "
+            f"nor a state dict of tensors saved with torch.save ({load_error_reason(e)})"
         ) from e
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ValueError(
@@ -205,7 +206,7 @@ def cached_weights_file(name: str, download_root: str) -> str:
     try:
         return openai.clip._download(url, download_root)
     except (OSError, RuntimeError, ValueError) as e:
-        raise RuntimeError(
+        raise FileNotFoundError(
             f"Could not get the CLIP weights for {name!r}: looked for {target} and could not download "
             f"{url} ({type(e).__name__}: {e}). Without internet access, put that file at {target}, or "
             "set MODEL.BACKBONE.PATH to a local copy of it (an OpenAI JIT archive or a state dict)."

@@ -1,4 +1,8 @@
-"""Tee stdout to ``<output>/log.txt`` as Dassl does (an existing log is never overwritten)."""
+"""Tee stdout to ``<output>/log.txt`` as Dassl does (an existing log is never overwritten).
+
+The log file is line-buffered: every printed line reaches the file at once, so a run killed
+without warning (SIGKILL, out of memory, a lost node) leaves every line it printed.
+"""
 import os
 import sys
 import time
@@ -8,11 +12,11 @@ from ..files import mkdir_if_missing
 
 
 class Tee:
-    """Writes to the console stream and to a log file."""
+    """Writes to the console stream and to a line-buffered log file."""
 
     def __init__(self, stream: TextIO, fpath: str) -> None:
         self.console = stream
-        self.file = open(fpath, "a", encoding="utf-8")
+        self.file = open(fpath, "a", encoding="utf-8", buffering=1)
 
     def write(self, msg: str) -> None:
         self.console.write(msg)

@@ -4,7 +4,7 @@ from typing import Iterable, List, Optional, Union
 import torch
 import torch.nn as nn
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "radam")
+OPTIMIZERS = ("sgd", "adam", "amsgrad", "adamw", "rmsprop", "radam")
 
 
 def build_optimizer(model: Union[nn.Module, Iterable], optim_cfg, param_groups: Optional[List[dict]] = None) -> torch.optim.Optimizer:
@@ -33,8 +33,8 @@ def build_optimizer(model: Union[nn.Module, Iterable], optim_cfg, param_groups: 
         return torch.optim.SGD(params, lr=lr, momentum=optim_cfg.MOMENTUM, weight_decay=wd,
                                dampening=optim_cfg.SGD_DAMPNING, nesterov=optim_cfg.SGD_NESTEROV)
     betas = (optim_cfg.ADAM_BETA1, optim_cfg.ADAM_BETA2)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd, betas=betas)
+    if name in ("adam", "amsgrad"):
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd, betas=betas, amsgrad=name == "amsgrad")
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=betas)
     if name == "radam":

@@ -153,7 +153,16 @@ class TrainerBase:
 
     def detect_anomaly(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss).all():
-            raise FloatingPointError(f"Loss is infinite or NaN (epoch {getattr(self, 'epoch', '?')}, batch {getattr(self, 'batch_idx', '?')})")
+            raise FloatingPointError(f"Loss is infinite or NaN ({self._progress()})")
+
+    def _progress(self) -> str:
+        """``epoch [e/E] batch [b/B]``, 1-based as the progress lines; the parts not yet known are left out."""
+        parts = []
+        if hasattr(self, "epoch"):
+            parts.append(f"epoch [{self.epoch + 1}/{getattr(self, 'max_epoch', '?')}]")
+        if hasattr(self, "batch_idx"):
+            parts.append(f"batch [{self.batch_idx + 1}/{getattr(self, 'num_batches', '?')}]")
+        return " ".join(parts) or "before the first batch"
 
     def init_writer(self, log_dir: str) -> None:
         if self._writer is None and is_main_process():

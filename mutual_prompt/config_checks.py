@@ -1,0 +1,163 @@
+"""Config validation in one place, under both hosts.
+
+``validate_cfg`` checks that every enumerated key holds one of its values and every count is in
+range, and that the trainer and the dataset are registered, before anything is built or written.
+train.py runs it right after the merge; each trainer's ``check_cfg`` runs it again, so a CoOp-style
+host repository's train.py gets the same checks. What needs the built model (``TVP.DEPTH`` against
+the backbone's layers, ``INPUT.SIZE`` against its resolution) is checked where the model is built.
+"""
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from .backend import DATASET_REGISTRY, TRAINER_REGISTRY
+from .clip.precision import PRECISIONS
+from .lr_schedulers import SCHEDULERS, WARMUP_TYPES
+from .model.ftp import FTP_MODES
+from .splits.fewshot import SUBSAMPLE_CHOICES
+
+FINAL_MODELS = ("last_step", "best_val")
+TEST_SPLITS = ("val", "test")
+EVALUATORS = ("Classification",)
+# The optimizers of Dassl's build_optimizer; the built-in engine implements the same.
+OPTIMIZERS = ("adam", "amsgrad", "sgd", "rmsprop", "radam", "adamw")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+CLASS_TOKEN_POSITIONS = ("end",)
+
+_ABSENT = object()
+
+
+class ConfigError(ValueError):
+    """Config values that are not allowed; the message names each key, its value and what is allowed."""
+
+
+def validate_cfg(cfg, training: bool = True, trainer: Optional[str] = None) -> None:
+    """Raise ``ConfigError`` naming every problem of ``cfg``; ``training`` adds the keys only training
+    reads. ``trainer`` (a trainer's ``check_cfg`` passes its own name) is the trainer whose block is
+    checked, else ``TRAINER.NAME``'s."""
+    raise_problems(config_problems(cfg, training, trainer))
+
+
+def validate_mutual_prompt_cfg(cfg) -> None:
+    """Raise ``ConfigError`` naming every problem of ``TRAINER.MUTUAL_PROMPT``."""
+    raise_problems(mutual_prompt_problems(cfg))
+
+
+def raise_problems(problems: Sequence[Optional[str]]) -> None:
+    found = [problem for problem in problems if problem]
+    if found:
+        raise ConfigError("; ".join(found))
+
+
+def config_problems(cfg, training: bool = True, trainer: Optional[str] = None) -> List[str]:
+    """One message per problem of ``cfg`` (none for a valid config); see ``validate_cfg``."""
+    found = [
+        None if trainer else registered(cfg, "TRAINER.NAME", TRAINER_REGISTRY, "trainer", "--trainer"),
+        registered(cfg, "DATASET.NAME", DATASET_REGISTRY, "dataset", "--dataset-config-file"),
+        one_of(cfg, "TEST.FINAL_MODEL", FINAL_MODELS),
+        one_of(cfg, "TEST.SPLIT", TEST_SPLITS),
+        one_of(cfg, "TEST.EVALUATOR", EVALUATORS),
+        one_of(cfg, "DATASET.SUBSAMPLE_CLASSES", SUBSAMPLE_CHOICES),
+        one_of(cfg, "INPUT.INTERPOLATION", INTERPOLATIONS),
+        at_least(cfg, "DATASET.NUM_SHOTS", -1),
+        at_least(cfg, "DATALOADER.TRAIN_X.BATCH_SIZE", 1),
+        at_least(cfg, "DATALOADER.TRAIN_U.BATCH_SIZE", 1),
+        at_least(cfg, "DATALOADER.TEST.BATCH_SIZE", 1),
+        at_least(cfg, "DATALOADER.NUM_WORKERS", 0),
+        at_least(cfg, "DATALOADER.K_TRANSFORMS", 1),
+        at_least(cfg, "TRAIN.PRINT_FREQ", 1),
+        at_least(cfg, "TRAIN.CHECKPOINT_FREQ", 0),
+    ]
+    if training:
+        found += optim_problems(cfg)
+    found += TRAINER_PROBLEMS.get(trainer or lookup(cfg, "TRAINER.NAME"), lambda cfg: [])(cfg)
+    return [problem for problem in found if problem]
+
+
+def optim_problems(cfg) -> List[Optional[str]]:
+    problems = [
+        one_of(cfg, "OPTIM.NAME", OPTIMIZERS),
+        one_of(cfg, "OPTIM.LR_SCHEDULER", SCHEDULERS),
+        at_least(cfg, "OPTIM.MAX_EPOCH", 1),
+        positive(cfg, "OPTIM.LR"),
+    ]
+    warmup_epoch = lookup(cfg, "OPTIM.WARMUP_EPOCH")
+    if isinstance(warmup_epoch, int) and warmup_epoch > 0:
+        problems.append(one_of(cfg, "OPTIM.WARMUP_TYPE", WARMUP_TYPES))
+    return problems
+
+
+def mutual_prompt_problems(cfg) -> List[Optional[str]]:
+    """TRAINER.MUTUAL_PROMPT.*; TVP.DEPTH against the backbone's depth is checked when it is built."""
+    key = "TRAINER.MUTUAL_PROMPT"
+    problems = [
+        one_of(cfg, f"{key}.PREC", PRECISIONS),
+        one_of(cfg, f"{key}.FTP.MODE", FTP_MODES),
+        one_of(cfg, f"{key}.CLASS_TOKEN_POSITION", CLASS_TOKEN_POSITIONS,
+               "the per-image context is shared across classes only when it precedes the class name"),
+        at_least(cfg, f"{key}.N_CTX", 1),
+        at_least(cfg, f"{key}.TEXT_CHUNK", 0),
+    ]
+    if lookup(cfg, f"{key}.TVP.ENABLED") is True:
+        problems += [at_least(cfg, f"{key}.TVP.{name}", 1) for name in ("TOPK", "N_TOKENS", "DEPTH")]
+        problems.append(positive(cfg, f"{key}.TVP.TEMP"))
+    return problems
+
+
+def zeroshot_problems(cfg) -> List[Optional[str]]:
+    return [one_of(cfg, "TRAINER.ZEROSHOT_MP.PREC", PRECISIONS)]
+
+
+# The checks of each trainer's own block, by TRAINER.NAME: another trainer's block is not read.
+TRAINER_PROBLEMS: Dict[str, Callable[[Any], List[Optional[str]]]] = {
+    "MutualPrompt": mutual_prompt_problems,
+    "ZeroshotMP": zeroshot_problems,
+}
+
+
+def lookup(cfg, key: str) -> Any:
+    """The value at the dotted ``key``, or ``_ABSENT`` where the config has no such key (a host's
+    defaults may lack it)."""
+    node = cfg
+    for name in key.split("."):
+        if not hasattr(node, "keys") or name not in node:
+            return _ABSENT
+        node = node[name]
+    return node
+
+
+def one_of(cfg, key: str, allowed: Sequence[str], why: str = "") -> Optional[str]:
+    value = lookup(cfg, key)
+    if value is _ABSENT or value in allowed:
+        return None
+    reason = f" ({why})" if why else ""
+    return f"{key} must be one of {', '.join(allowed)}, got {value!r}{reason}"
+
+
+def at_least(cfg, key: str, low: int) -> Optional[str]:
+    value = lookup(cfg, key)
+    if value is _ABSENT or (_is_int(value) and value >= low):
+        return None
+    return f"{key} must be >= {low}, got {value!r}"
+
+
+def positive(cfg, key: str) -> Optional[str]:
+    value = lookup(cfg, key)
+    if value is _ABSENT or (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+        return None
+    return f"{key} must be > 0, got {value!r}"
+
+
+def registered(cfg, key: str, registry, kind: str, flag: str) -> Optional[str]:
+    value = lookup(cfg, key)
+    if value is _ABSENT:
+        return None
+    names = sorted(registry.registered_names())
+    if value in names:
+        return None
+    listed = ", ".join(names) or "(none)"
+    if not value:
+        return f"{key} is empty; set it ({flag}) to one of the registered {kind}s: {listed}"
+    return f"{key} {value!r} is not a registered {kind}; registered: {listed}"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
