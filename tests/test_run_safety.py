@@ -349,6 +349,28 @@ def test_sigterm_during_start_up_is_the_interrupt_line_and_exit_143(monkeypatch,
     assert "Interrupted by SIGTERM during start-up" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda sig: sig.name)
+def test_an_interrupt_while_train_py_imports_torch_is_the_start_up_line(sig):
+    # The signal arrives from inside `import torch`, the first slow import of train.py.
+    program = textwrap.dedent(f"""\
+        import os, runpy, sys
+
+        class InterruptedImport:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch":
+                    os.kill(os.getpid(), {int(sig)})
+                return None
+
+        sys.meta_path.insert(0, InterruptedImport())
+        sys.argv = ["train.py", "--help"]
+        runpy.run_path("train.py", run_name="__main__")
+        """)
+    proc = subprocess.run([sys.executable, "-c", program], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stderr) == (128 + sig, ""), proc.stderr[-3000:]
+    assert proc.stdout == (f"Interrupted by {sig.name} during start-up, before the trainer was built: run the same "
+                           "command again to start the run\n")
+
+
 # Lost evidence: log.txt and stdout line by line, atomic writes synced to disk
 
 
