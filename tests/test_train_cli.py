@@ -326,3 +326,23 @@ def test_the_image_check_lists_the_first_ten_and_counts_the_rest(tmp_path, capsy
     assert message.startswith(f"12 of the 13 images of train_x, test cannot be opened: {missing[0].impath} (missing); ")
     assert message.endswith(f"{missing[9].impath} (missing); and 2 more")
     assert missing[10].impath not in message
+
+
+def test_a_long_image_check_says_how_far_it_got(tmp_path, capsys, monkeypatch):
+    from types import SimpleNamespace
+
+    from mutual_prompt import image_check
+    from PIL import Image
+
+    paths = [tmp_path / f"{i}.png" for i in range(4)]
+    for path in paths[:3]:
+        Image.new("RGB", (4, 4)).save(path)
+    monkeypatch.setattr(image_check, "PROGRESS_SECONDS", 0.0)  # every image takes "long"
+    with pytest.raises(image_check.UnreadableImages):
+        image_check.check_images_open({"test": [SimpleNamespace(impath=str(path)) for path in paths]})
+    assert capsys.readouterr().out.splitlines() == [
+        "Checking that the 4 images of test open ...",
+        "  1 of 4 images checked, 0 unreadable so far",
+        "  2 of 4 images checked, 0 unreadable so far",
+        "  3 of 4 images checked, 0 unreadable so far",
+    ]
