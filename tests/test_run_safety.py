@@ -493,3 +493,24 @@ def test_atomic_writes_reach_the_disk_before_the_rename_and_the_rename_after(tmp
     assert folder_1 == folder_2 == str(folder)
     assert at_checkpoint == [False, False] and after_checkpoint == [True, False]  # synced, renamed, folder synced
     assert at_pointer == [True, False] and after_pointer == [True, True]
+
+
+def test_a_file_published_without_overwriting_reaches_the_disk_before_the_link_and_the_link_after(tmp_path,
+                                                                                                   monkeypatch):
+    from mutual_prompt.files import write_json
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc to name the synced file descriptors")
+    split = tmp_path / "split_fewshot" / "shot_2-seed_1.json"
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), split.exists()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    write_json({"train": []}, str(split), overwrite=False)  # how split files and few-shot caches are created
+    (tmp_file, published_then), (folder, published_after) = synced
+    assert re.fullmatch(r"\.shot_2-seed_1\.json\.\w+\.tmp", os.path.basename(tmp_file)) and not published_then
+    assert folder == str(split.parent) and published_after
