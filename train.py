@@ -18,13 +18,13 @@ from typing import List, Optional
 import torch
 
 from mutual_prompt.backend import build_trainer, collect_env_info, get_cfg_default, set_random_seed, setup_logger
-from mutual_prompt.resume import (
+from mutual_prompt.fingerprint import (
+    FingerprintCheck,
     FingerprintMismatch,
-    check_run_fingerprint,
-    newest_checkpoint,
-    repair_checkpoint_pointers,
-    write_run_fingerprint,
+    check_eval_fingerprint,
+    check_resume_fingerprint,
 )
+from mutual_prompt.resume import newest_checkpoint, repair_checkpoint_pointers
 from mutual_prompt.run_dir import OutputDirLocked, lock_output_dir, remove_stale_temp_files
 
 import datasets  # noqa: F401  (registers every dataset)
@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--force-resume",
         action="store_true",
-        help="resume even if the output directory holds a run with other SEED/DATASET/TRAINER values",
+        help="resume even if the output directory holds a run with other config values (each change is "
+        "logged and recorded in run_fingerprint.json)",
     )
     parser.add_argument(
         "--no-load", action="store_true",
@@ -183,13 +184,15 @@ def main(argv: Optional[List[str]] = None) -> None:
         parser.error(e.args[0] if e.args else str(e))
 
     training = not args.eval_only and not args.no_train
-    lock, note = None, None
+    lock, fingerprint = None, None
     try:
         if cfg.OUTPUT_DIR and is_main_rank():
             lock = lock_output_dir(cfg.OUTPUT_DIR)
-        if training and not args.force_resume:
-            note = check_run_fingerprint(cfg.RESUME or cfg.OUTPUT_DIR, cfg)
-        run(args, cfg, training, note)
+        if training:
+            fingerprint = check_resume_fingerprint(cfg.RESUME or cfg.OUTPUT_DIR, cfg, args.force_resume)
+        elif args.eval_only and args.model_dir:
+            fingerprint = check_eval_fingerprint(args.model_dir, cfg)
+        run(args, cfg, training, fingerprint)
     except (OutputDirLocked, FingerprintMismatch, CheckpointNotLoaded) as e:
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     finally:
@@ -197,7 +200,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             lock.release()
 
 
-def run(args: argparse.Namespace, cfg, training: bool, fingerprint_note: Optional[str]) -> None:
+def run(args: argparse.Namespace, cfg, training: bool, fingerprint: Optional[FingerprintCheck]) -> None:
     """Log, seed, build the trainer and train or evaluate; SIGINT/SIGTERM end it with one line."""
     setup_logger(cfg.OUTPUT_DIR)
     if is_main_rank():
@@ -213,8 +216,8 @@ def run(args: argparse.Namespace, cfg, training: bool, fingerprint_note: Optiona
     print("Collecting env info ...")
     print(f"** System info **\n{collect_env_info()}\n")
 
-    if fingerprint_note:
-        print(f"Note: {fingerprint_note}")
+    for line in fingerprint.log_lines() if fingerprint else []:
+        print(line)
     if training:
         try:
             repairs = repair_checkpoint_pointers(cfg.RESUME or cfg.OUTPUT_DIR)
@@ -223,8 +226,6 @@ def run(args: argparse.Namespace, cfg, training: bool, fingerprint_note: Optiona
             sys.exit(2)
         for line in repairs:
             print(f"Resume: {line}")
-        if is_main_rank():
-            write_run_fingerprint(cfg.OUTPUT_DIR, cfg)
 
     trainer = None
     handlers = {}
@@ -232,6 +233,11 @@ def run(args: argparse.Namespace, cfg, training: bool, fingerprint_note: Optiona
         for sig in INTERRUPTS:
             handlers[sig] = signal.signal(sig, _raise_interrupted)
         trainer = build_trainer(cfg)
+        if training:
+            for line in fingerprint.accept_split(trainer):
+                print(line)
+            if is_main_rank():
+                fingerprint.write(cfg.OUTPUT_DIR)
         if args.eval_only:
             if args.no_load:
                 print("--no-load: evaluating without loading a checkpoint")
