@@ -52,7 +52,8 @@ NOT_FINGERPRINTED = frozenset({
 EXACT_SPEEDUP_KEYS = frozenset({"TEXT_CHUNK", "TEXT_SHARED_PREFIX", "TEXT_TRUNCATE", "TEXT_CHECKPOINT"})
 # The INPUT keys that decide the test-time image (resize, centre crop, normalisation).
 TEST_INPUT_KEYS = frozenset({
-    "INPUT.SIZE", "INPUT.INTERPOLATION", "INPUT.PIXEL_MEAN", "INPUT.PIXEL_STD", "INPUT.NO_TRANSFORM", "INPUT.TRANSFORMS",
+    "INPUT.SIZE", "INPUT.INTERPOLATION", "INPUT.PIXEL_MEAN", "INPUT.PIXEL_STD", "INPUT.NO_TRANSFORM",
+    "INPUT.TRANSFORMS",
 })
 # Of INPUT.TRANSFORMS, the steps the test transform applies; the others augment training images only.
 TEST_TIME_TRANSFORMS = ("normalize", "instance_norm")

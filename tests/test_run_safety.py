@@ -318,7 +318,8 @@ def test_resuming_on_a_changed_split_file_is_refused_naming_both_hashes(toy_run,
     ("TRAINER.MUTUAL_PROMPT.TVP.TEMP", "0.05", "0.01 trained, 0.05 now", "0.01"),
     ("TRAINER.MUTUAL_PROMPT.TVP.TOPK", "3", "5 trained, 3 now", "5"),
     # as many context tokens: the checkpoint loads without complaint
-    ("TRAINER.MUTUAL_PROMPT.CTX_INIT", "a photo of the", "'a photo of a' trained, 'a photo of the' now", "'a photo of a'"),
+    ("TRAINER.MUTUAL_PROMPT.CTX_INIT", "a photo of the", "'a photo of a' trained, 'a photo of the' now",
+     "'a photo of a'"),
     ("MODEL.BACKBONE.NAME", "ViT-B/16", "'toy' trained, 'ViT-B/16' now", "toy"),
 ])
 def test_eval_only_with_other_values_shaping_the_output_is_refused(toy_data, toy_run, tmp_path, capsys,
@@ -334,7 +335,8 @@ def test_eval_only_with_other_values_shaping_the_output_is_refused(toy_data, toy
 @pytest.mark.slow
 def test_eval_only_on_another_dataset_class_half_or_precision_passes(toy_data, toy_run, caltech_root, tmp_path):
     """The protocols' test runs: the new classes, another dataset, another seed and shots, fp16."""
-    keep = ["TRAINER.MUTUAL_PROMPT.PREC", "fp16", "TRAINER.MUTUAL_PROMPT.TEXT_CHUNK", "7", "DATALOADER.TEST.BATCH_SIZE", "8"]
+    keep = ["TRAINER.MUTUAL_PROMPT.PREC", "fp16", "TRAINER.MUTUAL_PROMPT.TEXT_CHUNK", "7",
+            "DATALOADER.TEST.BATCH_SIZE", "8"]
     train.main(toy_args(toy_data, tmp_path / "new", "--eval-only", "--model-dir", str(toy_run), "--load-epoch", "1",
                         "--seed", "2",
                         opts=["DATASET.SUBSAMPLE_CLASSES", "new", "DATASET.NUM_SHOTS", "16", *keep]))
