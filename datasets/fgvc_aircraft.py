@@ -9,6 +9,7 @@ from mutual_prompt.splits import dataset_folder, fewshot_and_subsample, make_dat
 @DATASET_REGISTRY.register()
 class FGVCAircraft(DatasetBase):
     dataset_dir = "fgvc_aircraft"
+    split_sha256 = ""  # no split file: the split is the dataset's own images_variant_*.txt
 
     def __init__(self, cfg) -> None:
         name = type(self).__name__

@@ -48,6 +48,7 @@ def read_class_folders(
 @DATASET_REGISTRY.register()
 class ImageNet(DatasetBase):
     dataset_dir = "imagenet"
+    split_sha256 = ""  # no split file: the split is the image folders
 
     def __init__(self, cfg) -> None:
         name = type(self).__name__
@@ -84,6 +85,7 @@ class ImageNetVariant(DatasetBase):
     errors name the dataset by that subclass's name."""
 
     image_folder = ""
+    split_sha256 = ""  # no split file: the split is the image folders
 
     def __init__(self, cfg) -> None:
         name = type(self).__name__

@@ -163,6 +163,6 @@ class ToyShapes(DatasetBase):
         if not os.path.exists(self.dataset_dir):
             render_toy_shapes(self.dataset_dir)
         check_rendered_copy(self.dataset_dir)
-        train, val, test = read_split(self.split_path, self.image_dir)
+        (train, val, test), self.split_sha256 = read_split(self.split_path, self.image_dir)
         train, val, test = fewshot_and_subsample(self, cfg, train=train, val=val, test=test)
         super().__init__(train_x=train, val=val, test=test)

@@ -1,4 +1,5 @@
 """The 15 benchmark datasets against tiny generated trees in CoOp's layouts, and the shared split helpers."""
+import hashlib
 import json
 import math
 import os
@@ -11,7 +12,7 @@ import pytest
 
 import datasets  # noqa: F401  (registers the datasets)
 from mutual_prompt import splits
-from mutual_prompt.splits import fewshot
+from mutual_prompt.splits import fewshot, split_files
 from mutual_prompt.backend import DATASET_REGISTRY, Datum
 from mutual_prompt.engine.config import get_cfg_default
 from mutual_prompt.engine.utils import set_random_seed
@@ -157,7 +158,13 @@ def test_fewshot_counts_cache_and_reuse(tree, root, monkeypatch):
     cache = os.path.join(tree.dataset_dir(root), "split_fewshot", "shot_2-seed_3.json")
     with open(cache, encoding="utf-8") as f:
         cached = json.load(f)
-    assert sorted(cached) == (["train"] if tree.name == "ImageNet" else ["train", "val"])
+    parts = ["train"] if tree.name == "ImageNet" else ["train", "val"]
+    if tree.split_file:  # the cache records which split file it was sampled from
+        with open(os.path.join(tree.dataset_dir(root), tree.split_file), "rb") as f:
+            assert cached.pop("split_sha256") == first.split_sha256 == hashlib.sha256(f.read()).hexdigest()
+    else:
+        assert first.split_sha256 == ""
+    assert sorted(cached) == parts
     assert all(not os.path.isabs(path) for path, _, _ in cached["train"])
     assert not os.path.exists(cache[: -len(".json")] + ".pkl")
 
@@ -203,7 +210,7 @@ def test_split_file_is_written_then_read(tree, root):
     for split, items in splits_of(first).items():
         assert [[os.path.join(prefix, p), y, c] for p, y, c in written[split]] == [list(r) for r in records(items)]
 
-    again = load(root, tree.name, seed=2)  # another seed would split differently: the file is read
+    again = load(root, tree.name, seed=2)
     for split in ("train", "val", "test"):
         assert records(splits_of(again)[split]) == records(splits_of(first)[split])
 
@@ -262,11 +269,12 @@ def test_empty_class_folder_is_reported(tree, root):
 
 
 def test_generated_split_follows_coops_draws_on_sorted_listings(root):
-    """CoOp's read_and_split_data + Dassl's few-shot sampler, restated on the sorted listing."""
+    """CoOp's read_and_split_data (drawn from SPLIT_SEED) + Dassl's few-shot sampler (drawn from the
+    run's seed), restated on the sorted listing."""
     build_dtd(root)
     ds = load(root, "DescribableTextures", shots=2, seed=7)
 
-    random.seed(7)
+    random.seed(split_files.SPLIT_SEED)
     image_dir = os.path.join(root, "dtd", "images")
     train, val = [], []
     for label, category in enumerate(sorted(os.listdir(image_dir))[1:]):  # [1:] skips .DS_Store
@@ -281,6 +289,7 @@ def test_generated_split_follows_coops_draws_on_sorted_listings(root):
             by_label.setdefault(item[1], []).append(item)
         return [x for group in by_label.values() for x in (random.sample(group, k) if len(group) >= k else group)]
 
+    random.seed(7)
     assert records(ds.train_x) == fewshot(train, 2)
     assert records(ds.val) == fewshot(val, 2)
 
@@ -288,7 +297,7 @@ def test_generated_split_follows_coops_draws_on_sorted_listings(root):
 def test_trainval_split_follows_coops_draws(root):
     build_oxford_pets(root)
     ds = load(root, "OxfordPets", seed=5)
-    random.seed(5)
+    random.seed(split_files.SPLIT_SEED)
     expected_train, expected_val = [], []
     for class_id, (breed, _) in enumerate(PETS):
         idxs = list(range(5))
@@ -395,10 +404,17 @@ def _edit_dtd_split(root, edit):
 
 
 @pytest.mark.parametrize("subsample", ["all", "base", "new"])
-def test_a_label_outside_the_classes_names_the_split_file(root, subsample):
+def test_a_label_beyond_the_train_labels_names_the_split_file_and_the_item(root, subsample):
     split_path = _edit_dtd_split(root, lambda split: split["test"][0].__setitem__(1, 57))
-    with pytest.raises(ValueError, match=rf"{split_path}: the test split holds label 57 .*outside the \d+ classes"):
+    with pytest.raises(ValueError, match=rf"{split_path}: 53 of the 58 classes have no train items \(label\(s\) 5, 6, "
+                                         r".*highest label of any split: 57, in the test split: .*banded"):
         load(root, "DescribableTextures", subsample=subsample)
+
+
+def test_a_negative_label_is_outside_the_classes(root):
+    split_path = _edit_dtd_split(root, lambda split: split["val"][0].__setitem__(1, -1))
+    with pytest.raises(ValueError, match=rf"{split_path}: the val split holds label -1 .*outside the 5 classes"):
+        load(root, "DescribableTextures")
 
 
 def test_a_class_missing_from_train_names_the_split_file(root):

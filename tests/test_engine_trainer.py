@@ -395,7 +395,8 @@ def test_the_data_manager_checks_every_label_against_the_classes(tmp_path):
     from mutual_prompt.engine import DataManager
 
     cfg = make_cfg(tmp_path, tmp_path / "out", **{"DATASET.NAME": "LabelGapSet"})
-    with pytest.raises(ValueError, match=r"dataset LabelGapSet: the test split holds label 7 .*outside the 3 classes"):
+    with pytest.raises(ValueError, match=r"dataset LabelGapSet: 5 of the 8 classes have no train_x items .*highest "
+                                         r"label of any split: 7, in the test split"):
         DataManager(cfg)
     cfg = make_cfg(tmp_path, tmp_path / "out", **{"DATASET.NAME": "LabelGapSet", "DATASET.SUBSAMPLE_CLASSES": "base"})
     with pytest.raises(ValueError, match=r"dataset LabelGapSet: 1 of the 3 classes have no train_x items \(label\(s\) 1\)"):

@@ -27,18 +27,18 @@ SEEDS = ("1", "2")
 ENV = dict(MUTUAL_PROMPT_BACKEND="builtin", OMP_NUM_THREADS="1")
 
 
-def toy_settings(repo_root, tmp, output, datasets=("toy_shapes",)):
+def toy_settings(repo_root, tmp, output, datasets=("toy_shapes",), seeds=SEEDS):
     return Settings(repo_root=repo_root, data=str(tmp / "data"), output=str(output), cfg="toy", shots=2,
-                    seeds=tuple(int(s) for s in SEEDS), datasets=datasets, opts=tuple(OPTS))
+                    seeds=tuple(int(s) for s in seeds), datasets=datasets, opts=tuple(OPTS))
 
 
-def sweep_command(tmp, output, *args, datasets=("toy_shapes", "caltech101")):
-    return [sys.executable, "-m", "mutual_prompt.sweep", *args, "base2new", "--datasets", *datasets, "--seeds", *SEEDS,
+def sweep_command(tmp, output, *args, datasets=("toy_shapes", "caltech101"), seeds=SEEDS):
+    return [sys.executable, "-m", "mutual_prompt.sweep", *args, "base2new", "--datasets", *datasets, "--seeds", *seeds,
             "--cfg", "toy", "--shots", "2", "--data", str(tmp / "data"), "--output", str(output), *OPTS]
 
 
-def sweep(repo_root, tmp, output, *args, check_rc=0):
-    proc = subprocess.run(sweep_command(tmp, output, *args), cwd=repo_root, env=dict(os.environ, **ENV),
+def sweep(repo_root, tmp, output, *args, check_rc=0, **kw):
+    proc = subprocess.run(sweep_command(tmp, output, *args, **kw), cwd=repo_root, env=dict(os.environ, **ENV),
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == check_rc, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
@@ -197,6 +197,57 @@ def test_submitit_requeues_an_interrupted_training_which_resumes_to_the_same_wei
     log = open(os.path.join(train.output_dir, newest)).read()
     assert "will resume training" in log and "epoch [1/2]" not in log  # resumed after epoch 1
     assert_same_runs(repo_root, tmp, settings.output, scripts_run)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its new parent to reap it does not)."""
+    try:
+        return _stat_fields(f"/proc/{pid}/stat")[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_killed_sweep_takes_its_runs_with_it_and_a_rerun_resumes_them(repo_root, tmp, scripts_run):
+    """kill -9 of the sweep (the OOM killer's way): its train.py gets SIGTERM and stops with its
+    checkpoints, status says interrupted, and the same command again resumes the training and
+    finishes with the scripts' weights and results."""
+    out = tmp / "killed"
+    settings = toy_settings(repo_root, tmp, out, seeds=("1",))
+    train, test = protocol_runs("base2new", settings)
+    files = RunFiles(repo_root, settings.output, train)
+    cmd = sweep_command(tmp, out, "run", "--jobs", "1", datasets=("toy_shapes",), seeds=("1",))
+    proc = subprocess.Popen(cmd, cwd=repo_root, env=dict(os.environ, **ENV), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    train_pid = 0
+    try:
+        first_epoch = os.path.join(train.output_dir, "prompt_learner", "model.pth.tar-1")
+        _wait_for(lambda: os.path.exists(first_epoch) or proc.poll() is not None, time.time() + 600, "epoch 1 is saved")
+        train_pid = files.read_state()["pid"]
+        proc.kill()
+        proc.wait()
+        _wait_for(lambda: not _alive(train_pid), time.time() + 15, f"train.py (pid {train_pid}) ended with its sweep")
+    finally:
+        if train_pid and _alive(train_pid):
+            os.kill(train_pid, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    assert parse_run(train.output_dir, end_signal=train.end_signal) is None  # stopped, not finished
+    with open(files.output, encoding="utf-8") as f:
+        assert "\nInterrupted by SIGTERM during epoch 2/2: the newest checkpoint is " in f.read()
+    text = sweep(repo_root, tmp, out, "status", datasets=("toy_shapes",), seeds=("1",))
+    assert re.search(rf"^interrupted {re.escape(train.output_dir)}  \(pid {train_pid} on \S+ since .*, ended without "
+                     r"a result; a re-run resumes it from its last checkpoint\)$", text, flags=re.M), text
+    assert re.search(rf"^pending\s+{re.escape(test.output_dir)}$", text, flags=re.M), text
+
+    text = sweep(repo_root, tmp, out, "run", "--jobs", "1", datasets=("toy_shapes",), seeds=("1",))
+    assert "[" + "#" * 30 + "] 2/2 done" in text
+    newest = sorted(n for n in os.listdir(train.output_dir) if n.startswith("log.txt-"))[-1]
+    log = open(os.path.join(train.output_dir, newest)).read()
+    assert "will resume training" in log and "epoch [1/2]" not in log  # resumed after epoch 1
+    reference = toy_settings(repo_root, tmp, scripts_run, seeds=("1",))
+    for ours, ref in zip((train, test), protocol_runs("base2new", reference)):
+        assert parse_run(ours.output_dir, end_signal=ours.end_signal) == parse_run(ref.output_dir, end_signal=ref.end_signal)
+    wa, wb = weights(train.output_dir), weights(protocol_runs("base2new", reference)[0].output_dir)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_figures_of_the_sweep(local_run, tmp):

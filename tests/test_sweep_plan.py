@@ -6,8 +6,11 @@ check, the config reader) for real.
 """
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -108,7 +111,7 @@ def test_reproduce_script_hands_its_work_to_the_sweep(repo_root, tmp_path):
         assert run.shell() in proc.stdout
 
 
-def test_config_file_and_flags(repo_root, tmp_path):
+def test_config_file_and_flags(repo_root, tmp_path, capsys):
     config = tmp_path / "sweep.yaml"
     config.write_text("datasets: [dtd, eurosat]\nseeds: [1]\nshot-list: [2]\n"
                       "slurm: {partition: gpu, timeout_min: 90, sbatch: {account: proj}}\n"
@@ -123,8 +126,12 @@ def test_config_file_and_flags(repo_root, tmp_path):
     assert params["slurm_partition"] == "gpu" and params["timeout_min"] == 90 and params["mem_gb"] == 64
     assert params["slurm_additional_parameters"] == {"account": "proj", "qos": "high"}
     config.write_text("seedz: [1]\n")
-    with pytest.raises(SystemExit, match="unknown option 'seedz'"):
+    with pytest.raises(SystemExit) as exit_info:
         cli.parse_args(["run", "few_shot", "--config", str(config)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m mutual_prompt.sweep run: error: {config}: unknown option 'seedz'; expected one of ")
+    assert err.count("\n") == 1
 
 
 def test_status_of_an_untouched_run_is_pending(repo_root, tmp_path):
@@ -162,3 +169,245 @@ def test_slurm_job_array_from_flags(repo_root, tmp_path, monkeypatch):
                  "#SBATCH --array=0-1%2", "#SBATCH --account=proj", "#SBATCH --signal=USR2@", "#SBATCH --gpus-per-node=1"):
         assert line in script, (line, script)
     assert all(run_status(repo_root, s.output, r).state == "queued" for r in runs)
+
+
+PROG = "python -m mutual_prompt.sweep"
+OPTION_ENV = ("DATA", "OUTPUT", "TRAINER", "CFG", "SHOTS", "SEEDS", "DATASETS", "TARGETS", "SOURCE", "SHOT_LIST", "SUB",
+              "LOADEP")
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """No option from the calling shell's environment."""
+    for name in OPTION_ENV:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def sweep_main(repo_root, tmp_path, *args, protocol="base2new"):
+    """The sweep's main in this process, on the toy world, with a data folder that exists."""
+    (tmp_path / "data").mkdir(exist_ok=True)
+    return cli.main(["run", protocol, "--repo", repo_root, "--output", str(tmp_path / "out"), "--data",
+                     str(tmp_path / "data"), "--cfg", "toy", "--datasets", "toy_shapes", *args])
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--jobs", "-2"], {}, "--jobs: expected a number of processes >= 1; got -2"),
+    (["--jobs", "0"], {}, "--jobs: expected a number of processes >= 1; got 0"),
+    (["--gpus", "0,,1"], {}, "--gpus: expected comma-separated GPU ids such as 0,1,2,3; got '0,,1'"),
+    (["--gpus", "0,1", "--jobs", "2"], {}, "--gpus and --jobs exclude each other (one run per GPU id, or N processes "
+                                           "on the CPU)"),
+    (["--seeds", "-1"], {}, "--seeds: expected seeds >= 0 (a negative seed leaves the run unseeded); got -1"),
+    (["--seeds", "1", "1"], {}, "--seeds: 1 is given twice (two runs would write into one folder)"),
+    (["--shots", "0"], {}, "--shots: expected a number of shots >= 1; got 0"),
+    (["--load-epoch", "0"], {}, "--load-epoch: expected an epoch >= 1; got 0"),
+    ([], {"SEEDS": "1 -1"}, "SEEDS: expected seeds >= 0 (a negative seed leaves the run unseeded); got -1"),
+    ([], {"SHOTS": "0"}, "SHOTS: expected a number of shots >= 1; got 0"),
+    ([], {"SHOTS": "four"}, "SHOTS: expected an integer; got 'four'"),
+    ([], {"LOADEP": "0"}, "LOADEP: expected an epoch >= 1; got 0"),
+    ([], {"SUB": "novel"}, "SUB: expected new or base; got 'novel'"),
+    (["--executor", "slurm", "--sbatch", "account"], {}, "--sbatch takes KEY=VALUE (e.g. account=myproject); got "
+                                                         "'account'"),
+])
+def test_bad_option_values_stop_the_sweep_before_anything_runs(repo_root, tmp_path, capsys, clean_env, args, env,
+                                                                message):
+    for name, value in env.items():
+        clean_env.setenv(name, value)
+    with pytest.raises(SystemExit) as exit_info:
+        sweep_main(repo_root, tmp_path, "--dry-run", *args)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"{PROG} run: error: {message}\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_shot_list_and_datasets_are_named(repo_root, tmp_path, capsys, clean_env):
+    with pytest.raises(SystemExit):
+        sweep_main(repo_root, tmp_path, "--dry-run", "--shot-list", "1", "0", protocol="few_shot")
+    assert capsys.readouterr().err == f"{PROG} run: error: --shot-list: expected numbers of shots >= 1; got 0\n"
+    clean_env.setenv("SHOT_LIST", "0 1")
+    with pytest.raises(SystemExit):
+        cli.main(["status", "few_shot", "--repo", repo_root, "--output", str(tmp_path / "out")])
+    assert capsys.readouterr().err == f"{PROG} status: error: SHOT_LIST: expected numbers of shots >= 1; got 0\n"
+    clean_env.delenv("SHOT_LIST")
+    with pytest.raises(SystemExit) as exit_info:
+        sweep_main(repo_root, tmp_path, "--dry-run", "--datasets", "toy_shapes", "toy_shape")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{PROG} run: error: --datasets: unknown dataset 'toy_shape'; expected one of caltech101, ")
+    assert "toy_shapes" in err and err.count("\n") == 1
+    clean_env.setenv("DATASETS", "dtd eurosta")
+    with pytest.raises(SystemExit):
+        cli.main(["status", "base2new", "--repo", repo_root, "--output", str(tmp_path / "out")])
+    assert capsys.readouterr().err.startswith(f"{PROG} status: error: DATASETS: unknown dataset 'eurosta'; ")
+    config = tmp_path / "sweep.yaml"
+    config.write_text("seeds: [1, -2]\n")
+    with pytest.raises(SystemExit):
+        sweep_main(repo_root, tmp_path, "--dry-run", "--config", str(config))
+    assert capsys.readouterr().err == (f"{PROG} run: error: {config}: seeds: expected seeds >= 0 (a negative seed "
+                                       "leaves the run unseeded); got -2\n")
+
+
+def test_a_missing_data_folder_stops_the_sweep_before_anything_runs(repo_root, tmp_path, capsys, clean_env):
+    """Only the toy world renders its data; any other dataset needs DATA to exist."""
+    missing = tmp_path / "no_data"
+    args = ["run", "base2new", "--repo", repo_root, "--output", str(tmp_path / "out"), "--cfg", "toy", "--datasets", "dtd"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*args, "--data", str(missing)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"{PROG} run: error: --data: no data folder {missing}\n"
+    clean_env.setenv("DATA", str(missing))
+    with pytest.raises(SystemExit):
+        cli.main(args)
+    assert capsys.readouterr().err == f"{PROG} run: error: DATA: no data folder {missing}\n"
+    assert not (tmp_path / "out").exists()
+    assert cli.main([*args, "--dry-run"]) == 0  # the plan needs no data
+
+
+FAKE_TRAIN = """import os, signal, sys, time
+out = sys.argv[sys.argv.index("--output-dir") + 1]
+os.makedirs(out, exist_ok=True)
+mode = os.environ["FAKE_TRAIN"]
+print("fake train.py starting in", out)
+if mode == "ok":
+    with open(os.path.join(out, "log.txt"), "w") as f:
+        f.write("Finish training\\n* accuracy: 50.0%\\n")
+elif mode == "usage-error":
+    print("train.py: error: argument --seed: invalid int value: 'x'", file=sys.stderr)
+    sys.exit(2)
+elif mode == "traceback":
+    raise FileNotFoundError("no folder data/dtd")
+elif mode == "killed":
+    os.kill(os.getpid(), signal.SIGKILL)
+elif mode == "ignores-sigterm":  # a train.py that outlives its sweep, as where no parent-death signal exists
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    open(os.path.join(out, "log.txt"), "w").close()
+    while True:
+        time.sleep(0.1)
+"""
+
+
+@pytest.fixture
+def fake_repo(tmp_path):
+    """A checkout whose train.py does what FAKE_TRAIN says, in a second, with the toy world's configs."""
+    repo = tmp_path / "repo"
+    (repo / "configs" / "datasets").mkdir(parents=True)
+    (repo / "configs" / "datasets" / "toy_shapes.yaml").write_text("DATASET: {NAME: ToyShapes}\n")
+    (repo / "configs" / "trainers" / "MutualPrompt").mkdir(parents=True)
+    (repo / "configs" / "trainers" / "MutualPrompt" / "toy.yaml").write_text("OPTIM: {MAX_EPOCH: 1}\n")
+    (repo / "train.py").write_text(FAKE_TRAIN)
+    (tmp_path / "data").mkdir()
+    return repo
+
+
+def fake_sweep_command(repo, tmp_path, command="run"):
+    """One few-shot run of the fake train.py."""
+    return [sys.executable, "-m", "mutual_prompt.sweep", command, "few_shot", "--repo", str(repo), "--data",
+            str(tmp_path / "data"), "--output", str(tmp_path / "out"), "--cfg", "toy", "--datasets", "toy_shapes",
+            "--shot-list", "1", "--seeds", "1"]
+
+
+def fake_run(repo, tmp_path):
+    s = Settings(repo_root=str(repo), data=str(tmp_path / "data"), output=str(tmp_path / "out"), cfg="toy",
+                 datasets=("toy_shapes",), shot_list=(1,), seeds=(1,))
+    (run,) = protocol_runs("few_shot", s)
+    return run, RunFiles(str(repo), s.output, run)
+
+
+def fake_env(mode):
+    env = dict(os.environ, FAKE_TRAIN=mode)
+    env.pop("PYTHONUNBUFFERED", None)  # the sweep must make its runs' output unbuffered itself
+    for name in OPTION_ENV:
+        env.pop(name, None)
+    return env
+
+
+def run_fake_sweep(repo, tmp_path, mode, command="run"):
+    return subprocess.run(fake_sweep_command(repo, tmp_path, command), cwd=REPO_ROOT, env=fake_env(mode),
+                          capture_output=True, text=True, timeout=120)
+
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("mode, detail", [
+    ("usage-error", "exit code 2: train.py: error: argument --seed: invalid int value: 'x'"),
+    ("traceback", "exit code 1: FileNotFoundError: no folder data/dtd"),
+    ("killed", "killed by SIGKILL"),
+])
+def test_a_failed_runs_reason_is_in_its_summary_line(fake_repo, tmp_path, mode, detail):
+    run, files = fake_run(fake_repo, tmp_path)
+    proc = run_fake_sweep(fake_repo, tmp_path, mode)
+    assert proc.returncode == 1, proc.stderr
+    line = f"failed      {run.output_dir}  ({detail})"
+    assert line in proc.stderr.splitlines(), proc.stderr  # as it happens
+    assert line in proc.stdout.splitlines(), proc.stdout  # in the report at the end
+    status = run_fake_sweep(fake_repo, tmp_path, "ok", "status")
+    assert line in status.stdout.splitlines(), status.stdout
+
+
+def test_a_killed_runs_output_is_complete(fake_repo, tmp_path):
+    """output.txt holds every line the run printed before it was killed (no block buffer lost)."""
+    run, files = fake_run(fake_repo, tmp_path)
+    run_fake_sweep(fake_repo, tmp_path, "killed")
+    with open(files.output, encoding="utf-8") as f:
+        assert f.read().endswith(f"\nfake train.py starting in {run.output_dir}\n")
+
+
+def _wait_for(condition, timeout, what):
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError(f"gave up waiting until {what}")
+        time.sleep(0.05)
+
+
+def _alive(pid):
+    """Whether ``pid`` runs (a zombie waiting for its new parent to reap it does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_rerun_waits_for_a_run_that_outlived_its_killed_sweep(fake_repo, tmp_path):
+    """Where a train.py outlives its killed sweep (no parent-death signal, or one that ignores it), it
+    keeps the run's lock: status says it runs (pid and host), and a re-run waits for it, saying so,
+    instead of starting a second train.py in its folder."""
+    run, files = fake_run(fake_repo, tmp_path)
+    sweep = subprocess.Popen(fake_sweep_command(fake_repo, tmp_path), cwd=REPO_ROOT, env=fake_env("ignores-sigterm"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    orphan = 0
+    rerun = None
+    try:
+        log = os.path.join(run.output_dir, "log.txt")
+        _wait_for(lambda: os.path.exists(log) and files.read_state().get("pid"), 60, "the run started")
+        orphan = files.read_state()["pid"]
+        sweep.kill()
+        sweep.wait()
+        assert _alive(orphan)
+        status = run_fake_sweep(fake_repo, tmp_path, "ok", "status")
+        assert re.search(rf"^running\s+{re.escape(run.output_dir)}  \(pid {orphan} on \S+ since ", status.stdout,
+                         flags=re.M), status.stdout
+        err = tmp_path / "rerun.txt"
+        with open(err, "w") as f:
+            rerun = subprocess.Popen(fake_sweep_command(fake_repo, tmp_path), cwd=REPO_ROOT, env=fake_env("ok"),
+                                     stdout=f, stderr=subprocess.STDOUT, text=True)
+        waiting = re.compile(rf"^waiting\s+{re.escape(run.output_dir)}  \(in use by pid {orphan} on \S+ since .*: "
+                             "another sweep, or a train.py left by a killed one; starts here if it ends without a "
+                             r"result\)$", flags=re.M)
+        _wait_for(lambda: waiting.search(err.read_text()), 60, "the re-run said it waits")
+        assert rerun.poll() is None and "started" not in err.read_text()
+        os.kill(orphan, signal.SIGKILL)
+        assert rerun.wait(timeout=60) == 0, err.read_text()
+    finally:
+        if orphan and _alive(orphan):
+            os.kill(orphan, signal.SIGKILL)
+        for proc in (sweep, rerun):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+    text = err.read_text()
+    assert re.search(rf"^started\s+{re.escape(run.output_dir)}", text, flags=re.M)
+    assert text.index("waiting") < text.index("started")
+    assert run_status(str(fake_repo), str(tmp_path / "out"), run).state == "done"

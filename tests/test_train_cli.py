@@ -193,6 +193,15 @@ def test_eval_only_end_to_end_writes_the_result_block_to_log_txt(caltech_root, t
     assert re.search(r"\* accuracy: 20\.0%", result), result
 
 
+def test_a_backbone_name_the_weights_file_does_not_hold_is_refused_before_any_work(caltech_root, tiny_clip_file,
+                                                                                  tmp_path):
+    cfg = train.setup_cfg(parse(*zeroshot_args(caltech_root, tiny_clip_file, str(tmp_path / "out"),
+                                               "MODEL.BACKBONE.NAME", "RN50")))
+    with pytest.raises(ValueError, match=f"^MODEL.BACKBONE.NAME RN50 does not match MODEL.BACKBONE.PATH "
+                                         f"{re.escape(tiny_clip_file)}: the file holds ViT patch 8, 32 px"):
+        build_trainer(cfg)
+
+
 def test_no_train_builds_the_trainer_and_stops(caltech_root, tiny_clip_file, tmp_path):
     output_dir = tmp_path / "no_train"
     run_train_py(tmp_path, *zeroshot_args(caltech_root, tiny_clip_file, str(output_dir), "--no-train"))

@@ -8,7 +8,8 @@ another prompt-learning method can too (``docs/DEVELOPING.md`` shows one, tested
 - loading: :func:`load_frozen_clip` (weights by name or path, on a device, in a ``PREC``: frozen,
   eval mode), :func:`resolve_precision` (what a ``PREC`` runs as on a device), ``PRECISIONS``,
   :func:`load_clip` (CLIP as OpenAI's ``build_model`` leaves it), :func:`available_backbones`,
-  :func:`set_clip_precision` (a CLIP built some other way, put in a ``PREC``'s weight layout);
+  :func:`set_clip_precision` (a CLIP built some other way, put in a ``PREC``'s weight layout),
+  :func:`backbone_identity` (architecture, activation and weights SHA-256, for the run fingerprint);
 - running: :func:`autocast` and :func:`grad_scaler` for ``PREC amp`` (no-ops otherwise);
 - encoders: :class:`PromptTextEncoder` (``[SOS, context, class name, ".", EOT]`` for every class, one
   context or one per image), :class:`PromptImageEncoder` (the ViT with shallow or deep visual prompt
@@ -18,12 +19,15 @@ another prompt-learning method can too (``docs/DEVELOPING.md`` shows one, tested
 - :func:`set_onednn_linear` / :func:`onednn_linear_enabled`: the oneDNN kernel for the frozen fp32
   CPU linear layers (on by default where it computes ``F.linear``).
 
-The modules behind them: ``openai`` (OpenAI's package), ``loader``, ``jit_archive`` (weights from a
-TorchScript archive without running it), ``precision``, ``text_encoder``, ``image_encoder``,
+The modules behind them: ``openai`` (OpenAI's package), ``loader``, ``architecture`` (what weights
+are built for, checked against the backbone name), ``weights_cache`` (a file's SHA-256 and
+architecture, read once per version), ``identity``, ``jit_archive`` (weights from a TorchScript archive
+without running it), ``precision``, ``text_encoder``, ``image_encoder``,
 ``prefix_attention`` (CLIP's residual blocks, batch-first, continuing a cached prefix) and
 ``frozen_linear``.
 """
 from .frozen_linear import onednn_linear_enabled, set_onednn_linear
+from .identity import backbone_identity
 from .image_encoder import PromptImageEncoder, is_vision_transformer
 from .loader import available_backbones, load_clip
 from .openai import tokenize
@@ -38,6 +42,7 @@ __all__ = [
     "PromptTextEncoder",
     "autocast",
     "available_backbones",
+    "backbone_identity",
     "grad_scaler",
     "is_vision_transformer",
     "load_clip",

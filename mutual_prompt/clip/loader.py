@@ -8,7 +8,14 @@ Where the weights come from, in order:
 - ``path`` (``MODEL.BACKBONE.PATH``): a local OpenAI JIT archive or a ``torch.save``-d state dict;
 - ``name == "toy"``: the tiny CLIP shipped with the toy world;
 - an OpenAI name (``openai.available_models()``): the file in clip's download cache, downloaded there
-  by ``clip`` when it is missing and the machine is online.
+  by ``clip`` when it is missing and the machine is online (clip checks its SHA-256 against the one in
+  OpenAI's URL).
+
+A file in ``path`` is checked against the name before anything is built: the name must be one of
+``available_backbones()`` and stand for the file's architecture (``architecture.py``), or be empty,
+which takes the file's architecture. Every CLIP built here uses OpenAI's QuickGELU; a file that is
+not one of OpenAI's own (by SHA-256) read under another name than ``toy`` says so in one line, since
+open_clip's GELU models have the same keys.
 """
 import os
 import pickle
@@ -19,8 +26,11 @@ import torch
 
 from ..toy import TINY_CLIP_PATH
 from . import openai
+from .architecture import (OPENAI_ARCHITECTURES, Architecture, architecture_name, architecture_of,
+                           check_name_against_weights)
 from .jit_archive import read_jit_state_dict
 from .openai.model import CLIP, build_model
+from .weights_cache import cached_fact, file_sha256
 
 TOY_NAME = "toy"
 CLIP_CACHE_DIR = os.path.expanduser("~/.cache/clip")
@@ -29,7 +39,7 @@ StateDict = Dict[str, torch.Tensor]
 
 
 def available_backbones() -> List[str]:
-    """Every name ``load_clip`` accepts without a path."""
+    """Every name ``load_clip`` accepts (and, with a weights file, ``""``: the file's architecture)."""
     return openai.available_models() + [TOY_NAME]
 
 
@@ -39,20 +49,17 @@ def load_clip(name: str, path: str = "", device: Union[str, torch.device] = "cpu
     On the CPU the model is float32; elsewhere it keeps ``build_model``'s fp16 weights, as in CoOp.
     The toy CLIP is always float32. ``download_root`` replaces clip's cache folder (``~/.cache/clip``).
     """
+    check_backbone_name(name, path)
     if path:
         state_dict = read_clip_weights(path)
+        check_weights_for_name(name, path, state_dict)
         source = path
     elif name == TOY_NAME:
-        state_dict = read_toy_weights()
-        source = TINY_CLIP_PATH
-    elif name in openai.available_models():
-        source = cached_weights_file(name, download_root or CLIP_CACHE_DIR)
+        source = toy_weights_file()
         state_dict = read_clip_weights(source)
     else:
-        raise ValueError(
-            f"Unknown CLIP backbone MODEL.BACKBONE.NAME={name!r}; expected one of {available_backbones()}, "
-            "or a weights file in MODEL.BACKBONE.PATH"
-        )
+        source = cached_weights_file(name, download_root or CLIP_CACHE_DIR)
+        state_dict = read_clip_weights(source)
 
     model = build_clip(state_dict, source)
     device = torch.device(device)
@@ -61,15 +68,88 @@ def load_clip(name: str, path: str = "", device: Union[str, torch.device] = "cpu
     return model.to(device).eval()
 
 
+def check_backbone_name(name: str, path: str) -> None:
+    """Raise unless ``name`` is one of ``available_backbones()``, or empty with a weights file."""
+    if name in available_backbones() or (path and not name):
+        return
+    if path:
+        raise ValueError(
+            f"Unknown CLIP backbone MODEL.BACKBONE.NAME={name!r} for MODEL.BACKBONE.PATH {path}; expected one of "
+            f"{available_backbones()}, or '' to take the file's architecture (open_clip backbones are not "
+            "supported yet)"
+        )
+    raise ValueError(
+        f"Unknown CLIP backbone MODEL.BACKBONE.NAME={name!r}; expected one of {available_backbones()}, "
+        "or a weights file in MODEL.BACKBONE.PATH"
+    )
+
+
+def check_weights_for_name(name: str, path: str, state_dict: StateDict) -> None:
+    """Refuse weights that are another backbone than ``name``; print what an empty name takes, other
+    sizes of the named backbone, and weights that are not OpenAI's own file."""
+    held = weights_architecture(state_dict, path)
+    known = known_architectures(require_toy=name == TOY_NAME)
+    if name:
+        check_name_against_weights(name, path, held, known)
+    else:
+        print(f"MODEL.BACKBONE.NAME is empty: the run takes the architecture of {path}: "
+              f"{architecture_name(held, known)}")
+    if name != TOY_NAME and not is_openai_file(path):
+        print(quick_gelu_note(path))
+
+
+def known_architectures(require_toy: bool = False) -> Dict[str, Architecture]:
+    """OpenAI's backbones and, when its file is there (or ``require_toy``: else an error), the toy CLIP."""
+    known = dict(OPENAI_ARCHITECTURES)
+    if require_toy or os.path.isfile(TINY_CLIP_PATH):
+        toy_file = toy_weights_file()
+        known[TOY_NAME] = weights_architecture(read_clip_weights(toy_file), toy_file)
+    return known
+
+
+def weights_architecture(state_dict: StateDict, source: str) -> Architecture:
+    try:
+        return architecture_of(state_dict)
+    except (KeyError, IndexError, TypeError, AttributeError) as e:
+        raise not_clip_weights(source, e) from e
+
+
+def file_architecture(path: str) -> Architecture:
+    """The architecture of the weights in ``path``, read once per version of the file."""
+    return cached_fact(path, "architecture", lambda: weights_architecture(read_clip_weights(path), path).to_json(),
+                       Architecture.from_json)
+
+
+def openai_sha256(name: str) -> str:
+    """The SHA-256 of OpenAI's file for ``name``: the folder of its download URL, as clip checks it."""
+    return openai.clip._MODELS[name].split("/")[-2]
+
+
+def is_openai_file(path: str) -> bool:
+    """Whether ``path`` is one of OpenAI's released files (a JIT archive with one of their SHA-256s)."""
+    return is_torchscript_archive(path) and file_sha256(path) in {openai_sha256(n) for n in openai.clip._MODELS}
+
+
+def quick_gelu_note(path: str) -> str:
+    kind = ("its SHA-256 is none of OpenAI's files" if is_torchscript_archive(path)
+            else "a state dict, not OpenAI's JIT archive")
+    return (f"Note: {path} is not one of OpenAI's CLIP files ({kind}); it is read with OpenAI's CLIP architecture "
+            "and its QuickGELU activation. Weights trained with open_clip's GELU models (its model names without "
+            "-quickgelu, e.g. the LAION-2B and DataComp open_clip_pytorch_model.bin) give different features under "
+            "it; open_clip's own weights belong under open_clip:<model>, which is not supported yet (docs/USAGE.md)")
+
+
 def build_clip(state_dict: StateDict, source: str) -> CLIP:
     """OpenAI's ``build_model`` with an error that names the file when the keys are not CLIP's."""
     try:
         return build_model(dict(state_dict))
     except (KeyError, RuntimeError, ValueError, IndexError, TypeError) as e:
-        raise ValueError(
-            f"{source} does not hold OpenAI CLIP weights that OpenAI's build_model can rebuild "
-            f"({type(e).__name__}: {e})"
-        ) from e
+        raise not_clip_weights(source, e) from e
+
+
+def not_clip_weights(source: str, error: Exception) -> ValueError:
+    return ValueError(f"{source} does not hold OpenAI CLIP weights that OpenAI's build_model can rebuild "
+                      f"({type(error).__name__}: {error})")
 
 
 def read_clip_weights(path: str) -> StateDict:
@@ -108,13 +188,14 @@ def is_torchscript_archive(path: str) -> bool:
         return any(name.rsplit("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
 
 
-def read_toy_weights() -> StateDict:
+def toy_weights_file() -> str:
+    """The toy CLIP's file; FileNotFoundError, saying how to make it, when it is missing."""
     if not os.path.isfile(TINY_CLIP_PATH):
         raise FileNotFoundError(
             f"The toy CLIP checkpoint {TINY_CLIP_PATH} is missing; regenerate it with "
             f"`python -m mutual_prompt.toy.pretrain --output {TINY_CLIP_PATH}`"
         )
-    return read_clip_weights(TINY_CLIP_PATH)
+    return TINY_CLIP_PATH
 
 
 def cached_weights_file(name: str, download_root: str) -> str:

@@ -2,7 +2,9 @@
 
 Few-shot samples are drawn by the host's ``generate_fewshot_dataset`` (Dassl's sampler, or the
 built-in engine's) and cached as JSON in CoOp's ``split_fewshot/shot_{N}-seed_{SEED}`` files, so a
-later run with the same shots and seed reuses them.
+later run with the same shots and seed reuses them. A cache is written once, under a lock beside it,
+and never overwritten; it records the sha256 of the split file it was sampled from
+(``SPLIT_SHA256_KEY``), and a cache sampled from another split file is refused.
 """
 import math
 import os
@@ -10,12 +12,13 @@ from collections import defaultdict
 from typing import Dict, List, Optional, Tuple
 
 from mutual_prompt.backend import Datum
-from mutual_prompt.files import write_json
+from mutual_prompt.files import exclusive_lock, write_json
 from mutual_prompt.labels import check_labels
 
-from .split_files import Items, read_parts, to_records
+from .split_files import Items, items_of, read_record_file, to_records
 
 SUBSAMPLE_CHOICES = ("all", "base", "new")
+SPLIT_SHA256_KEY = "split_sha256"  # in a few-shot cache: the sha256 of the split file it was sampled from
 
 
 def subsample_classes(*datasets: Items, subsample: str = "all") -> List[Items]:
@@ -55,28 +58,63 @@ def load_or_create_fewshot(
 ) -> Tuple[Items, Optional[Items]]:
     """``num_shots`` per class of train and ``min(num_shots, 4)`` of val (when given), cached and reused.
 
-    ``dataset`` provides ``generate_fewshot_dataset`` (Dassl's sampler); the cache holds paths relative
-    to ``path_prefix``. A cached item that is not in the split (with its label) is a stale-cache error:
-    delete ``fewshot_dir`` after changing a split file to sample again.
+    ``dataset`` provides ``generate_fewshot_dataset`` (Dassl's sampler) and ``split_sha256`` (the split
+    file's hash, "" or absent without one); the cache holds paths relative to ``path_prefix``. Runs
+    started together sample once: the others wait on ``<cache>.lock`` and read the cache. A cache made
+    from another split file (another hash; without the hash: a cached item not in the split with its
+    label and class name) is a stale-cache error: delete ``fewshot_dir`` after changing a split file.
     """
     path = fewshot_cache_path(fewshot_dir, num_shots, seed)
-    parts = ("train",) if val is None else ("train", "val")
     warn_small_classes(train, num_shots)
-    if os.path.exists(path):
-        print(f"Loading preprocessed few-shot data from {path}")
-        loaded = read_parts(path, path_prefix, parts, "few-shot cache")
-        for part, cached, source in zip(parts, loaded, (train, val)):
-            _check_cached_items(cached, source, f"few-shot cache {path}", part)
-        return loaded[0], (loaded[1] if val is not None else None)
+    if not os.path.exists(path):
+        with exclusive_lock(path + ".lock"):
+            if not os.path.exists(path):
+                return _sample_and_cache(dataset, train, val, num_shots, path, path_prefix)
+    return _read_cache(dataset, train, val, path, path_prefix)
+
+
+def _sample_and_cache(
+    dataset, train: Items, val: Optional[Items], num_shots: int, path: str, path_prefix: str
+) -> Tuple[Items, Optional[Items]]:
     train = dataset.generate_fewshot_dataset(train, num_shots=num_shots)
     if val is not None:
         val = dataset.generate_fewshot_dataset(val, num_shots=min(num_shots, 4))
     data = {"train": to_records(train, path_prefix)}
     if val is not None:
         data["val"] = to_records(val, path_prefix)
+    split_sha256 = getattr(dataset, "split_sha256", "")
+    if split_sha256:
+        data[SPLIT_SHA256_KEY] = split_sha256
     print(f"Saving preprocessed few-shot data to {path}")
-    write_json(data, path)
+    write_json(data, path, overwrite=False)
     return train, val
+
+
+def _read_cache(
+    dataset, train: Items, val: Optional[Items], path: str, path_prefix: str
+) -> Tuple[Items, Optional[Items]]:
+    print(f"Loading preprocessed few-shot data from {path}")
+    parts = ("train",) if val is None else ("train", "val")
+    data, _ = read_record_file(path, parts, "few-shot cache")
+    source = f"few-shot cache {path}"
+    _check_split_sha256(data, dataset, source)
+    loaded = [items_of(data, part, path_prefix, source) for part in parts]
+    for part, cached, split_items in zip(parts, loaded, (train, val)):
+        _check_cached_items(cached, split_items, source, part)
+    return loaded[0], (loaded[1] if val is not None else None)
+
+
+def _check_split_sha256(data: dict, dataset, cache: str) -> None:
+    """A cache that records the hash of the split file it was sampled from must match the dataset's."""
+    if SPLIT_SHA256_KEY not in data:
+        return
+    cached = data[SPLIT_SHA256_KEY]
+    current = getattr(dataset, "split_sha256", "")
+    if cached != current:
+        raise ValueError(
+            f"{cache} was sampled from a split file with sha256 {cached}, but {split_source(dataset)} has sha256 "
+            f"{current or '(none: no split file)'}: the split file changed since; delete the cache to sample again"
+        )
 
 
 def warn_small_classes(train: Items, num_shots: int) -> None:
@@ -90,14 +128,21 @@ def warn_small_classes(train: Items, num_shots: int) -> None:
                   f"than DATASET.NUM_SHOTS {num_shots}: using {len(items)}")
 
 
-def _check_cached_items(cached: Items, source_items: Items, cache: str, part: str) -> None:
-    """Every cached item must be an item of the split's ``part`` with the same label."""
-    known = {(item.impath, item.label) for item in source_items}
+def _check_cached_items(cached: Items, split_items: Items, cache: str, part: str) -> None:
+    """Every cached item must be an item of the split's ``part`` with the same label and class name."""
+    classnames = {(item.impath, item.label): item.classname for item in split_items}
     for item in cached:
-        if (item.impath, item.label) not in known:
+        key = (item.impath, item.label)
+        if key not in classnames:
             raise ValueError(
                 f"{cache}: its {part} item {item.impath} with label {item.label} is not in the split's {part} part "
                 "with that label: the cache is stale (made from another split file); delete it to sample again"
+            )
+        if item.classname != classnames[key]:
+            raise ValueError(
+                f"{cache}: its {part} item {item.impath} (label {item.label}) has the class name {item.classname!r}, "
+                f"but the split names it {classnames[key]!r}: the cache is stale (made from another split file); "
+                "delete it to sample again"
             )
 
 
@@ -116,7 +161,7 @@ def fewshot_and_subsample(
     source = split_source(dataset)
     if not train:
         raise ValueError(f"{source}: the training split is empty")
-    check_labels({"train": train, "val": val, "test": test}, max(item.label for item in train) + 1, source)
+    check_labels({"train": train, "val": val, "test": test}, None, source)
     num_shots = cfg.DATASET.NUM_SHOTS
     if num_shots >= 1:
         train, val = load_or_create_fewshot(dataset, train, val, num_shots=num_shots, seed=cfg.SEED,

@@ -1,25 +1,31 @@
 """Split files in CoOp's format and the train/val/test splitting that creates them.
 
 The algorithms and their sequence of ``random`` calls follow CoOp (``datasets/oxford_pets.py`` and
-``datasets/dtd.py`` there); every folder listing is sorted first (``listing``), so the same data and
-seed give the same splits on every machine. The caller seeds ``random`` (``set_random_seed(cfg.SEED)``)
-before building a dataset, as CoOp does.
+``datasets/dtd.py`` there); every folder listing is sorted first (``listing``), so the same data give
+the same splits on every machine. A missing split file is created once, from ``random`` seeded with
+``SPLIT_SEED`` whatever the run's seed (the caller's ``random`` state is restored afterwards), under
+a lock beside it, and never overwritten: runs started together all read the one file.
 
 Split files (and few-shot caches) are JSON: ``{"train": [[path, label, classname], ...], "val": ...}``
-with paths relative to a prefix folder, the format of CoOp's ``split_zhou_*.json``.
+with paths relative to a prefix folder, the format of CoOp's ``split_zhou_*.json``. Labels are JSON
+integers.
 """
+import json
 import os
 import random
 from collections import defaultdict
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from mutual_prompt.backend import Datum
-from mutual_prompt.files import read_json, write_json
+from mutual_prompt.files import exclusive_lock, read_json_and_sha256, write_json
 
 from .listing import list_class_folders, list_images
 
 Items = List[Datum]
 Split = Tuple[Items, Items, Items]
+SPLIT_PARTS = ("train", "val", "test")
+SPLIT_SEED = 1  # seeds ``random`` while a missing split file is created, whatever the run's seed
 
 
 def make_datum(impath: str, label: int, classname: str, source: str) -> Datum:
@@ -53,48 +59,78 @@ def _from_records(records: Any, path_prefix: str, source: str, part: str) -> Ite
             and isinstance(record[2], str)
         ):
             raise ValueError(f"{source}: '{part}'[{i}] must be [path, label, classname], got {record!r}")
-        try:
-            label = int(record[1])
-        except (TypeError, ValueError):
-            raise ValueError(f"{source}: '{part}'[{i}] has a label that is not an integer: {record[1]!r}") from None
+        label = record[1]
+        if isinstance(label, bool) or not isinstance(label, int):
+            raise ValueError(
+                f"{source}: '{part}'[{i}] has the label {json.dumps(label)}, which is not a JSON integer "
+                "(labels are written as 0, 1, 2, ..., not as text, decimals or true/false)"
+            )
         items.append(make_datum(os.path.join(path_prefix, record[0]), label, record[2], source))
     return items
 
 
-def read_parts(filepath: str, path_prefix: str, parts: Sequence[str], kind: str) -> List[Items]:
-    """The items of each of ``parts`` in the JSON file ``filepath`` (a ``kind``: split file or few-shot
-    cache); errors name the file and the part."""
-    data = read_json(filepath)
+def read_record_file(filepath: str, parts: Sequence[str], kind: str) -> Tuple[Dict[str, Any], str]:
+    """The JSON object in ``filepath`` (a ``kind``: split file or few-shot cache), which must hold the
+    keys ``parts``, and the sha256 of the file's bytes."""
+    data, sha256 = read_json_and_sha256(filepath)
     source = f"{kind} {filepath}"
     if not isinstance(data, dict):
         raise ValueError(f"{source}: expected a JSON object with keys {list(parts)}")
     missing = [p for p in parts if p not in data]
     if missing:
         raise ValueError(f"{source}: missing key(s) {missing}; expected {list(parts)}")
-    return [_from_records(data[p], path_prefix, source, p) for p in parts]
+    return data, sha256
 
 
-def read_split(filepath: str, path_prefix: str) -> Split:
-    """Read a CoOp split file (``split_zhou_*.json``); its paths are relative to ``path_prefix``."""
+def items_of(data: Dict[str, Any], part: str, path_prefix: str, source: str) -> Items:
+    """The items of ``data[part]`` (read by ``read_record_file``); errors name ``source`` and the part."""
+    return _from_records(data[part], path_prefix, source, part)
+
+
+def read_split(filepath: str, path_prefix: str) -> Tuple[Split, str]:
+    """Read a CoOp split file (``split_zhou_*.json``); its paths are relative to ``path_prefix``.
+
+    Returns the split and the sha256 of the file's bytes as read.
+    """
     print(f"Reading split from {filepath}")
-    train, val, test = read_parts(filepath, path_prefix, ("train", "val", "test"), "split file")
-    return train, val, test
+    data, sha256 = read_record_file(filepath, SPLIT_PARTS, "split file")
+    train, val, test = (items_of(data, part, path_prefix, f"split file {filepath}") for part in SPLIT_PARTS)
+    return (train, val, test), sha256
 
 
 def save_split(train: Items, val: Items, test: Items, filepath: str, path_prefix: str) -> None:
-    """Write a split file in CoOp's format, atomically."""
-    split = {p: to_records(items, path_prefix) for p, items in (("train", train), ("val", val), ("test", test))}
-    write_json(split, filepath)
+    """Write a split file in CoOp's format, atomically; an existing file is never replaced
+    (``FileExistsError``)."""
+    split = {p: to_records(items, path_prefix) for p, items in zip(SPLIT_PARTS, (train, val, test))}
+    write_json(split, filepath, overwrite=False)
     print(f"Saved split to {filepath}")
 
 
-def load_or_create_split(filepath: str, path_prefix: str, create: Callable[[], Split]) -> Split:
-    """Read the split file if it exists; else ``create()`` the split and save it for later runs."""
-    if os.path.exists(filepath):
-        return read_split(filepath, path_prefix)
-    train, val, test = create()
-    save_split(train, val, test, filepath, path_prefix)
-    return train, val, test
+@contextmanager
+def seeded_random(seed: int) -> Iterator[None]:
+    """Seed the global ``random`` for the block, then restore the state it had before."""
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
+def load_or_create_split(filepath: str, path_prefix: str, create: Callable[[], Split]) -> Tuple[Split, str]:
+    """Read the split file, creating it first if it is missing; returns the split and the file's sha256.
+
+    ``create()`` runs with ``random`` seeded by ``SPLIT_SEED`` (the caller's state is restored, so
+    what it draws next does not depend on whether the file existed), at most once among processes
+    started together: they wait on ``<filepath>.lock`` and then read the file the first one wrote.
+    """
+    if not os.path.exists(filepath):
+        with exclusive_lock(filepath + ".lock"):
+            if not os.path.exists(filepath):
+                with seeded_random(SPLIT_SEED):
+                    train, val, test = create()
+                save_split(train, val, test, filepath, path_prefix)
+    return read_split(filepath, path_prefix)
 
 
 def split_trainval(trainval: Items, p_val: float = 0.2) -> Tuple[Items, Items]:

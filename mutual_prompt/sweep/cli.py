@@ -9,22 +9,35 @@
 Defaults are the scripts' (and read the same environment variables: DATA, OUTPUT, TRAINER, CFG,
 SHOTS, SEEDS, DATASETS, TARGETS, SOURCE, SHOT_LIST, SUB, LOADEP), so a sweep makes exactly the runs
 of ``scripts/reproduce_<protocol>.sh`` into the same folders; ``--config FILE`` reads any option from
-a YAML file (``slurm:`` and ``ablations:`` sections included), flags override it.
+a YAML file (``slurm:`` and ``ablations:`` sections included), flags override it. Every option is
+checked before anything runs (``options``); a bad one ends the sweep with one line and status 2.
 """
 import argparse
 import os
 import signal
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 import yaml
 
+from . import slurm
+from .options import (
+    OPTION_DESTS,
+    UsageError,
+    check_ablations,
+    check_configs,
+    check_data,
+    check_datasets,
+    check_values,
+    resolve,
+)
 from .plan import PROTOCOLS, Ablation, Settings, Variant, all_runs, expand
-from .report import progress_bar, status_lines, summary_lines
+from .report import STATE_WIDTH, progress_bar, status_lines, summary_lines
 from .slurm import SLURM_OPTIONS, SlurmOptions
 from .state import BLOCKED, FAILED, sweep_status
 
+PROG = "python -m mutual_prompt.sweep"
 EXECUTORS = ("local", "slurm", "submitit-local")
 
 
@@ -35,14 +48,9 @@ def default_repo_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _env_list(name: str, cast=str) -> Optional[List[Any]]:
-    value = os.environ.get(name)
-    return [cast(v) for v in value.split()] if value else None
-
-
 def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.ArgumentParser]]:
     """The parser and its two sub-parsers (run, status), which share the options of what to run."""
-    parser = argparse.ArgumentParser(prog="python -m mutual_prompt.sweep", description=__doc__,
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {}
@@ -54,19 +62,18 @@ def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.Argument
         p.add_argument("--config", help="YAML file with any of these options (flags override it)")
         g = p.add_argument_group("what to run (the scripts' environment variables are the defaults)")
         g.add_argument("--repo", default=None, help="checkout holding train.py (default: here or the package's)")
-        g.add_argument("--data", default=None, help="DATA (default: <repo>/data)")
-        g.add_argument("--output", default=os.environ.get("OUTPUT", "output"), help="OUTPUT (default: output)")
-        g.add_argument("--trainer", default=os.environ.get("TRAINER", "MutualPrompt"))
-        g.add_argument("--cfg", default=os.environ.get("CFG", ""), help="CFG (default: the protocol's config)")
-        g.add_argument("--shots", type=int, default=int(os.environ.get("SHOTS", "16")))
-        g.add_argument("--seeds", type=int, nargs="+", default=_env_list("SEEDS", int))
-        g.add_argument("--datasets", nargs="+", default=_env_list("DATASETS"))
-        g.add_argument("--targets", nargs="+", default=_env_list("TARGETS"), help="xd: datasets to test on")
-        g.add_argument("--source", default=os.environ.get("SOURCE", "imagenet"), help="xd: dataset to train on")
-        g.add_argument("--shot-list", type=int, nargs="+", default=_env_list("SHOT_LIST", int), help="few_shot")
-        g.add_argument("--sub", default=os.environ.get("SUB", "new"), choices=["new", "base"],
-                       help="base2new: classes the test runs use")
-        g.add_argument("--load-epoch", type=int, default=int(os.environ["LOADEP"]) if os.environ.get("LOADEP") else None,
+        g.add_argument("--data", help="DATA (default: <repo>/data)")
+        g.add_argument("--output", help="OUTPUT (default: output)")
+        g.add_argument("--trainer", help="TRAINER (default: MutualPrompt)")
+        g.add_argument("--cfg", help="CFG (default: the protocol's config)")
+        g.add_argument("--shots", type=int, help="SHOTS (default: 16)")
+        g.add_argument("--seeds", type=int, nargs="+", help="SEEDS (default: 1 2 3)")
+        g.add_argument("--datasets", nargs="+", help="DATASETS (default: the 11 benchmark datasets)")
+        g.add_argument("--targets", nargs="+", help="TARGETS, xd: datasets to test on")
+        g.add_argument("--source", help="SOURCE, xd: dataset to train on (default: imagenet)")
+        g.add_argument("--shot-list", type=int, nargs="+", help="SHOT_LIST, few_shot (default: 1 2 4 8 16)")
+        g.add_argument("--sub", choices=["new", "base"], help="SUB, base2new: classes the test runs use (default: new)")
+        g.add_argument("--load-epoch", type=int,
                        help="LOADEP: checkpoint the tests load (default: the training's last epoch)")
         g.add_argument("--ablation", nargs=2, action="append", default=[], metavar=("NAME", "'KEY VALUE ...'"),
                        help="also run the protocol with these overrides, under <output>/ablations/NAME")
@@ -94,61 +101,82 @@ def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.Argument
     return parser, commands
 
 
+def usage_exit(command: str, message: str) -> NoReturn:
+    """A bad command line ends with one line, ``<prog> <command>: error: <message>``, and status 2."""
+    sys.stderr.write(f"{PROG} {command}: error: {message}\n")
+    sys.exit(2)
+
+
 def load_config_file(path: str, command: argparse.ArgumentParser) -> Dict[str, Any]:
     """A YAML mapping of option names (``shot_list`` or ``shot-list``) plus ``slurm`` and ``ablations``."""
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
-    except OSError as e:
-        raise SystemExit(f"Cannot read --config {path}: {e}")
+    except (OSError, yaml.YAMLError) as e:
+        raise UsageError(f"cannot read --config {path}: {e}".replace("\n", " ")) from None
     if not isinstance(data, dict):
-        raise SystemExit(f"{path}: expected a mapping of option names to values")
-    dests = {a.dest for a in command._actions} - {"help", "config", "command", "protocol"}
+        raise UsageError(f"{path}: expected a mapping of option names to values")
+    actions = {a.dest: a for a in command._actions if a.dest not in ("help", "config", "command", "protocol")}
     out = {}
     for key, value in data.items():
         dest = str(key).replace("-", "_")
-        if dest not in dests | {"slurm", "ablations"}:
-            raise SystemExit(f"{path}: unknown option {key!r}; expected one of {', '.join(sorted(dests))}, slurm, ablations")
+        if dest not in set(actions) | {"slurm", "ablations"}:
+            raise UsageError(f"{path}: unknown option {key!r}; expected one of {', '.join(sorted(actions))}, "
+                             "slurm, ablations")
+        choices = actions[dest].choices if dest in actions else None
+        if choices and dest not in OPTION_DESTS and value not in choices:
+            raise UsageError(f"{path}: {dest}: expected one of {', '.join(choices)}; got {value!r}")
         out[dest] = value
     return out
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """The command line, the --config file and the environment, checked; errors exit with status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, commands = build_parser()
     if not argv or argv[0] not in commands:
         parser.parse_args(argv)  # help, or the error naming the commands
     command = commands[argv[0]]
     args = command.parse_intermixed_args(argv[1:])
-    file: Dict[str, Any] = {}
-    if args.config:
-        file = load_config_file(args.config, command)
-        command.set_defaults(**{k: v for k, v in file.items() if k not in ("slurm", "ablations")})
-        args = command.parse_intermixed_args(argv[1:])  # flags override the file
+    try:
+        file = load_config_file(args.config, command) if args.config else {}
+        if file:
+            command.set_defaults(**{k: v for k, v in file.items() if k not in OPTION_DESTS | {"slurm", "ablations"}})
+            args = command.parse_intermixed_args(argv[1:])  # flags override the file
+        args.sources = resolve(args, file, args.config)
+        check_values(args, args.sources)
+        if len(args.opts) % 2:
+            raise UsageError(f"config overrides come in KEY VALUE pairs; got {args.opts}")
+    except UsageError as e:
+        usage_exit(argv[0], str(e))
     args.command = argv[0]
     args.file = file
-    if len(args.opts) % 2:
-        command.error(f"config overrides come in KEY VALUE pairs; got {args.opts}")
     return args
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The settings the options give; an option left out keeps the scripts' default."""
     repo = os.path.abspath(args.repo or default_repo_root())
-    base = Settings(repo_root=repo, data="")
+    base = Settings(repo_root=repo, data=os.path.join(repo, "data"))
+
+    def given(dest: str, default: Any) -> Any:
+        value = getattr(args, dest)
+        return default if value is None else value
+
     return Settings(
         repo_root=repo,
-        data=args.data or os.environ.get("DATA") or os.path.join(repo, "data"),
-        output=args.output.rstrip("/"),
-        trainer=args.trainer,
-        cfg=args.cfg,
-        shots=args.shots,
-        seeds=tuple(args.seeds or base.seeds),
-        datasets=tuple(args.datasets or base.datasets),
-        targets=tuple(args.targets or base.targets),
-        source=args.source,
-        shot_list=tuple(args.shot_list or base.shot_list),
-        sub=args.sub,
-        load_epoch=args.load_epoch,
+        data=given("data", base.data),
+        output=given("output", base.output).rstrip("/"),
+        trainer=given("trainer", base.trainer),
+        cfg=given("cfg", base.cfg),
+        shots=given("shots", base.shots),
+        seeds=tuple(given("seeds", base.seeds)),
+        datasets=tuple(given("datasets", base.datasets)),
+        targets=tuple(given("targets", base.targets)),
+        source=given("source", base.source),
+        shot_list=tuple(given("shot_list", base.shot_list)),
+        sub=given("sub", base.sub),
+        load_epoch=given("load_epoch", base.load_epoch),
         opts=tuple(str(o) for o in args.opts),
     )
 
@@ -158,7 +186,7 @@ def ablations_from_args(args: argparse.Namespace) -> List[Ablation]:
     ablations += [Ablation(name, cfg=cfg) for name, cfg in args.ablation_cfg]
     for name, spec in (args.file.get("ablations") or {}).items():
         if not isinstance(spec, dict) or set(spec) - {"cfg", "opts"}:
-            raise SystemExit(f"{args.config}: ablation {name!r} takes 'cfg' and/or 'opts' (a list of KEY, VALUE)")
+            raise UsageError(f"{args.config}: ablation {name!r} takes 'cfg' and/or 'opts' (a list of KEY, VALUE)")
         ablations.append(Ablation(str(name), cfg=spec.get("cfg", ""), opts=tuple(str(o) for o in spec.get("opts", []))))
     return ablations
 
@@ -168,7 +196,7 @@ def slurm_options(args: argparse.Namespace) -> SlurmOptions:
     section = args.file.get("slurm") or {}
     for key, value in section.items():
         if key not in SLURM_OPTIONS:
-            raise SystemExit(f"{args.config}: unknown slurm option {key!r}; expected one of {', '.join(SLURM_OPTIONS)}")
+            raise UsageError(f"{args.config}: unknown slurm option {key!r}; expected one of {', '.join(SLURM_OPTIONS)}")
         fields[key] = value
     for key in (k for k in SLURM_OPTIONS if k != "sbatch"):  # --sbatch items are merged below
         value = getattr(args, key, None)
@@ -178,7 +206,7 @@ def slurm_options(args: argparse.Namespace) -> SlurmOptions:
     for item in args.sbatch:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"--sbatch takes KEY=VALUE (e.g. account=myproject); got {item!r}")
+            raise UsageError(f"--sbatch takes KEY=VALUE (e.g. account=myproject); got {item!r}")
         sbatch[key.strip()] = value.strip()
     fields["sbatch"] = sbatch
     return SlurmOptions(**fields)
@@ -189,8 +217,8 @@ def print_plan(settings: Settings, variants: Sequence[Variant]) -> None:
     print(f"Plan: {len(statuses)} runs ({', '.join(v.name for v in variants)}), from {settings.repo_root}")
     for s in statuses:
         deps = f"  after {', '.join(s.run.depends_on)}" if s.run.depends_on else ""
-        print(f"{s.state:<8} {s.run.output_dir}{deps}")
-        print(f"         {s.run.shell()}")
+        print(f"{s.state:<{STATE_WIDTH}} {s.run.output_dir}{deps}")
+        print(f"{'':<{STATE_WIDTH}} {s.run.shell()}")
     print(progress_bar(statuses))
 
 
@@ -209,7 +237,8 @@ def report(settings: Settings, variants: Sequence[Variant], plot_dir: Optional[s
     return 1 if any(s.state in (FAILED, BLOCKED) for s in statuses) else 0
 
 
-def execute(args: argparse.Namespace, settings: Settings, variants: Sequence[Variant]) -> None:
+def execute(args: argparse.Namespace, settings: Settings, variants: Sequence[Variant],
+            options: Optional[SlurmOptions]) -> None:
     runs = all_runs(variants)
     env = dict(os.environ)
     if args.executor == "local":
@@ -219,17 +248,40 @@ def execute(args: argparse.Namespace, settings: Settings, variants: Sequence[Var
         return
     from .live import run_submitit
 
+    assert options is not None
     cluster = {"slurm": "slurm", "submitit-local": "local"}[args.executor]
-    run_submitit(settings, runs, slurm_options(args), cluster, env, detach=args.detach)
+    run_submitit(settings, runs, options, cluster, env, detach=args.detach)
+
+
+def plan(args: argparse.Namespace) -> Tuple[Settings, List[Variant], Optional[SlurmOptions]]:
+    """The settings, the variants with their runs and the SLURM options, every option checked first
+    (raises UsageError)."""
+    settings = settings_from_args(args)
+    ablations = ablations_from_args(args)
+    check_ablations(ablations)
+    check_datasets(args.protocol, settings, args.sources)
+    check_configs(args.protocol, settings, ablations, args.sources)
+    running = args.command == "run" and not args.dry_run
+    options = None
+    if args.command == "run" and args.executor != "local":
+        options = slurm_options(args)
+        if running and slurm.submitit is None:
+            raise UsageError(f"--executor {args.executor}: {slurm.SUBMITIT_MISSING}")
+    if running and args.executor != "slurm":  # a cluster's nodes may see folders this machine does not
+        check_data(args.protocol, settings, args.sources)
+    try:
+        variants = expand(args.protocol, settings, ablations)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
+    return settings, variants, options
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    settings = settings_from_args(args)
     try:
-        variants = expand(args.protocol, settings, ablations_from_args(args))
-    except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(str(e))
+        settings, variants, options = plan(args)
+    except UsageError as e:
+        usage_exit(args.command, str(e))
     if args.command == "run":
         if args.dry_run:
             print_plan(settings, variants)
@@ -237,6 +289,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         started = time.time()
         # A terminated sweep stops the runs it started (their checkpoints stay; a re-run resumes them).
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-        execute(args, settings, variants)
+        execute(args, settings, variants, options)
         print(f"\nSweep finished in {time.time() - started:.1f} s")
     return report(settings, variants, args.plot)

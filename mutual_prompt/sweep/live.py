@@ -7,9 +7,9 @@ from tqdm import tqdm
 
 from .local import LocalPool, slot_envs, slot_name
 from .plan import Run, Settings
-from .report import status_lines
+from .report import STATE_WIDTH, status_lines
 from .slurm import SlurmOptions, submit
-from .state import DONE, FAILED, RUNNING, RunFiles, sweep_status
+from .state import DONE, FAILED, INTERRUPTED, RUNNING, RunFiles, sweep_status
 
 
 def _bar(total: int, done: int) -> tqdm:
@@ -30,7 +30,7 @@ def run_local(settings: Settings, runs: Sequence[Run], gpus: Optional[List[str]]
             running.pop(run.output_dir, None)
         if event == DONE:
             bar.update(1)
-        lines = [f"{event:<8} {run.output_dir}  ({detail})"]
+        lines = [f"{event:<{STATE_WIDTH}} {run.output_dir}  ({detail})"]
         if event == FAILED:
             lines += [f"    | {line}" for line in RunFiles(settings.repo_root, settings.output, run).tail()]
         for line in lines:
@@ -72,7 +72,7 @@ def follow(settings: Settings, runs: Sequence[Run], jobs: Sequence, poll_s: floa
                 if last.get(s.run.output_dir) not in (None, s.state) or (s.run.output_dir not in last and s.state != DONE):
                     if s.state == DONE:
                         bar.update(1)
-                    if s.state in (DONE, FAILED, RUNNING):
+                    if s.state in (DONE, FAILED, RUNNING, INTERRUPTED):
                         for line in status_lines([s]):
                             bar.write(line, file=sys.stderr)
                 last[s.run.output_dir] = s.state

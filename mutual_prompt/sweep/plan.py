@@ -17,6 +17,8 @@ from mutual_prompt.results import BENCHMARK_DATASETS, TEST_END_SIGNAL, TRAIN_END
 
 XD_TARGETS = BENCHMARK_DATASETS[1:] + ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
 PROTOCOLS = ("base2new", "xd", "few_shot")
+# Datasets that render themselves into the data folder on first use (the toy world's).
+RENDERED_DATASETS = ("toy_shapes",)
 # The config each protocol's scripts use when CFG is not set.
 DEFAULT_CFG = {
     "base2new": "vit_b16_c4_ep10_batch1_ctxv1",
@@ -94,7 +96,10 @@ def config_max_epoch(settings: Settings, cfg: str) -> int:
     opts = list(settings.opts)
     for key, value in zip(opts[::2], opts[1::2]):
         if key == "OPTIM.MAX_EPOCH":
-            return int(value)
+            try:
+                return int(value)
+            except ValueError:
+                raise ValueError(f"override OPTIM.MAX_EPOCH: expected an integer; got {value!r}") from None
     path = os.path.join(settings.repo_root, "configs", "trainers", settings.trainer, f"{cfg}.yaml")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Config file {path} not found (trainer {settings.trainer!r}, cfg {cfg!r})")

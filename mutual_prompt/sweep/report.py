@@ -16,9 +16,10 @@ from mutual_prompt.results import (
 )
 
 from .plan import Variant
-from .state import BLOCKED, DONE, FAILED, PENDING, QUEUED, RUNNING, RunStatus
+from .state import BLOCKED, DONE, FAILED, INTERRUPTED, PENDING, QUEUED, RUNNING, RunStatus
 
-ORDER = (DONE, RUNNING, QUEUED, FAILED, BLOCKED, PENDING)
+ORDER = (DONE, RUNNING, QUEUED, INTERRUPTED, FAILED, BLOCKED, PENDING)
+STATE_WIDTH = len(INTERRUPTED)
 
 
 def progress_bar(statuses: Sequence[RunStatus], width: int = 30) -> str:
@@ -34,7 +35,7 @@ def status_lines(statuses: Sequence[RunStatus], tail_lines: int = 8) -> List[str
     lines = []
     for s in statuses:
         what = f"{s.result:.2f}%" if s.result is not None else s.detail
-        lines.append(f"{s.state:<8} {s.run.output_dir}" + (f"  ({what})" if what else ""))
+        lines.append(f"{s.state:<{STATE_WIDTH}} {s.run.output_dir}" + (f"  ({what})" if what else ""))
         if s.state == FAILED and s.tail:
             lines += [f"    | {line}" for line in s.tail[-tail_lines:]]
     return lines

@@ -1,20 +1,62 @@
-"""Start one run of a sweep as a ``train.py`` process, under its lock, with its output captured."""
+"""Start one run of a sweep as a ``train.py`` process, under its lock, with its output captured.
+
+The process dies with the sweep: on Linux it gets SIGTERM when the sweep ends in any way, SIGKILL
+included (the parent-death signal), and train.py then writes where it stopped and exits 143 with its
+checkpoints intact. Elsewhere a killed sweep leaves its train.py processes running; they keep the
+run's lock (they inherit its descriptor), so ``status`` shows them running and a re-run waits for
+them instead of starting a second process in the same folder.
+"""
+import ctypes
 import os
 import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 from .plan import Run
 from .state import DONE, FAILED, RUNNING, RunFiles, RunLock, is_done
 
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
-def _ignore_preemption_signal() -> None:
-    # SLURM signals every process of a job before a time-out; the sweep's job process checkpoints and
-    # requeues, then stops train.py itself. train.py must not die first and look like a failed run.
-    signal.signal(getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")), signal.SIG_IGN)
+
+def _linux_prctl() -> Optional[Callable[..., int]]:
+    """libc's ``prctl``, looked up in the sweep (a child between fork and exec only calls it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+PRCTL = _linux_prctl()
+
+
+def child_setup(parent_pid: int, die_with_parent: bool) -> Callable[[], None]:
+    """What the child does before it becomes train.py (``preexec_fn``)."""
+    preemption = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
+
+    def setup() -> None:
+        # SLURM signals every process of a job before a time-out; the sweep's job process checkpoints
+        # and requeues, then stops train.py itself. train.py must not die first and look failed.
+        signal.signal(preemption, signal.SIG_IGN)
+        if die_with_parent:
+            PRCTL(ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGTERM), ctypes.c_ulong(0),
+                  ctypes.c_ulong(0), ctypes.c_ulong(0))
+            if os.getppid() != parent_pid:  # the sweep died before prctl: no signal will come
+                os._exit(128 + signal.SIGTERM)
+
+    return setup
+
+
+def dies_with_parent() -> bool:
+    """Whether a child started here gets the parent-death signal. The kernel sends it when the
+    *thread* that started the child ends, so only children of the main thread (which ends with the
+    process) get it."""
+    return PRCTL is not None and threading.current_thread() is threading.main_thread()
 
 
 class RunProcess:
@@ -36,12 +78,15 @@ class RunProcess:
             return False
         command = self.run.command(self.python)
         os.makedirs(self.files.dir, exist_ok=True)
+        # Unbuffered: everything the run printed is in output.txt even when it is killed.
+        env = dict(self.env, PYTHONUNBUFFERED="1")
         try:
             with open(self.files.output, "a", encoding="utf-8") as out:
                 out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(command)}\n")
                 out.flush()
-                self.proc = subprocess.Popen(command, cwd=self.repo_root, env=self.env, stdout=out,
-                                             stderr=subprocess.STDOUT, preexec_fn=_ignore_preemption_signal)
+                self.proc = subprocess.Popen(command, cwd=self.repo_root, env=env, stdout=out,
+                                             stderr=subprocess.STDOUT, pass_fds=(self.lock.fd,),
+                                             preexec_fn=child_setup(os.getpid(), dies_with_parent()))
         except BaseException:
             self.lock.release()
             raise

@@ -25,9 +25,12 @@ except ImportError:  # the optional extra: pip install -e ".[slurm]"
     Checkpointable = object
 
 
+SUBMITIT_MISSING = "the SLURM executor needs submitit: pip install -e \".[slurm]\" (or pip install submitit)"
+
+
 def require_submitit() -> None:
     if submitit is None:
-        raise SystemExit("The SLURM executor needs submitit: pip install -e \".[slurm]\" (or pip install submitit)")
+        raise RuntimeError(SUBMITIT_MISSING)
 
 
 @dataclass

@@ -1,15 +1,20 @@
-"""What each run of a sweep is doing, readable by any process: done, running, failed, pending.
+"""What each run of a sweep is doing, readable by any process: done, running, interrupted, failed, ...
 
 A run is *done* when its folder holds a result (``mutual_prompt.results.parse_run``, the scripts' skip
-rule). While a run executes, the process running it holds an exclusive ``flock`` on
-``<output>/.sweep/runs/<run folder>/lock``, so two sweeps never start the same run and ``status``
-sees it running even from another shell. ``state.json`` beside the lock records the last attempt
-(host, process or SLURM job, exit code) and ``output.txt`` everything the run printed, tracebacks
-included.
+rule). While a run executes, an exclusive ``flock`` on ``<output>/.sweep/runs/<run folder>/lock`` is
+held by the sweep that started it and by the run's ``train.py`` process itself (it inherits the
+locked descriptor), so the lock is held exactly as long as either lives: two sweeps never start the
+same run, and ``status`` sees it running from any shell, also when its sweep was killed and the
+process runs on. ``state.json`` beside the lock records the last attempt (host, process or SLURM
+job, exit code) and ``output.txt`` everything the run printed, tracebacks included. A run that
+state.json calls running while nobody holds its lock, or whose folder has a log but no result, was
+*interrupted*: a re-run resumes it from its last checkpoint.
 """
 import fcntl
 import json
 import os
+import re
+import signal
 import socket
 import time
 from dataclasses import dataclass
@@ -21,6 +26,12 @@ from mutual_prompt.results import parse_run
 from .plan import Run
 
 DONE, RUNNING, FAILED, BLOCKED, QUEUED, PENDING = "done", "running", "failed", "blocked", "queued", "pending"
+INTERRUPTED = "interrupted"
+# The line the sweep writes into output.txt before each attempt: "=== <date> <time> <command>".
+ATTEMPT_HEADER = re.compile(r"^=== \d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
+# Lines that say why a run stopped: an argparse error (train.py's own), train.py's "Error: ..." and
+# its line on SIGINT/SIGTERM. A traceback's exception line is found by its position instead.
+ERROR_LINE = re.compile(r"^(?:\S+: error: |Error: |Interrupted by SIG[A-Z0-9]+ )")
 
 
 def sweep_dir(output_root: str) -> str:
@@ -64,9 +75,62 @@ class RunFiles:
                 return lines[-n:]
         return []
 
+    def last_attempt(self) -> List[str]:
+        """What the latest attempt printed: output.txt after its last attempt header."""
+        try:
+            with open(self.output, encoding="utf-8", errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return []
+        starts = [i for i, line in enumerate(lines) if ATTEMPT_HEADER.match(line)]
+        return lines[starts[-1] + 1:] if starts else lines
+
+    def failure_reason(self) -> str:
+        """Why the latest attempt stopped, in its own words: its last error line ("" if none)."""
+        return last_error_line(self.last_attempt())
+
+
+def last_error_line(lines: List[str]) -> str:
+    """The last line saying why a process stopped: an error line, or a traceback's exception line."""
+    reason, in_traceback = "", False
+    for line in lines:
+        if line.startswith("Traceback (most recent call last):"):
+            in_traceback = True
+        elif in_traceback and line.strip() and not line[0].isspace():
+            reason, in_traceback = line, False
+        elif ERROR_LINE.match(line):
+            reason = line
+    return reason
+
+
+def exit_detail(returncode: Optional[int], reason: str = "") -> str:
+    """"exit code 2: <reason>", or "killed by SIGKILL" for a process that a signal ended."""
+    if returncode is not None and returncode < 0:
+        try:
+            text = f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            text = f"killed by signal {-returncode}"
+    else:
+        text = f"exit code {returncode}"
+    return f"{text}: {reason}" if reason else text
+
+
+def failed_detail(run: Run, files: "RunFiles", returncode: Optional[int]) -> str:
+    """Why an attempt that ended without a result failed: its exit and its last error line."""
+    if returncode == 0:
+        return f"exit code 0, but no result after '{run.end_signal}' in its log"
+    return exit_detail(returncode, files.failure_reason())
+
+
+def holder(state: Dict[str, Any]) -> str:
+    """Who a state.json says runs the run: "pid 123 on host since <time>" (or the SLURM job)."""
+    where = f"job {state['job_id']}" if state.get("job_id") else f"pid {state.get('pid', '?')}"
+    return f"{where} on {state.get('host', '?')} since {state.get('time', '?')}"
+
 
 class RunLock:
-    """An exclusive, non-blocking ``flock`` held while a run executes (released when the holder dies)."""
+    """An exclusive, non-blocking ``flock`` held while a run executes (released when every process
+    holding its descriptor has ended: the sweep, and the train.py process that inherits it)."""
 
     def __init__(self, files: RunFiles) -> None:
         self.path = files.lock
@@ -113,6 +177,10 @@ class RunStatus:
     tail: Optional[List[str]] = None
 
 
+def resumes(run: Run) -> str:
+    return "a re-run resumes it from its last checkpoint" if run.kind == "train" else "a re-run runs it again"
+
+
 def run_status(repo_root: str, output_root: str, run: Run) -> RunStatus:
     """The state of one run as any process sees it."""
     files = RunFiles(repo_root, output_root, run)
@@ -121,18 +189,19 @@ def run_status(repo_root: str, output_root: str, run: Run) -> RunStatus:
         return RunStatus(run, DONE, result)
     state = files.read_state()
     if is_locked(files):
-        where = f"job {state['job_id']}" if state.get("job_id") else f"pid {state.get('pid', '?')}"
-        return RunStatus(run, RUNNING, detail=f"{where} on {state.get('host', '?')} since {state.get('time', '?')}")
+        return RunStatus(run, RUNNING, detail=holder(state))
+    if state.get("state") == RUNNING:
+        return RunStatus(run, INTERRUPTED, detail=f"{holder(state)}, ended without a result; {resumes(run)}")
     if state.get("state") == FAILED:
-        rc = state.get("returncode")
-        detail = f"exit code {rc}" if rc else f"no result after '{run.end_signal}' in its log"
-        return RunStatus(run, FAILED, detail=detail, tail=files.tail())
+        return RunStatus(run, FAILED, detail=failed_detail(run, files, state.get("returncode")), tail=files.tail())
     if state.get("state") == BLOCKED:
         return RunStatus(run, BLOCKED, detail=state.get("reason", ""))
     if state.get("state") == QUEUED:
         return RunStatus(run, QUEUED, detail="submitted, waiting for its job")
     started = os.path.isdir(files.run_dir) and any(n.startswith("log.txt") for n in os.listdir(files.run_dir))
-    return RunStatus(run, PENDING, detail="interrupted, resumes from its last checkpoint" if started else "")
+    if started:
+        return RunStatus(run, INTERRUPTED, detail=f"its log has no result; {resumes(run)}")
+    return RunStatus(run, PENDING)
 
 
 def sweep_status(repo_root: str, output_root: str, runs: List[Run]) -> List[RunStatus]:
