@@ -8,10 +8,16 @@ values the run was made with and the SHA-256 of its dataset's split file. It gua
 
 Every config key is fingerprinted except those in ``NOT_FINGERPRINTED`` and the exact speed-up keys
 (``EXACT_SPEEDUP_KEYS``), so that a key added to the config is checked without being listed here.
+Beside them, ``BACKBONE_IDENTITY_KEYS`` say which CLIP weights the run uses (``backbone_identity``):
+their architecture, activation and the SHA-256 of the weights file. Where both fingerprints record
+the same SHA-256, ``MODEL.BACKBONE.PATH`` is not compared (the same file moved elsewhere); otherwise
+it is, so that another file is named by its path beside its hash, and a fingerprint without the hash
+still checks the file by its path.
 
 The file::
 
-    {"config": {"OPTIM.LR": 0.002, ...},       every fingerprinted key, dotted, as JSON reads it back
+    {"config": {"OPTIM.LR": 0.002, ...,        every fingerprinted key, dotted, as JSON reads it back,
+                "MODEL.BACKBONE.SHA256": "5806...", ...},   and the backbone's identity
      "split_sha256": "9f2c...",                 "" without a split file; absent when the dataset does not say
      "history": [{"time": "2025-01-31T10:04:05",
                   "resumed_from": "OUT/prompt_learner/model.pth.tar-3",
@@ -31,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from .clip import backbone_identity
 from .files import read_json, write_json
 from .resume import has_checkpoints, newest_checkpoint
 
@@ -58,6 +65,10 @@ TEST_INPUT_KEYS = frozenset({
 # Of INPUT.TRANSFORMS, the steps the test transform applies; the others augment training images only.
 TEST_TIME_TRANSFORMS = ("normalize", "instance_norm")
 SPLIT_KEY = "split_sha256"
+WEIGHTS_PATH_KEY = "MODEL.BACKBONE.PATH"
+WEIGHTS_SHA256_KEY = "MODEL.BACKBONE.SHA256"
+# Not config keys: what the weights in MODEL.BACKBONE.NAME / PATH are (mutual_prompt.clip.backbone_identity).
+BACKBONE_IDENTITY_KEYS = ("MODEL.BACKBONE.ARCH", "MODEL.BACKBONE.ACTIVATION", WEIGHTS_SHA256_KEY)
 FORCED = "Resuming with a changed configuration (--force-resume)"
 
 Change = Tuple[str, Any, Any]  # key, stored value, value now
@@ -85,9 +96,21 @@ def is_fingerprinted(key: str) -> bool:
     return not (parts[0] == "TRAINER" and len(parts) > 2 and parts[-1] in EXACT_SPEEDUP_KEYS)
 
 
+def _weights_identity(cfg) -> Dict[str, str]:
+    """``backbone_identity`` of the run's CLIP weights; empty when it cannot be told (an unknown name, a
+    missing or unreadable file: building the trainer reports that, or a trainer without CLIP)."""
+    backbone = cfg.MODEL.BACKBONE
+    try:
+        return backbone_identity(backbone.NAME, getattr(backbone, "PATH", ""))
+    except (ValueError, OSError):
+        return {}
+
+
 def fingerprint_config(cfg) -> Dict[str, Any]:
-    """Every fingerprinted key of ``cfg``, dotted, as JSON reads it back (tuples become lists)."""
+    """Every fingerprinted key of ``cfg``, dotted, as JSON reads it back (tuples become lists), and the
+    identity of its CLIP weights (``BACKBONE_IDENTITY_KEYS``)."""
     values = {key: value for key, value in _flatten(cfg).items() if is_fingerprinted(key)}
+    values.update(_weights_identity(cfg))
     return json.loads(json.dumps(values))
 
 
@@ -139,10 +162,18 @@ def read_fingerprint(directory: str) -> Optional[StoredFingerprint]:
     return StoredFingerprint(config, split, history)
 
 
+def _same_weights_file(stored: Dict[str, Any], current: Dict[str, Any]) -> bool:
+    """Whether both fingerprints record the weights file's SHA-256 and it is the same."""
+    return WEIGHTS_SHA256_KEY in stored and stored.get(WEIGHTS_SHA256_KEY) == current.get(WEIGHTS_SHA256_KEY)
+
+
 def _compare(stored: Dict[str, Any], current: Dict[str, Any], keys) -> Tuple[List[Change], List[str]]:
-    """(the keys whose values differ, with both values; the keys ``stored`` lacks)."""
+    """(the keys whose values differ, with both values; the keys ``stored`` lacks). The weights file's
+    path is no difference when its SHA-256 is the same."""
     changed, unchecked = [], []
     for key in sorted(keys):
+        if key == WEIGHTS_PATH_KEY and _same_weights_file(stored, current):
+            continue
         if key not in stored:
             unchecked.append(key)
         elif _as_tested(key, stored[key]) != _as_tested(key, current[key]):
@@ -269,6 +300,19 @@ def _override(key: str, value: Any) -> str:
     return f"{key} {shlex.quote(text)}"
 
 
+def _restoring(changed: List[Change]) -> str:
+    """How to evaluate with the trained values: the overrides of the config keys, and for weights that
+    differ under the same name and path, the file to point MODEL.BACKBONE.PATH at."""
+    overrides = " ".join(_override(key, old) for key, old, _ in changed if key not in BACKBONE_IDENTITY_KEYS)
+    advice = [f"Set them to the trained values, e.g. append to the command: {overrides}"] if overrides else []
+    changed_keys = {key for key, _, _ in changed}
+    if WEIGHTS_SHA256_KEY in changed_keys and not changed_keys & {WEIGHTS_PATH_KEY, "MODEL.BACKBONE.NAME"}:
+        trained = next(old for key, old, _ in changed if key == WEIGHTS_SHA256_KEY)
+        advice.append(f"MODEL.BACKBONE.PATH holds another file than the one the model was trained with: point it "
+                      f"at the weights file with SHA-256 {trained}")
+    return "; ".join(advice)
+
+
 def check_eval_fingerprint(model_dir: str, cfg) -> FingerprintCheck:
     """Compare the keys that shape the model's output (``shapes_the_output``) with the fingerprint of
     the run that trained ``model_dir``. Differences raise ``FingerprintMismatch`` listing key,
@@ -288,11 +332,9 @@ def check_eval_fingerprint(model_dir: str, cfg) -> FingerprintCheck:
     changed, unchecked = _compare(stored.config, config, keys)
     if changed:
         details = "; ".join(f"{key}: {old!r} trained, {new!r} now" for key, old, new in changed)
-        overrides = " ".join(_override(key, old) for key, old, _ in changed)
         raise FingerprintMismatch(
             f"--model-dir {model_dir} was trained with other values of keys that shape the model's output "
-            f"({details}): the accuracy would not be that of the trained model. Set them to the trained values, "
-            f"e.g. append to the command: {overrides}"
+            f"({details}): the accuracy would not be that of the trained model. {_restoring(changed)}"
         )
     path = os.path.join(model_dir, FINGERPRINT_FILE)
     return FingerprintCheck(config, model_dir, stored, notes=[_unchecked_note(path, unchecked)] if unchecked else [])

@@ -10,11 +10,13 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 import train
+from mutual_prompt.clip.loader import openai_sha256, toy_weights_file
 from mutual_prompt.fingerprint import (
     FINGERPRINT_FILE,
     FingerprintCheck,
@@ -304,7 +306,6 @@ def test_resuming_on_a_changed_split_file_is_refused_naming_both_hashes(toy_run,
     # as many context tokens: the checkpoint loads without complaint
     ("TRAINER.MUTUAL_PROMPT.CTX_INIT", "a photo of the", "'a photo of a' trained, 'a photo of the' now",
      "'a photo of a'"),
-    ("MODEL.BACKBONE.NAME", "ViT-B/16", "'toy' trained, 'ViT-B/16' now", "toy"),
 ])
 def test_eval_only_with_other_values_shaping_the_output_is_refused(toy_data, toy_run, tmp_path, capsys,
                                                                     key, value, difference, override):
@@ -315,6 +316,83 @@ def test_eval_only_with_other_values_shaping_the_output_is_refused(toy_data, toy
                    f"Set them to the trained values, e.g. append to the command: {key} {override}")
     assert not (tmp_path / "eval" / "log.txt").exists()
 
+
+
+@pytest.mark.slow
+def test_eval_only_with_another_backbone_is_refused_naming_both(toy_data, toy_run, tmp_path, capsys):
+    err = error_of(toy_args(toy_data, tmp_path / "eval", "--eval-only", "--model-dir", str(toy_run), "--load-epoch",
+                            "1", opts=["MODEL.BACKBONE.NAME", "ViT-B/16"]), capsys)
+    assert err == (f"--model-dir {toy_run} was trained with other values of keys that shape the model's output "
+                   "(MODEL.BACKBONE.ARCH: 'toy' trained, 'ViT-B/16' now; MODEL.BACKBONE.NAME: 'toy' trained, "
+                   f"'ViT-B/16' now; MODEL.BACKBONE.SHA256: '{file_sha256(Path(toy_weights_file()))}' trained, "
+                   f"'{openai_sha256('ViT-B/16')}' now): the accuracy would not be that of the trained model. Set "
+                   "them to the trained values, e.g. append to the command: MODEL.BACKBONE.NAME toy")
+
+@pytest.fixture(scope="module")
+def toy_weights_files(tmp_path_factory):
+    """(the toy CLIP's file copied to another folder, a file of the same architecture with other weights)."""
+    folder = tmp_path_factory.mktemp("weights")
+    moved = shutil.copy(toy_weights_file(), folder / "moved.pt")
+    weights = torch.load(toy_weights_file(), weights_only=True)
+    weights["logit_scale"] = weights["logit_scale"] + 1
+    other = folder / "other.pt"
+    torch.save(weights, other)
+    return Path(moved), other
+
+
+def test_the_same_weights_file_at_another_path_does_not_block_a_resume(tmp_path, toy_weights_files):
+    moved, _ = toy_weights_files
+    write_fingerprint(tmp_path, toy_cfg())
+    check = check_resume_fingerprint(str(tmp_path), toy_cfg("MODEL.BACKBONE.PATH", str(moved)), force=False)
+    assert check.changed == [] and check.log_lines() == []
+    assert check.config["MODEL.BACKBONE.SHA256"] == file_sha256(Path(toy_weights_file()))
+
+
+@pytest.mark.slow
+def test_resuming_with_another_weights_file_is_refused_naming_both(toy_data, run_copy, toy_weights_files, capsys):
+    _, other = toy_weights_files
+    err = error_of(toy_args(toy_data, run_copy, opts=["MODEL.BACKBONE.PATH", str(other)]), capsys)
+    assert err.startswith(f"{run_copy} holds a run with a different configuration (MODEL.BACKBONE.PATH: '' there, "
+                          f"'{other}' now; MODEL.BACKBONE.SHA256: '{file_sha256(Path(toy_weights_file()))}' there, "
+                          f"'{file_sha256(other)}' now). Resuming would mix two runs")
+
+
+@pytest.mark.slow
+def test_eval_only_with_another_weights_file_is_refused_naming_both(toy_data, toy_run, toy_weights_files, tmp_path,
+                                                                     capsys):
+    _, other = toy_weights_files
+    err = error_of(toy_args(toy_data, tmp_path / "eval", "--eval-only", "--model-dir", str(toy_run), "--load-epoch",
+                            "1", opts=["MODEL.BACKBONE.PATH", str(other)]), capsys)
+    assert err == (f"--model-dir {toy_run} was trained with other values of keys that shape the model's output "
+                   f"(MODEL.BACKBONE.PATH: '' trained, '{other}' now; MODEL.BACKBONE.SHA256: "
+                   f"'{file_sha256(Path(toy_weights_file()))}' trained, '{file_sha256(other)}' now): the accuracy "
+                   "would not be that of the trained model. Set them to the trained values, e.g. append to the "
+                   "command: MODEL.BACKBONE.PATH ''")
+
+
+@pytest.mark.slow
+def test_eval_only_with_a_replaced_weights_file_names_the_trained_one(toy_data, run_copy, toy_weights_files, tmp_path,
+                                                                      capsys):
+    """The run was trained with the file at this path, which has been overwritten since."""
+    _, other = toy_weights_files
+    stored = json.loads((run_copy / FINGERPRINT_FILE).read_text())
+    stored["config"]["MODEL.BACKBONE.PATH"] = str(other)
+    (run_copy / FINGERPRINT_FILE).write_text(json.dumps(stored))
+    err = error_of(toy_args(toy_data, tmp_path / "eval", "--eval-only", "--model-dir", str(run_copy), "--load-epoch",
+                            "1", opts=["MODEL.BACKBONE.PATH", str(other)]), capsys)
+    trained = stored["config"]["MODEL.BACKBONE.SHA256"]
+    assert err.endswith(f"(MODEL.BACKBONE.SHA256: '{trained}' trained, '{file_sha256(other)}' now): the accuracy "
+                        "would not be that of the trained model. MODEL.BACKBONE.PATH holds another file than the one "
+                        f"the model was trained with: point it at the weights file with SHA-256 {trained}")
+
+
+@pytest.mark.slow
+def test_eval_only_with_the_weights_file_at_another_path_passes(toy_data, toy_run, toy_weights_files, tmp_path):
+    moved, _ = toy_weights_files
+    train.main(toy_args(toy_data, tmp_path / "eval", "--eval-only", "--model-dir", str(toy_run), "--load-epoch", "1",
+                        opts=["MODEL.BACKBONE.PATH", str(moved)]))
+    log = newest_log(tmp_path / "eval")
+    assert "* accuracy: " in log and "Note: " not in log
 
 @pytest.mark.slow
 def test_eval_only_on_another_dataset_class_half_or_precision_passes(toy_data, toy_run, caltech_root, tmp_path):
