@@ -30,14 +30,14 @@ import torch
 
 from mutual_prompt.backend import build_trainer, collect_env_info, get_cfg_default, set_random_seed, setup_logger
 from mutual_prompt.config_checks import ConfigError, validate_cfg
-from mutual_prompt.image_check import UnreadableImages, check_images_open
-from mutual_prompt.resume import (
+from mutual_prompt.fingerprint import (
+    FingerprintCheck,
     FingerprintMismatch,
-    check_run_fingerprint,
-    newest_checkpoint,
-    repair_checkpoint_pointers,
-    write_run_fingerprint,
+    check_eval_fingerprint,
+    check_resume_fingerprint,
 )
+from mutual_prompt.image_check import UnreadableImages, check_images_open
+from mutual_prompt.resume import newest_checkpoint, repair_checkpoint_pointers
 from mutual_prompt.run_dir import OutputDirLocked, lock_output_dir, remove_stale_temp_files
 
 import datasets  # noqa: F401  (registers every dataset)
@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--force-resume",
         action="store_true",
-        help="resume even if the output directory holds a run with other SEED/DATASET/TRAINER values",
+        help="resume even if the output directory holds a run with other config values (each change is "
+        "logged and recorded in run_fingerprint.json)",
     )
     parser.add_argument(
         "--no-load", action="store_true",
@@ -215,7 +216,8 @@ def checkpoint_schedule(freq: int) -> str:
 
 
 class CheckpointNotLoaded(Exception):
-    """--eval-only could not load the checkpoint it was asked for (none given, missing, or mismatching)."""
+    """--eval-only could not load the checkpoint it was asked for (none given, missing, or mismatching),
+    or a training has checkpoints but none intact to resume from."""
 
 
 class TrainerNotBuilt(Exception):
@@ -279,13 +281,15 @@ def start(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Config, output-directory lock, fingerprint check, then ``run``; refusals end with ``parser.exit(2)``."""
     training = not args.eval_only and not args.no_train
     cfg = checked_cfg(parser, args, training)
-    lock, note = None, None
+    lock, fingerprint = None, None
     try:
         if cfg.OUTPUT_DIR and is_main_rank():
             lock = lock_output_dir(cfg.OUTPUT_DIR)
-        if training and not args.force_resume:
-            note = check_run_fingerprint(cfg.RESUME or cfg.OUTPUT_DIR, cfg)
-        run(args, cfg, training, note)
+        if training:
+            fingerprint = check_resume_fingerprint(cfg.RESUME or cfg.OUTPUT_DIR, cfg, args.force_resume)
+        elif args.eval_only and args.model_dir:
+            fingerprint = check_eval_fingerprint(args.model_dir, cfg)
+        run(args, cfg, training, fingerprint)
     except RUN_REFUSED as e:
         log_line(f"{parser.prog}: error: {e}")
         parser.exit(2, f"{parser.prog}: error: {e}\n")
@@ -294,7 +298,7 @@ def start(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             lock.release()
 
 
-def run(args: argparse.Namespace, cfg, training: bool, fingerprint_note: Optional[str]) -> None:
+def run(args: argparse.Namespace, cfg, training: bool, fingerprint: Optional[FingerprintCheck]) -> None:
     """Log, seed, build the trainer and train or evaluate; SIGINT/SIGTERM end it with one line."""
     setup_logger(cfg.OUTPUT_DIR)
     if is_main_rank():
@@ -310,18 +314,15 @@ def run(args: argparse.Namespace, cfg, training: bool, fingerprint_note: Optiona
     print("Collecting env info ...")
     print(f"** System info **\n{collect_env_info()}\n")
 
-    if fingerprint_note:
-        print(f"Note: {fingerprint_note}")
+    for line in fingerprint.log_lines() if fingerprint else []:
+        print(line)
     if training:
         try:
             repairs = repair_checkpoint_pointers(cfg.RESUME or cfg.OUTPUT_DIR)
         except RuntimeError as e:
-            print(f"Error: {e}")
-            sys.exit(2)
+            raise CheckpointNotLoaded(str(e)) from e
         for line in repairs:
             print(f"Resume: {line}")
-        if is_main_rank():
-            write_run_fingerprint(cfg.OUTPUT_DIR, cfg)
 
     trainer = None
     try:
@@ -329,6 +330,11 @@ def run(args: argparse.Namespace, cfg, training: bool, fingerprint_note: Optiona
             trainer = build_trainer(cfg)
         except (ValueError, FileNotFoundError) as e:
             raise TrainerNotBuilt(str(e)) from e
+        if training:
+            for line in fingerprint.accept_split(trainer):
+                print(line)
+            if is_main_rank():
+                fingerprint.write(cfg.OUTPUT_DIR)
         if training or args.eval_only:
             check_images_open(images_read(cfg, trainer.dm.dataset, args.eval_only))
         if args.eval_only:

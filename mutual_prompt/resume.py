@@ -1,38 +1,24 @@
-"""What a resumed run must match and restore beyond the weights, host-independently (built-in
-engine or Dassl).
+"""What a resumed run must restore beyond the weights, host-independently (built-in engine or
+Dassl); what it must match is ``mutual_prompt.fingerprint``.
 
 - ``best_val_so_far``: with ``TEST.FINAL_MODEL best_val``, the best validation result and its epoch
   at the checkpoint a run resumes from, so that a later, worse epoch does not replace ``model-best``;
-- the run fingerprint (``run_fingerprint.json`` beside ``log.txt``): the config keys that decide a
-  run's outcome; resuming into a directory written with other values is refused, naming them;
 - ``repair_checkpoint_pointers``: a missing or empty ``checkpoint`` pointer, an unreadable newest
   checkpoint, or models whose pointers disagree (a run stopped between writing a checkpoint and its
   pointer) is reported, and every pointer moved to the newest checkpoint intact for all models.
 """
-import json
 import math
 import os
 import re
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
 from .checkpoint_loading import BEST_MODEL_FILE, EPOCH_MODEL_PREFIX, read_checkpoint
-from .files import atomic_path, read_json, write_json
+from .files import atomic_path
 
 POINTER_FILE = "checkpoint"
-FINGERPRINT_FILE = "run_fingerprint.json"
 EPOCH_CHECKPOINT = re.compile("^" + re.escape(EPOCH_MODEL_PREFIX) + r"(\d+)$")
-# Keys that decide what a run computes; TRAINER.* (every trainer's method keys) is added whole.
-FINGERPRINT_KEYS = (
-    "SEED",
-    "DATASET.NAME",
-    "DATASET.SUBSAMPLE_CLASSES",
-    "DATASET.NUM_SHOTS",
-    "DATASET.SOURCE_DOMAINS",
-    "DATASET.TARGET_DOMAINS",
-    "MODEL.BACKBONE.NAME",
-)
 
 
 def _load(path: str) -> dict:
@@ -78,32 +64,6 @@ def best_val_so_far(directory: str, names: Sequence[str]) -> Tuple[float, Option
     return -math.inf, None
 
 
-def _flatten(node, prefix: str) -> Dict[str, Any]:
-    out = {}
-    for key in sorted(node.keys()):
-        value = node[key]
-        name = f"{prefix}.{key}"
-        if hasattr(value, "keys"):
-            out.update(_flatten(value, name))
-        else:
-            out[name] = value
-    return out
-
-
-def _get(cfg, dotted: str) -> Any:
-    node = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return node
-
-
-def run_fingerprint(cfg) -> Dict[str, Any]:
-    """The outcome-deciding config values, as JSON reads them back (tuples become lists)."""
-    values = {key: _get(cfg, key) for key in FINGERPRINT_KEYS}
-    values.update(_flatten(cfg.TRAINER, "TRAINER"))
-    return json.loads(json.dumps(values))
-
-
 def _model_dirs(directory: str) -> List[str]:
     """The model folders of ``directory``: those holding a ``checkpoint`` pointer or an epoch checkpoint."""
     if not os.path.isdir(directory):
@@ -116,43 +76,6 @@ def _model_dirs(directory: str) -> List[str]:
 def has_checkpoints(directory: str) -> bool:
     """Whether ``directory`` holds a model folder with checkpoints (a run to resume)."""
     return bool(_model_dirs(directory))
-
-
-class FingerprintMismatch(ValueError):
-    """The directory to resume from was written by a run with other outcome-deciding config values."""
-
-
-def check_run_fingerprint(directory: str, cfg) -> Optional[str]:
-    """Raise ``FingerprintMismatch`` naming every differing key if ``directory`` holds another run's
-    fingerprint; return a note when it holds checkpoints but no fingerprint (not verifiable)."""
-    path = os.path.join(directory, FINGERPRINT_FILE)
-    if not os.path.isfile(path):
-        if has_checkpoints(directory):
-            return (f"{directory} holds checkpoints but no {FINGERPRINT_FILE} (written before it existed, or by "
-                    "another tool): cannot check that they come from this configuration")
-        return None
-    try:
-        stored = read_json(path)
-    except ValueError as e:
-        raise FingerprintMismatch(f"{e}: cannot check that {directory} holds this run; use another --output-dir, "
-                                  "or pass --force-resume to continue in it anyway") from e
-    if not isinstance(stored, dict):
-        raise FingerprintMismatch(f"{path} holds no run fingerprint (a JSON object); use another --output-dir, "
-                                  "or pass --force-resume to continue in it anyway")
-    current = run_fingerprint(cfg)
-    differing = sorted(k for k in set(stored) | set(current) if stored.get(k, "<absent>") != current.get(k, "<absent>"))
-    if differing:
-        details = "; ".join(f"{k}: {stored.get(k, '<absent>')!r} there, {current.get(k, '<absent>')!r} now"
-                            for k in differing)
-        raise FingerprintMismatch(
-            f"{directory} holds a run with a different configuration ({details}). Resuming would mix two runs: "
-            "use another --output-dir, or pass --force-resume to continue in it anyway."
-        )
-    return None
-
-
-def write_run_fingerprint(directory: str, cfg) -> None:
-    write_json(run_fingerprint(cfg), os.path.join(directory, FINGERPRINT_FILE))
 
 
 def _epoch_checkpoints(model_dir: str) -> set:

@@ -3,6 +3,7 @@ checkpoints, under the built-in engine and under real Dassl where it imports), s
 eval-only without a checkpoint."""
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import torch
 import train
 from mutual_prompt.backend import build_trainer
 from mutual_prompt.checkpoint_loading import StateDictMismatchError
+from mutual_prompt.fingerprint import FINGERPRINT_FILE
 from test_dassl_backend import needs_dassl
 
 pytestmark = pytest.mark.slow
@@ -80,9 +82,18 @@ def test_eval_only_without_model_dir_is_an_error_unless_no_load(trained_run, tmp
 
 
 def test_eval_only_of_a_mismatching_checkpoint_names_keys_and_config(trained_run, tmp_path):
+    """The run's fingerprint names the key first; a model folder without one (CoOp's, converted, older
+    runs) stops at the checkpoint's keys."""
     backend, data, out, _ = trained_run
+    tvp_off = ["TRAINER.MUTUAL_PROMPT.TVP.ENABLED", "False"]
     proc = train_py(data, "--output-dir", str(tmp_path / "eval"), "--eval-only", "--model-dir", str(out),
-                    "--load-epoch", "1", *FEW, "TRAINER.MUTUAL_PROMPT.TVP.ENABLED", "False", backend=backend)
+                    "--load-epoch", "1", *FEW, *tvp_off, backend=backend)
+    assert proc.returncode == 2
+    assert "(TRAINER.MUTUAL_PROMPT.TVP.ENABLED: True trained, False now)" in proc.stderr
+    unfingerprinted = shutil.copytree(out, tmp_path / "unfingerprinted")
+    os.remove(unfingerprinted / FINGERPRINT_FILE)
+    proc = train_py(data, "--output-dir", str(tmp_path / "eval2"), "--eval-only", "--model-dir", str(unfingerprinted),
+                    "--load-epoch", "1", *FEW, *tvp_off, backend=backend)
     assert proc.returncode == 2
     assert "unexpected keys (in the file, not in the model): tvp.base_tokens, tvp.proj.weight, tvp.proj.bias" in proc.stderr
     assert "TRAINER.MUTUAL_PROMPT.TVP.ENABLED: checkpoint True, config False" in proc.stderr

@@ -1,28 +1,31 @@
 """One run per output directory, fingerprinted resumes, repaired checkpoint pointers, leftovers of
 killed runs, and SIGINT/SIGTERM, through train.py."""
+import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 import train
-from mutual_prompt.resume import (
+from mutual_prompt.clip.loader import openai_sha256, toy_weights_file
+from mutual_prompt.fingerprint import (
     FINGERPRINT_FILE,
+    FingerprintCheck,
     FingerprintMismatch,
-    check_run_fingerprint,
-    newest_checkpoint,
-    repair_checkpoint_pointers,
-    run_fingerprint,
-    write_run_fingerprint,
+    check_resume_fingerprint,
+    fingerprint_config,
 )
+from mutual_prompt.resume import newest_checkpoint, repair_checkpoint_pointers
 from mutual_prompt.run_dir import LOCK_FILE, lock_output_dir, remove_stale_temp_files
 from test_train_cli import caltech_root, tiny_clip_file, zeroshot_args  # noqa: F401  (fixtures)
 
@@ -39,6 +42,11 @@ def toy_cfg(*opts: str):
         return train.setup_cfg(args)
     finally:
         os.chdir(cwd)
+
+
+def write_fingerprint(directory, cfg) -> None:
+    """The fingerprint a training run with ``cfg`` writes into ``directory``."""
+    FingerprintCheck(fingerprint_config(cfg)).write(str(directory))
 
 
 # 2. The output-directory lock
@@ -93,7 +101,7 @@ def test_resuming_with_another_seed_is_refused_naming_the_key(caltech_root, tiny
     out = tmp_path / "out"
     seed1 = train.setup_cfg(train.build_parser().parse_args(zeroshot_args(caltech_root, tiny_clip_file, str(out),
                                                                           "--seed", "1")))
-    write_run_fingerprint(str(out), seed1)
+    write_fingerprint(out, seed1)
     (out / "prompt_learner").mkdir()
     (out / "prompt_learner" / "checkpoint").write_text("model.pth.tar-5\n")
     with pytest.raises(SystemExit) as exit_info:
@@ -108,7 +116,7 @@ def test_force_resume_skips_the_fingerprint_check(caltech_root, tiny_clip_file, 
     out = tmp_path / "out"
     seed1 = train.setup_cfg(train.build_parser().parse_args(zeroshot_args(caltech_root, tiny_clip_file, str(out),
                                                                           "--seed", "1")))
-    write_run_fingerprint(str(out), seed1)
+    write_fingerprint(out, seed1)
     calls = []
     monkeypatch.setattr(train, "run", lambda args, cfg, training, note: calls.append(cfg.SEED))
     train.main(zeroshot_args(caltech_root, tiny_clip_file, str(out), "--seed", "2", "--force-resume"))
@@ -116,28 +124,303 @@ def test_force_resume_skips_the_fingerprint_check(caltech_root, tiny_clip_file, 
 
 
 def test_fingerprint_names_every_differing_key(tmp_path):
-    write_run_fingerprint(str(tmp_path), toy_cfg("DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base"))
-    check_run_fingerprint(str(tmp_path), toy_cfg("DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base",
-                                                 "TRAIN.CHECKPOINT_FREQ", "1"))  # not outcome-deciding
+    write_fingerprint(tmp_path, toy_cfg("DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base"))
+    check_resume_fingerprint(str(tmp_path), toy_cfg("DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base",
+                                                    "TRAIN.CHECKPOINT_FREQ", "1"), force=False)  # not outcome-deciding
     other = toy_cfg("DATASET.NUM_SHOTS", "4", "DATASET.SUBSAMPLE_CLASSES", "base",
                     "TRAINER.MUTUAL_PROMPT.FTP.MODE", "shared")
     with pytest.raises(FingerprintMismatch) as e:
-        check_run_fingerprint(str(tmp_path), other)
+        check_resume_fingerprint(str(tmp_path), other, force=False)
     assert "DATASET.NUM_SHOTS: 16 there, 4 now" in str(e.value)
     assert "TRAINER.MUTUAL_PROMPT.FTP.MODE: 'fine' there, 'shared' now" in str(e.value)
-    assert set(run_fingerprint(other)) >= {"SEED", "DATASET.NAME", "TRAINER.NAME", "MODEL.BACKBONE.NAME"}
+    assert set(fingerprint_config(other)) >= {"SEED", "DATASET.NAME", "TRAINER.NAME", "MODEL.BACKBONE.NAME"}
 
 
 def test_an_unreadable_fingerprint_is_named(tmp_path):
     (tmp_path / FINGERPRINT_FILE).write_text("{trunc")
     with pytest.raises(FingerprintMismatch, match=rf"{FINGERPRINT_FILE} is not valid JSON.*--force-resume"):
-        check_run_fingerprint(str(tmp_path), toy_cfg())
+        check_resume_fingerprint(str(tmp_path), toy_cfg(), force=False)
 
 
 def test_checkpoints_without_a_fingerprint_give_a_note(tmp_path):
     (tmp_path / "prompt_learner").mkdir()
     (tmp_path / "prompt_learner" / "checkpoint").write_text("model.pth.tar-1\n")
-    assert f"no {FINGERPRINT_FILE}" in check_run_fingerprint(str(tmp_path), toy_cfg())
+    assert f"no {FINGERPRINT_FILE}" in check_resume_fingerprint(str(tmp_path), toy_cfg(), force=False).log_lines()[0]
+
+
+def test_keys_that_cannot_change_the_result_do_not_block_a_resume(tmp_path):
+    write_fingerprint(tmp_path, toy_cfg())
+    check = check_resume_fingerprint(str(tmp_path), toy_cfg(
+        "DATALOADER.NUM_WORKERS", "3", "TRAIN.PRINT_FREQ", "1", "TRAIN.CHECKPOINT_FREQ", "1", "USE_CUDA", "False",
+        "DATASET.ROOT", "/elsewhere", "TRAINER.MUTUAL_PROMPT.TEXT_CHUNK", "7",
+        "TRAINER.MUTUAL_PROMPT.TEXT_SHARED_PREFIX", "False", "TRAINER.MUTUAL_PROMPT.TEXT_TRUNCATE", "False",
+        "TRAINER.MUTUAL_PROMPT.TEXT_CHECKPOINT", "True"), force=False)
+    assert check.changed == [] and check.log_lines() == []
+
+
+def test_a_key_added_to_the_config_is_fingerprinted_unless_excluded():
+    cfg = toy_cfg()
+    cfg.defrost()
+    cfg.OPTIM.SOME_NEW_KEY = 0.5
+    cfg.TRAINER.MUTUAL_PROMPT.SOME_NEW_KEY = "x"
+    assert {"OPTIM.SOME_NEW_KEY", "TRAINER.MUTUAL_PROMPT.SOME_NEW_KEY"} <= set(fingerprint_config(cfg))
+    assert {"OPTIM.MAX_EPOCH", "OPTIM.LR", "DATALOADER.TRAIN_X.BATCH_SIZE", "DATALOADER.TRAIN_X.SAMPLER", "INPUT.SIZE",
+            "MODEL.BACKBONE.PATH", "TEST.FINAL_MODEL", "TEST.SPLIT", "TEST.EVALUATOR"} <= set(fingerprint_config(cfg))
+
+
+# 5. The run fingerprint, on a trained toy run: resume, split file and eval-only
+
+TOY_FILES = ["--trainer", "MutualPrompt", "--seed", "1",
+             "--dataset-config-file", os.path.join(REPO_ROOT, "configs", "datasets", "toy_shapes.yaml"),
+             "--config-file", os.path.join(REPO_ROOT, "configs", "trainers", "MutualPrompt", "toy.yaml")]
+# One shot of the 32 base classes, one epoch; results on the validation split (32 images) for speed.
+ONE_EPOCH = ["DATASET.NUM_SHOTS", "1", "DATASET.SUBSAMPLE_CLASSES", "base", "OPTIM.MAX_EPOCH", "1", "TEST.SPLIT", "val",
+             "USE_CUDA", "False"]
+
+
+def toy_args(root, out, *flags: str, opts=()) -> list:
+    """train.py's arguments for the one-epoch toy run into ``out``; ``opts`` override its keys."""
+    return ["--root", str(root), *TOY_FILES, "--output-dir", str(out), *flags, *ONE_EPOCH, *opts]
+
+
+def newest_log(out) -> str:
+    sys.stdout.flush()  # train.main's log tee stays open in this process
+    return max(out.glob("log.txt*"), key=os.path.getmtime).read_text()
+
+
+def error_of(argv, capsys) -> str:
+    """The message of the one line ``<prog>: error: <message>`` train.py ends with (exit status 2)."""
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(argv)
+    assert exit_info.value.code == 2
+    line = capsys.readouterr().err.splitlines()[-1]  # after any progress bars
+    prog = f"{train.build_parser().prog}: error: "
+    assert line.startswith(prog), line
+    return line[len(prog):]
+
+
+@pytest.fixture(scope="module")
+def toy_run(toy_data, tmp_path_factory):
+    """A finished one-epoch MutualPrompt run on ToyShapes (seed 1), with its fingerprint."""
+    out = tmp_path_factory.mktemp("toy_run") / "out"
+    train.main(toy_args(toy_data, out))
+    assert (out / "prompt_learner" / "model.pth.tar-1").is_file() and (out / FINGERPRINT_FILE).is_file()
+    return out
+
+
+@pytest.fixture
+def run_copy(toy_run, tmp_path):
+    """A copy of ``toy_run`` to resume into."""
+    return shutil.copytree(toy_run, tmp_path / "out")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key, old, new", [("OPTIM.MAX_EPOCH", "1", "2"), ("OPTIM.LR", "0.002", "0.01"),
+                                           ("DATALOADER.TRAIN_X.BATCH_SIZE", "4", "8")])
+def test_resuming_with_another_schedule_or_batch_size_is_refused_naming_both_values(
+        toy_data, run_copy, capsys, key, old, new):
+    fingerprint = (run_copy / FINGERPRINT_FILE).read_bytes()
+    logs = sorted(run_copy.glob("log.txt*"))
+    err = error_of(toy_args(toy_data, run_copy, opts=[key, new]), capsys)
+    assert err.startswith(f"{run_copy} holds a run with a different configuration "
+                          f"({key}: {old} there, {new} now). Resuming would mix two runs: use another --output-dir")
+    assert "pass --force-resume to continue this one with the new values" in err
+    assert (run_copy / FINGERPRINT_FILE).read_bytes() == fingerprint and sorted(run_copy.glob("log.txt*")) == logs
+
+
+@pytest.mark.slow
+def test_force_resume_continues_and_logs_and_records_each_change(toy_data, run_copy):
+    train.main(toy_args(toy_data, run_copy, "--force-resume", opts=["OPTIM.MAX_EPOCH", "2", "OPTIM.LR", "0.001"]))
+    assert (run_copy / "prompt_learner" / "model.pth.tar-2").is_file()
+    log = newest_log(run_copy)
+    assert "Resuming with a changed configuration (--force-resume): OPTIM.LR 0.002 -> 0.001\n" in log
+    assert "Resuming with a changed configuration (--force-resume): OPTIM.MAX_EPOCH 1 -> 2\n" in log
+    stored = json.loads((run_copy / FINGERPRINT_FILE).read_text())
+    assert stored["config"]["OPTIM.MAX_EPOCH"] == 2 and stored["config"]["OPTIM.LR"] == 0.001
+    entry = stored["history"][-1]
+    assert entry["changed"] == {"OPTIM.LR": {"from": 0.002, "to": 0.001}, "OPTIM.MAX_EPOCH": {"from": 1, "to": 2}}
+    assert entry["resumed_from"] == str(run_copy / "prompt_learner" / "model.pth.tar-1")
+
+
+OLD_FINGERPRINT_KEYS = ("SEED", "DATASET.NAME", "DATASET.SUBSAMPLE_CLASSES", "DATASET.NUM_SHOTS",
+                        "DATASET.SOURCE_DOMAINS", "DATASET.TARGET_DOMAINS", "MODEL.BACKBONE.NAME")
+
+
+@pytest.mark.slow
+def test_a_fingerprint_of_the_smaller_key_set_still_checks_its_keys_and_resumes_with_a_note(toy_data, run_copy,
+                                                                                            capsys):
+    """A flat fingerprint of SEED, the dataset keys, the backbone and TRAINER.*, as run folders hold."""
+    config = json.loads((run_copy / FINGERPRINT_FILE).read_text())["config"]
+    old = {k: v for k, v in config.items() if k in OLD_FINGERPRINT_KEYS or k.startswith("TRAINER.")}
+    old.update({"TRAINER.MUTUAL_PROMPT.TEXT_CHUNK": 2000, "TRAINER.MUTUAL_PROMPT.TEXT_TRUNCATE": True})
+    (run_copy / FINGERPRINT_FILE).write_text(json.dumps(old))
+    err = error_of(toy_args(toy_data, run_copy, opts=["TRAINER.MUTUAL_PROMPT.TVP.TOPK", "3"]), capsys)
+    assert "(TRAINER.MUTUAL_PROMPT.TVP.TOPK: 5 there, 3 now)" in err
+    train.main(toy_args(toy_data, run_copy, opts=["OPTIM.MAX_EPOCH", "2"]))
+    assert (run_copy / "prompt_learner" / "model.pth.tar-2").is_file()
+    note = next(line for line in newest_log(run_copy).splitlines() if line.startswith("Note: "))
+    assert note.startswith(f"Note: {run_copy / FINGERPRINT_FILE} lacks ")
+    assert "so these could not be checked: " in note and "OPTIM.MAX_EPOCH" in note and "INPUT.SIZE" in note
+    upgraded = json.loads((run_copy / FINGERPRINT_FILE).read_text())
+    assert upgraded["config"]["OPTIM.MAX_EPOCH"] == 2 and "OPTIM.MAX_EPOCH" in upgraded["history"][-1]["unchecked"]
+
+
+def file_sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_resuming_on_a_changed_split_file_is_refused_naming_both_hashes(toy_run, toy_data, tmp_path, capsys):
+    data, out = tmp_path / "data", tmp_path / "out"
+    shutil.copytree(os.path.join(toy_data, "toy_shapes"), data / "toy_shapes")
+    train.main(toy_args(data, out))
+    trained_on = json.loads((out / FINGERPRINT_FILE).read_text())["split_sha256"]
+    split_file = data / "toy_shapes" / "split_toy_shapes.json"
+    assert trained_on == file_sha256(split_file)
+    split = json.loads(split_file.read_text())
+    split["test"] = split["test"][:-1]  # one test image fewer
+    split_file.write_text(json.dumps(split))
+    shutil.rmtree(data / "toy_shapes" / "split_fewshot")  # as the stale few-shot cache's error says
+    fingerprint = (out / FINGERPRINT_FILE).read_bytes()
+
+    err = error_of(toy_args(data, out), capsys)
+    match = re.search(rf"{out} holds a run made on another split: its split file had SHA-256 '{trained_on}', "
+                      rf"{split_file} has '([0-9a-f]{{64}})' now\. Resuming would mix two runs: use another "
+                      "--output-dir", err)
+    assert match and match.group(1) != trained_on, err
+    assert (out / FINGERPRINT_FILE).read_bytes() == fingerprint
+
+    train.main(toy_args(data, out, "--force-resume", opts=["OPTIM.MAX_EPOCH", "2"]))
+    assert (out / "prompt_learner" / "model.pth.tar-2").is_file()
+    assert (f"Resuming with a changed configuration (--force-resume): split_sha256 '{trained_on}' -> "
+            f"'{match.group(1)}'") in newest_log(out)
+    stored = json.loads((out / FINGERPRINT_FILE).read_text())
+    assert stored["split_sha256"] == match.group(1)
+    assert stored["history"][-1]["changed"] == {"OPTIM.MAX_EPOCH": {"from": 1, "to": 2},
+                                                "split_sha256": {"from": trained_on, "to": match.group(1)}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key, value, difference, override", [
+    ("TRAINER.MUTUAL_PROMPT.TVP.TEMP", "0.05", "0.01 trained, 0.05 now", "0.01"),
+    ("TRAINER.MUTUAL_PROMPT.TVP.TOPK", "3", "5 trained, 3 now", "5"),
+    # as many context tokens: the checkpoint loads without complaint
+    ("TRAINER.MUTUAL_PROMPT.CTX_INIT", "a photo of the", "'a photo of a' trained, 'a photo of the' now",
+     "'a photo of a'"),
+])
+def test_eval_only_with_other_values_shaping_the_output_is_refused(toy_data, toy_run, tmp_path, capsys,
+                                                                    key, value, difference, override):
+    err = error_of(toy_args(toy_data, tmp_path / "eval", "--eval-only", "--model-dir", str(toy_run),
+                            "--load-epoch", "1", opts=[key, value]), capsys)
+    assert err == (f"--model-dir {toy_run} was trained with other values of keys that shape the "
+                   f"model's output ({key}: {difference}): the accuracy would not be that of the trained model. "
+                   f"Set them to the trained values, e.g. append to the command: {key} {override}")
+    assert not (tmp_path / "eval" / "log.txt").exists()
+
+
+
+@pytest.mark.slow
+def test_eval_only_with_another_backbone_is_refused_naming_both(toy_data, toy_run, tmp_path, capsys):
+    err = error_of(toy_args(toy_data, tmp_path / "eval", "--eval-only", "--model-dir", str(toy_run), "--load-epoch",
+                            "1", opts=["MODEL.BACKBONE.NAME", "ViT-B/16"]), capsys)
+    assert err == (f"--model-dir {toy_run} was trained with other values of keys that shape the model's output "
+                   "(MODEL.BACKBONE.ARCH: 'toy' trained, 'ViT-B/16' now; MODEL.BACKBONE.NAME: 'toy' trained, "
+                   f"'ViT-B/16' now; MODEL.BACKBONE.SHA256: '{file_sha256(Path(toy_weights_file()))}' trained, "
+                   f"'{openai_sha256('ViT-B/16')}' now): the accuracy would not be that of the trained model. Set "
+                   "them to the trained values, e.g. append to the command: MODEL.BACKBONE.NAME toy")
+
+@pytest.fixture(scope="module")
+def toy_weights_files(tmp_path_factory):
+    """(the toy CLIP's file copied to another folder, a file of the same architecture with other weights)."""
+    folder = tmp_path_factory.mktemp("weights")
+    moved = shutil.copy(toy_weights_file(), folder / "moved.pt")
+    weights = torch.load(toy_weights_file(), weights_only=True)
+    weights["logit_scale"] = weights["logit_scale"] + 1
+    other = folder / "other.pt"
+    torch.save(weights, other)
+    return Path(moved), other
+
+
+def test_the_same_weights_file_at_another_path_does_not_block_a_resume(tmp_path, toy_weights_files):
+    moved, _ = toy_weights_files
+    write_fingerprint(tmp_path, toy_cfg())
+    check = check_resume_fingerprint(str(tmp_path), toy_cfg("MODEL.BACKBONE.PATH", str(moved)), force=False)
+    assert check.changed == [] and check.log_lines() == []
+    assert check.config["MODEL.BACKBONE.SHA256"] == file_sha256(Path(toy_weights_file()))
+
+
+@pytest.mark.slow
+def test_resuming_with_another_weights_file_is_refused_naming_both(toy_data, run_copy, toy_weights_files, capsys):
+    _, other = toy_weights_files
+    err = error_of(toy_args(toy_data, run_copy, opts=["MODEL.BACKBONE.PATH", str(other)]), capsys)
+    assert err.startswith(f"{run_copy} holds a run with a different configuration (MODEL.BACKBONE.PATH: '' there, "
+                          f"'{other}' now; MODEL.BACKBONE.SHA256: '{file_sha256(Path(toy_weights_file()))}' there, "
+                          f"'{file_sha256(other)}' now). Resuming would mix two runs")
+
+
+@pytest.mark.slow
+def test_eval_only_with_another_weights_file_is_refused_naming_both(toy_data, toy_run, toy_weights_files, tmp_path,
+                                                                     capsys):
+    _, other = toy_weights_files
+    err = error_of(toy_args(toy_data, tmp_path / "eval", "--eval-only", "--model-dir", str(toy_run), "--load-epoch",
+                            "1", opts=["MODEL.BACKBONE.PATH", str(other)]), capsys)
+    assert err == (f"--model-dir {toy_run} was trained with other values of keys that shape the model's output "
+                   f"(MODEL.BACKBONE.PATH: '' trained, '{other}' now; MODEL.BACKBONE.SHA256: "
+                   f"'{file_sha256(Path(toy_weights_file()))}' trained, '{file_sha256(other)}' now): the accuracy "
+                   "would not be that of the trained model. Set them to the trained values, e.g. append to the "
+                   "command: MODEL.BACKBONE.PATH ''")
+
+
+@pytest.mark.slow
+def test_eval_only_with_a_replaced_weights_file_names_the_trained_one(toy_data, run_copy, toy_weights_files, tmp_path,
+                                                                      capsys):
+    """The run was trained with the file at this path, which has been overwritten since."""
+    _, other = toy_weights_files
+    stored = json.loads((run_copy / FINGERPRINT_FILE).read_text())
+    stored["config"]["MODEL.BACKBONE.PATH"] = str(other)
+    (run_copy / FINGERPRINT_FILE).write_text(json.dumps(stored))
+    err = error_of(toy_args(toy_data, tmp_path / "eval", "--eval-only", "--model-dir", str(run_copy), "--load-epoch",
+                            "1", opts=["MODEL.BACKBONE.PATH", str(other)]), capsys)
+    trained = stored["config"]["MODEL.BACKBONE.SHA256"]
+    assert err.endswith(f"(MODEL.BACKBONE.SHA256: '{trained}' trained, '{file_sha256(other)}' now): the accuracy "
+                        "would not be that of the trained model. MODEL.BACKBONE.PATH holds another file than the one "
+                        f"the model was trained with: point it at the weights file with SHA-256 {trained}")
+
+
+@pytest.mark.slow
+def test_eval_only_with_the_weights_file_at_another_path_passes(toy_data, toy_run, toy_weights_files, tmp_path):
+    moved, _ = toy_weights_files
+    train.main(toy_args(toy_data, tmp_path / "eval", "--eval-only", "--model-dir", str(toy_run), "--load-epoch", "1",
+                        opts=["MODEL.BACKBONE.PATH", str(moved)]))
+    log = newest_log(tmp_path / "eval")
+    assert "* accuracy: " in log and "Note: " not in log
+
+@pytest.mark.slow
+def test_eval_only_on_another_dataset_class_half_or_precision_passes(toy_data, toy_run, caltech_root, tmp_path):
+    """The protocols' test runs: the new classes, another dataset, another seed and shots, fp16."""
+    keep = ["TRAINER.MUTUAL_PROMPT.PREC", "fp16", "TRAINER.MUTUAL_PROMPT.TEXT_CHUNK", "7",
+            "DATALOADER.TEST.BATCH_SIZE", "8"]
+    train.main(toy_args(toy_data, tmp_path / "new", "--eval-only", "--model-dir", str(toy_run), "--load-epoch", "1",
+                        "--seed", "2",
+                        opts=["DATASET.SUBSAMPLE_CLASSES", "new", "DATASET.NUM_SHOTS", "16", *keep]))
+    assert "* accuracy: " in newest_log(tmp_path / "new")
+    caltech = toy_args(caltech_root, tmp_path / "caltech", "--eval-only", "--model-dir", str(toy_run), "--load-epoch",
+                       "1", opts=["DATASET.SUBSAMPLE_CLASSES", "all", "DATASET.NUM_SHOTS", "-1", "TEST.SPLIT", "test",
+                                  *keep])
+    caltech[caltech.index("--dataset-config-file") + 1] = os.path.join(REPO_ROOT, "configs", "datasets", "caltech101.yaml")
+    train.main(caltech)
+    log = newest_log(tmp_path / "caltech")
+    assert "* accuracy: " in log and "Note: " not in log
+
+
+@pytest.mark.slow
+def test_eval_only_of_a_model_dir_without_a_fingerprint_goes_on_with_a_note(toy_data, run_copy, tmp_path):
+    (run_copy / FINGERPRINT_FILE).unlink()
+    train.main(toy_args(toy_data, tmp_path / "eval", "--eval-only", "--model-dir", str(run_copy), "--load-epoch", "1"))
+    log = newest_log(tmp_path / "eval")
+    assert (f"Note: --model-dir {run_copy} has no {FINGERPRINT_FILE} (trained by another tool or an earlier version): "
+            "cannot check that it was trained with this configuration") in log
+    assert "* accuracy: " in log
 
 
 # 5 and 10. Resuming past an empty pointer or a corrupt newest checkpoint
@@ -217,6 +500,14 @@ def test_models_resume_from_one_common_intact_epoch_or_say_there_is_none(tmp_pat
     with pytest.raises(RuntimeError, match="no earlier intact checkpoint exists for every model"):
         repair_checkpoint_pointers(str(tmp_path))
 
+
+
+@pytest.mark.slow
+def test_a_run_without_an_intact_checkpoint_to_resume_is_one_error_line(toy_data, run_copy, capsys):
+    (run_copy / "prompt_learner" / "model.pth.tar-1").write_bytes(b"garbage")
+    err = error_of(toy_args(toy_data, run_copy, opts=["OPTIM.MAX_EPOCH", "1"]), capsys)
+    assert err.startswith(f"Cannot resume from {run_copy}: the newest checkpoint ")
+    assert err.endswith("Delete the folder (or use another --output-dir) to train from scratch.")
 
 # 8. Leftovers of interrupted atomic writes
 
