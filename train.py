@@ -16,6 +16,16 @@ import signal
 import sys
 from typing import Dict, List, Optional
 
+from mutual_prompt.start_up import (
+    INTERRUPTS,
+    default_interrupt_handlers,
+    exit_on_interrupts,
+    start_up_interruption_line,
+)
+
+if __name__ == "__main__":  # before the slow imports below: a Ctrl-C during them ends with one line
+    exit_on_interrupts()
+
 import torch
 
 from mutual_prompt.backend import build_trainer, collect_env_info, get_cfg_default, set_random_seed, setup_logger
@@ -145,9 +155,6 @@ class RunInterrupted(BaseException):
     """
 
 
-INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
-
-
 def _restore_handlers(handlers: dict) -> None:
     """Put the previous handlers back; a signal arriving meanwhile waits and then meets them.
 
@@ -181,8 +188,7 @@ def _exit_interrupted(line: str, signame: str) -> None:
 def interruption_line(signame: str, trainer, cfg, eval_only: bool) -> str:
     """Where the run stopped and how to continue it, in one line; ``cfg`` None: during start-up."""
     if cfg is None:
-        return (f"Interrupted by {signame} during start-up, before the trainer was built: run the same command "
-                "again to start the run")
+        return start_up_interruption_line(signame)
     if trainer is None:
         where = "while building the trainer"
     elif eval_only:
@@ -363,4 +369,7 @@ def images_read(cfg, dataset, eval_only: bool) -> Dict[str, list]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        default_interrupt_handlers()  # once main() has run, the start-up line would be wrong

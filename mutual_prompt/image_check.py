@@ -5,30 +5,43 @@ after the whole training. Only the header is read (``PIL.Image.open`` decodes no
 thousands of images take seconds.
 """
 import time
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from PIL import Image, UnidentifiedImageError
 
 SHOWN = 10  # unreadable images listed by name; the rest are counted
+PROGRESS_SECONDS = 10.0  # a long check prints how far it got this often
 
 
 class UnreadableImages(ValueError):
     """Images of the dataset that do not open; the message lists them."""
 
 
+def why_unreadable(path: str) -> Optional[str]:
+    """Why the image header of ``path`` cannot be read, or None when it can."""
+    try:
+        with Image.open(path):
+            return None
+    except FileNotFoundError:
+        return "missing"
+    except UnidentifiedImageError:
+        return "not an image file PIL can identify"
+    except Exception as e:  # PIL raises many types for a broken header; none of them is a bug here
+        return f"{type(e).__name__}: {e}"
+
+
 def unreadable_images(paths: Sequence[str]) -> List[Tuple[str, str]]:
-    """``(path, reason)`` of each of ``paths`` whose image header cannot be read."""
+    """``(path, reason)`` of each of ``paths`` whose image header cannot be read; every
+    ``PROGRESS_SECONDS`` a line says how many were checked."""
     bad = []
-    for path in paths:
-        try:
-            with Image.open(path):
-                pass
-        except FileNotFoundError:
-            bad.append((path, "missing"))
-        except UnidentifiedImageError:
-            bad.append((path, "not an image file PIL can identify"))
-        except Exception as e:  # PIL raises many types for a broken header; none of them is a bug here
-            bad.append((path, f"{type(e).__name__}: {e}"))
+    reported = time.monotonic()
+    for done, path in enumerate(paths, 1):
+        reason = why_unreadable(path)
+        if reason:
+            bad.append((path, reason))
+        if time.monotonic() - reported >= PROGRESS_SECONDS and done < len(paths):
+            print(f"  {done:,} of {len(paths):,} images checked, {len(bad):,} unreadable so far", flush=True)
+            reported = time.monotonic()
     return bad
 
 

@@ -640,6 +640,28 @@ def test_sigterm_during_start_up_is_the_interrupt_line_and_exit_143(monkeypatch,
     assert "Interrupted by SIGTERM during start-up" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda sig: sig.name)
+def test_an_interrupt_while_train_py_imports_torch_is_the_start_up_line(sig):
+    # The signal arrives from inside `import torch`, the first slow import of train.py.
+    program = textwrap.dedent(f"""\
+        import os, runpy, sys
+
+        class InterruptedImport:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch":
+                    os.kill(os.getpid(), {int(sig)})
+                return None
+
+        sys.meta_path.insert(0, InterruptedImport())
+        sys.argv = ["train.py", "--help"]
+        runpy.run_path("train.py", run_name="__main__")
+        """)
+    proc = subprocess.run([sys.executable, "-c", program], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stderr) == (128 + sig, ""), proc.stderr[-3000:]
+    assert proc.stdout == (f"Interrupted by {sig.name} during start-up, before the trainer was built: run the same "
+                           "command again to start the run\n")
+
+
 # Lost evidence: log.txt and stdout line by line, atomic writes synced to disk
 
 
@@ -762,3 +784,24 @@ def test_atomic_writes_reach_the_disk_before_the_rename_and_the_rename_after(tmp
     assert folder_1 == folder_2 == str(folder)
     assert at_checkpoint == [False, False] and after_checkpoint == [True, False]  # synced, renamed, folder synced
     assert at_pointer == [True, False] and after_pointer == [True, True]
+
+
+def test_a_file_published_without_overwriting_reaches_the_disk_before_the_link_and_the_link_after(tmp_path,
+                                                                                                   monkeypatch):
+    from mutual_prompt.files import write_json
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc to name the synced file descriptors")
+    split = tmp_path / "split_fewshot" / "shot_2-seed_1.json"
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), split.exists()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    write_json({"train": []}, str(split), overwrite=False)  # how split files and few-shot caches are created
+    (tmp_file, published_then), (folder, published_after) = synced
+    assert re.fullmatch(r"\.shot_2-seed_1\.json\.\w+\.tmp", os.path.basename(tmp_file)) and not published_then
+    assert folder == str(split.parent) and published_after

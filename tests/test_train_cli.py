@@ -289,6 +289,19 @@ def test_a_missing_weights_file_is_one_error_line(caltech_root, tmp_path):
     assert_one_error_line(proc, f"CLIP weights file not found: {missing} (MODEL.BACKBONE.PATH or clip's cache)")
 
 
+@pytest.mark.parametrize("opts, message", [
+    (["MODEL.BACKBONE.NAME", "RN50"], "MODEL.BACKBONE.NAME RN50 does not match MODEL.BACKBONE.PATH {path}: the file "
+                                     "holds ViT patch 8, 32 px"),
+    (["INPUT.SIZE", "(64, 64)"], "INPUT.SIZE (64, 64) does not match the CLIP backbone's input resolution (32, 32); "
+                                 "set INPUT.SIZE (32, 32)"),
+], ids=["backbone name", "input size"])
+def test_weights_that_do_not_fit_the_config_are_one_error_line(caltech_root, tiny_clip_file, tmp_path, opts, message):
+    proc = train_py(tmp_path, *zeroshot_args(caltech_root, tiny_clip_file, str(tmp_path / "out"), "--eval-only", *opts))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"train.py: error: {message.format(path=tiny_clip_file)}"), last
+
+
 def test_unreadable_images_are_listed_before_the_first_epoch(tiny_clip_file, tmp_path):
     root = tmp_path / "data"
     CALTECH.build(str(root))
@@ -326,3 +339,23 @@ def test_the_image_check_lists_the_first_ten_and_counts_the_rest(tmp_path, capsy
     assert message.startswith(f"12 of the 13 images of train_x, test cannot be opened: {missing[0].impath} (missing); ")
     assert message.endswith(f"{missing[9].impath} (missing); and 2 more")
     assert missing[10].impath not in message
+
+
+def test_a_long_image_check_says_how_far_it_got(tmp_path, capsys, monkeypatch):
+    from types import SimpleNamespace
+
+    from mutual_prompt import image_check
+    from PIL import Image
+
+    paths = [tmp_path / f"{i}.png" for i in range(4)]
+    for path in paths[:3]:
+        Image.new("RGB", (4, 4)).save(path)
+    monkeypatch.setattr(image_check, "PROGRESS_SECONDS", 0.0)  # every image takes "long"
+    with pytest.raises(image_check.UnreadableImages):
+        image_check.check_images_open({"test": [SimpleNamespace(impath=str(path)) for path in paths]})
+    assert capsys.readouterr().out.splitlines() == [
+        "Checking that the 4 images of test open ...",
+        "  1 of 4 images checked, 0 unreadable so far",
+        "  2 of 4 images checked, 0 unreadable so far",
+        "  3 of 4 images checked, 0 unreadable so far",
+    ]
