@@ -195,6 +195,24 @@ def _forced_line(change: Change) -> str:
     return f"{FORCED}: {key} {old!r} -> {new!r}"
 
 
+def _restored_optim_note(changed: List[Change], checkpoint: Optional[str]) -> str:
+    """Say which changed OPTIM values a resume from ``checkpoint`` does not apply: the optimizer's and
+    the scheduler's states are restored from it (their learning rate, momentum, ... and a schedule
+    made for the old OPTIM.MAX_EPOCH); OPTIM.MAX_EPOCH itself sets how many epochs run. "" if none."""
+    optim = [(key, old) for key, old, _ in changed if key.startswith("OPTIM.")]
+    if not optim or not checkpoint:
+        return ""
+    overridden = [key for key, _ in optim if key != "OPTIM.MAX_EPOCH"]
+    parts = []
+    if overridden:
+        parts.append(f"{', '.join(overridden)} {'does' if len(overridden) == 1 else 'do'} not take effect")
+    if any(key == "OPTIM.MAX_EPOCH" for key, _ in optim):
+        old_epochs = next(old for key, old in optim if key == "OPTIM.MAX_EPOCH")
+        parts.append(f"OPTIM.MAX_EPOCH sets how many epochs run, on the restored schedule made for {old_epochs}")
+    return (f"Note: the optimizer and learning-rate scheduler are restored from {checkpoint}, so "
+            + "; ".join(parts) + " (to train with the new values from the start, use another --output-dir)")
+
+
 @dataclass
 class FingerprintCheck:
     """What checking a run's fingerprint found: notes for ``log.txt``, and for a training run what
@@ -209,8 +227,11 @@ class FingerprintCheck:
     split_sha256: Optional[str] = None
 
     def log_lines(self) -> List[str]:
-        """The notes, then one line per value changed with --force-resume."""
-        return [f"Note: {note}" for note in self.notes] + [_forced_line(change) for change in self.changed]
+        """The notes, then one line per value changed with --force-resume, then what of the changed
+        OPTIM values the restored optimizer and scheduler override."""
+        lines = [f"Note: {note}" for note in self.notes] + [_forced_line(change) for change in self.changed]
+        restored = _restored_optim_note(self.changed, newest_checkpoint(self.source) if self.source else None)
+        return lines + ([restored] if restored else [])
 
     def accept_split(self, trainer) -> List[str]:
         """Take the split hash of the trainer's dataset (``dm.dataset.split_sha256``; unknown when the

@@ -235,6 +235,10 @@ def test_force_resume_continues_and_logs_and_records_each_change(toy_data, run_c
     log = newest_log(run_copy)
     assert "Resuming with a changed configuration (--force-resume): OPTIM.LR 0.002 -> 0.001\n" in log
     assert "Resuming with a changed configuration (--force-resume): OPTIM.MAX_EPOCH 1 -> 2\n" in log
+    assert (f"Note: the optimizer and learning-rate scheduler are restored from "
+            f"{run_copy / 'prompt_learner' / 'model.pth.tar-1'}, so OPTIM.LR does not take effect; OPTIM.MAX_EPOCH "
+            "sets how many epochs run, on the restored schedule made for 1 (to train with the new values from the "
+            "start, use another --output-dir)\n") in log
     stored = json.loads((run_copy / FINGERPRINT_FILE).read_text())
     assert stored["config"]["OPTIM.MAX_EPOCH"] == 2 and stored["config"]["OPTIM.LR"] == 0.001
     entry = stored["history"][-1]
