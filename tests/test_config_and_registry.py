@@ -168,22 +168,19 @@ def test_a_config_file_with_another_extension_is_refused(tmp_path):
 # YAML errors name the file and the line
 
 
-def test_a_yaml_syntax_error_names_the_file_and_the_line(tmp_path):
+@pytest.mark.parametrize("text, where_and_why", [
+    ("OPTIM:\n  NAME: sgd\n  LR: 0.1: 0.2\n",
+     "line 3, column 10 ('LR: 0.1: 0.2'): not valid YAML: mapping values are not allowed here"),
+    ("INPUT:\n  SIZE: [224, 224\n",
+     "line 3, column 1: not valid YAML: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence "
+     "at line 2, column 9)"),
+], ids=["syntax error", "unclosed list names where it was opened"])
+def test_a_yaml_syntax_error_names_the_file_and_the_line(tmp_path, text, where_and_why):
     path = tmp_path / "broken.yaml"
-    path.write_text("OPTIM:\n  NAME: sgd\n  LR: 0.1: 0.2\n")
+    path.write_text(text)
     with pytest.raises(ValueError) as err:
         get_cfg_default().merge_from_file(str(path))
-    assert str(err.value) == (f"{path}, line 3, column 10 ('LR: 0.1: 0.2'): not valid YAML: mapping values are not "
-                              "allowed here")
-
-
-def test_an_unclosed_list_names_where_it_was_opened(tmp_path):
-    path = tmp_path / "unclosed.yaml"
-    path.write_text("INPUT:\n  SIZE: [224, 224\n")
-    with pytest.raises(ValueError) as err:
-        get_cfg_default().merge_from_file(str(path))
-    assert str(err.value) == (f"{path}, line 3, column 1: not valid YAML: expected ',' or ']', but got "
-                              "'<stream end>' (while parsing a flow sequence at line 2, column 9)")
+    assert str(err.value) == f"{path}, {where_and_why}"
 
 
 def test_a_python_tag_is_refused_naming_the_file_and_never_run(tmp_path):
