@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from mutual_prompt.results import (
+from mutual_prompt.tools.results import (
     TEST_END_SIGNAL,
     TRAIN_END_SIGNAL,
     base2new_rows,
@@ -69,7 +69,7 @@ def summarise(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         for line in missing_lines(rows):
             print(line)
         if args.plot:
-            from mutual_prompt import figures
+            from mutual_prompt.tools import figures
 
             fig = figures.base2new_figure({f"{args.trainer} {args.cfg}": rows}, figures.load_published())
             print(f"figure: {figures.save(fig, args.plot)}")
@@ -83,7 +83,7 @@ def summarise(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not args.multi_exp:
         summarise_directory(args.directory, args, end_signal)
         if args.plot:
-            from mutual_prompt import figures
+            from mutual_prompt.tools import figures
 
             seeds = sorted(d for d in os.listdir(args.directory) if os.path.isdir(os.path.join(args.directory, d)))
             fig = figures.training_figure({d: os.path.join(args.directory, d) for d in seeds}, title=args.directory)

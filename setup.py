@@ -25,7 +25,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["mutual_prompt", "mutual_prompt.*"]),
-    package_data={"mutual_prompt.toy": ["*.pt"], "mutual_prompt": ["data/*.csv"]},
+    package_data={"mutual_prompt.clip": ["*.pt"], "mutual_prompt.tools": ["*.csv"]},
     include_package_data=True,
     install_requires=[
         # torch.amp.GradScaler("cuda") (PREC amp) needs torch 2.3; torchvision 0.18 is its release.

@@ -16,7 +16,7 @@ import signal
 import sys
 from typing import Dict, List, Optional
 
-from mutual_prompt.start_up import (
+from mutual_prompt.run.start_up import (
     INTERRUPTS,
     default_interrupt_handlers,
     exit_on_interrupts,
@@ -29,16 +29,16 @@ if __name__ == "__main__":  # before the slow imports below: a Ctrl-C during the
 import torch
 
 from mutual_prompt.backend import build_trainer, collect_env_info, get_cfg_default, set_random_seed, setup_logger
-from mutual_prompt.config_checks import ConfigError, validate_cfg
-from mutual_prompt.fingerprint import (
+from mutual_prompt.run.config_checks import ConfigError, validate_cfg
+from mutual_prompt.run.fingerprint import (
     FingerprintCheck,
     FingerprintMismatch,
     check_eval_fingerprint,
     check_resume_fingerprint,
 )
-from mutual_prompt.image_check import UnreadableImages, check_images_open
-from mutual_prompt.resume import newest_checkpoint, repair_checkpoint_pointers
-from mutual_prompt.run_dir import OutputDirLocked, lock_output_dir, remove_stale_temp_files
+from mutual_prompt.data.image_check import UnreadableImages, check_images_open
+from mutual_prompt.run.resume import newest_checkpoint, repair_checkpoint_pointers
+from mutual_prompt.run.output_dir import OutputDirLocked, lock_output_dir, remove_stale_temp_files
 
 import datasets  # noqa: F401  (registers every dataset)
 import trainers

@@ -88,7 +88,7 @@ class PlainCoCoOp(nn.Module):
 
 def build_model(mode: str, clip_model: nn.Module, classnames: List[str], text_chunk: int = 0,
                 text_checkpoint: bool = False) -> nn.Module:
-    from mutual_prompt.model import MutualPromptCLIP
+    from mutual_prompt.method import MutualPromptCLIP
 
     if mode == "full":
         return MutualPromptCLIP(clip_model, classnames, ctx_init=CTX_INIT, ftp_mode="fine", tvp_enabled=True,

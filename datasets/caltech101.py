@@ -2,7 +2,7 @@
 ``split_zhou_Caltech101.json``. As in CoOp, the background and easy-faces folders are not classes and
 four plural or capitalised folder names are renamed."""
 from mutual_prompt.backend import DATASET_REGISTRY
-from mutual_prompt.splits import Split, SplitFileDataset, read_and_split_data
+from mutual_prompt.data import Split, SplitFileDataset, read_and_split_data
 
 IGNORED = ("BACKGROUND_Google", "Faces_easy")
 NEW_CNAMES = {

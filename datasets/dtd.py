@@ -4,7 +4,7 @@ Registered as ``DescribableTextures`` (CoOp's name, used by its ``configs/datase
 ``DTD``.
 """
 from mutual_prompt.backend import DATASET_REGISTRY
-from mutual_prompt.splits import Split, SplitFileDataset, read_and_split_data
+from mutual_prompt.data import Split, SplitFileDataset, read_and_split_data
 
 
 @DATASET_REGISTRY.register()

@@ -1,7 +1,7 @@
 """EuroSAT (RGB): ``eurosat/2750/<LandUse>/<image>.jpg`` and ``split_zhou_EuroSAT.json``, with CoOp's
 descriptive class names."""
 from mutual_prompt.backend import DATASET_REGISTRY
-from mutual_prompt.splits import Split, SplitFileDataset, read_and_split_data
+from mutual_prompt.data import Split, SplitFileDataset, read_and_split_data
 
 NEW_CNAMES = {
     "AnnualCrop": "Annual Crop Land",

@@ -4,7 +4,7 @@ import os
 from typing import Dict, List
 
 from mutual_prompt.backend import DATASET_REGISTRY, DatasetBase, Datum
-from mutual_prompt.splits import dataset_folder, fewshot_and_subsample, make_datum, read_text_lines, require_dir
+from mutual_prompt.data import dataset_folder, fewshot_and_subsample, make_datum, read_text_lines, require_dir
 
 @DATASET_REGISTRY.register()
 class FGVCAircraft(DatasetBase):

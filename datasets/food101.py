@@ -1,6 +1,6 @@
 """Food-101: ``food-101/images/<dish>/<image>.jpg`` and ``split_zhou_Food101.json``."""
 from mutual_prompt.backend import DATASET_REGISTRY
-from mutual_prompt.splits import Split, SplitFileDataset, read_and_split_data
+from mutual_prompt.data import Split, SplitFileDataset, read_and_split_data
 
 
 @DATASET_REGISTRY.register()

@@ -9,7 +9,7 @@ from typing import Dict, List, Sequence
 from tqdm import tqdm
 
 from mutual_prompt.backend import DATASET_REGISTRY, DatasetBase, Datum
-from mutual_prompt.splits import (
+from mutual_prompt.data import (
     dataset_folder,
     fewshot_and_subsample,
     list_class_folders,

@@ -5,7 +5,7 @@ import os
 from typing import Dict, List
 
 from mutual_prompt.backend import DATASET_REGISTRY, Datum
-from mutual_prompt.splits import list_images, make_datum, require_dir
+from mutual_prompt.data import list_images, make_datum, require_dir
 
 from .imagenet import ImageNetVariant
 

@@ -8,7 +8,7 @@ from scipy.io import loadmat
 
 from mutual_prompt.backend import DATASET_REGISTRY
 from mutual_prompt.files import read_json
-from mutual_prompt.splits import Split, SplitFileDataset, make_datum, require_file, split_class_images
+from mutual_prompt.data import Split, SplitFileDataset, make_datum, require_file, split_class_images
 
 @DATASET_REGISTRY.register()
 class OxfordFlowers(SplitFileDataset):

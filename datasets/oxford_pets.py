@@ -4,7 +4,7 @@ import os
 from typing import List
 
 from mutual_prompt.backend import DATASET_REGISTRY, Datum
-from mutual_prompt.splits import Split, SplitFileDataset, make_datum, read_text_lines, split_trainval
+from mutual_prompt.data import Split, SplitFileDataset, make_datum, read_text_lines, split_trainval
 
 @DATASET_REGISTRY.register()
 class OxfordPets(SplitFileDataset):

@@ -8,7 +8,7 @@ from typing import List
 from scipy.io import loadmat
 
 from mutual_prompt.backend import DATASET_REGISTRY, Datum
-from mutual_prompt.splits import Split, SplitFileDataset, make_datum, require_file, split_trainval
+from mutual_prompt.data import Split, SplitFileDataset, make_datum, require_file, split_trainval
 
 def _mat_field(path: str, key: str, dataset: str):
     data = loadmat(require_file(path, dataset))

@@ -5,7 +5,7 @@ import os
 from typing import Dict, List
 
 from mutual_prompt.backend import DATASET_REGISTRY, Datum
-from mutual_prompt.splits import Split, SplitFileDataset, make_datum, read_text_lines, split_trainval
+from mutual_prompt.data import Split, SplitFileDataset, make_datum, read_text_lines, split_trainval
 
 def readable_classname(category: str) -> str:
     """``a/apartment_building/outdoor`` -> ``outdoor apartment_building``."""

@@ -1,4 +1,4 @@
-"""ToyShapes: 64 "<colour> <shape>" classes drawn by ``mutual_prompt.toy.render``.
+"""ToyShapes: 64 "<colour> <shape>" classes drawn by ``mutual_prompt.tools.toy.render``.
 
 The images are seen under ``LAMPLIGHT`` (a warm colour cast, lower contrast, slight blur), a
 downstream domain the toy CLIP never saw in pre-training, so that zero-shot CLIP is good but not
@@ -29,9 +29,9 @@ import numpy as np
 
 from mutual_prompt.backend import DATASET_REGISTRY, Datum, DatasetBase
 from mutual_prompt.files import mkdir_if_missing, read_json, write_json
-from mutual_prompt.run_dir import owner_is_alive, owner_record
-from mutual_prompt.splits import fewshot_and_subsample, read_split, save_split
-from mutual_prompt.toy.render import CLASSNAMES, LAMPLIGHT, render
+from mutual_prompt.run.output_dir import owner_is_alive, owner_record
+from mutual_prompt.data import fewshot_and_subsample, read_split, save_split
+from mutual_prompt.tools.toy.render import CLASSNAMES, LAMPLIGHT, render
 
 FOLDER = "toy_shapes"
 SPLIT_FILE = "split_toy_shapes.json"

@@ -6,7 +6,7 @@ import re
 from typing import Dict, List
 
 from mutual_prompt.backend import DATASET_REGISTRY, Datum
-from mutual_prompt.splits import Split, SplitFileDataset, make_datum, read_text_lines, split_trainval
+from mutual_prompt.data import Split, SplitFileDataset, make_datum, read_text_lines, split_trainval
 
 def split_camel_case(action: str) -> str:
     return "_".join(re.findall("[A-Z][^A-Z]*", action))

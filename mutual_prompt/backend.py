@@ -1,12 +1,12 @@
-"""The host runtime: real Dassl when it imports, else the built-in ``mutual_prompt.engine``.
+"""The host runtime: real Dassl when it imports, else the built-in ``mutual_prompt.runtime``.
 
 Trainers and datasets import the names that differ by host from here and never from ``dassl`` or
-``mutual_prompt.engine`` directly, so the same files run in this repository and inside a user's
+``mutual_prompt.runtime`` directly, so the same files run in this repository and inside a user's
 CoOp-style repository. Set ``MUTUAL_PROMPT_BACKEND=dassl`` or ``builtin`` to force one.
 
 What does not depend on the host is used under both, from its own module: ``mutual_prompt.files``
-(atomic writes, JSON, listing), ``mutual_prompt.lr_schedulers`` (Dassl 0.6.3's warm-up schedulers fail
-on current PyTorch) and ``mutual_prompt.config`` (merge errors that name the key and the file, and
+(atomic writes, JSON, listing), ``mutual_prompt.run.lr_schedulers`` (Dassl 0.6.3's warm-up schedulers fail
+on current PyTorch) and ``mutual_prompt.run.config`` (merge errors that name the key and the file, and
 the config keys Dassl's defaults lack).
 """
 import functools
@@ -84,7 +84,7 @@ def line_buffered_log(setup_logger: Callable[[Optional[str]], None]) -> Callable
 
 
 if BACKEND == "dassl":
-    from .config import Config
+    from .run.config import Config
 
     setup_logger = line_buffered_log(_dassl_setup_logger)
 
@@ -93,7 +93,7 @@ if BACKEND == "dassl":
         return Config(_dassl_cfg_default())
 
 else:
-    from .engine import (
+    from .runtime import (
         DATASET_REGISTRY,
         TRAINER_REGISTRY,
         DatasetBase,

@@ -37,7 +37,7 @@ PY
 run_once() {
   local dir="$1" signal="$2" dataset="$3" seed="$4"
   shift 4
-  if "$PYTHON" -c 'import sys; from mutual_prompt.results import parse_run; sys.exit(parse_run(sys.argv[1], end_signal=sys.argv[2]) is None)' "$dir" "$signal"; then
+  if "$PYTHON" -c 'import sys; from mutual_prompt.tools.results import parse_run; sys.exit(parse_run(sys.argv[1], end_signal=sys.argv[2]) is None)' "$dir" "$signal"; then
     echo "The results exist at ${dir} (so skip this job)"
     return 0
   fi

@@ -46,7 +46,7 @@ def make_datums(paths: Sequence[str], classnames: Optional[Sequence[str]] = None
     test build Dassl's ``Datum`` instead of the built-in one.
     """
     if datum_cls is None:
-        from mutual_prompt.engine.data.datasets import Datum as datum_cls
+        from mutual_prompt.runtime.data.datasets import Datum as datum_cls
     folders = [os.path.basename(os.path.dirname(p)) for p in paths]
     order = list(classnames) if classnames is not None else sorted(set(folders))
     labels = {name: i for i, name in enumerate(order)}

@@ -100,7 +100,7 @@ def test_the_pages_api_table_lists_the_public_names():
 
 def test_importing_mutual_prompt_clip_brings_in_no_method_host_or_engine():
     code = ("import sys, mutual_prompt.clip; print(sorted(m for m in sys.modules if m in ('clip', 'dassl', 'trainers') "
-            "or m.startswith(('mutual_prompt.model', 'mutual_prompt.backend', 'mutual_prompt.engine', 'dassl.'))))")
+            "or m.startswith(('mutual_prompt.method', 'mutual_prompt.backend', 'mutual_prompt.runtime', 'mutual_prompt.tools', 'dassl.'))))")
     proc = python(code, backend="builtin")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "[]"

@@ -1,9 +1,9 @@
 """The built-in config (defaults, merging, errors that name the key and the file) and registries."""
 import pytest
 
-from mutual_prompt.config import Config
-from mutual_prompt.engine.config import get_cfg_default
-from mutual_prompt.engine.registry import Registry
+from mutual_prompt.run.config import Config
+from mutual_prompt.runtime.config import get_cfg_default
+from mutual_prompt.runtime.registry import Registry
 
 
 def test_defaults_have_dassl_and_coop_keys():
@@ -141,7 +141,7 @@ def test_registry_unknown_name_lists_registered_names():
 
 
 def test_a_python_config_file_is_refused_and_never_executed(tmp_path):
-    from mutual_prompt.engine import get_cfg_default
+    from mutual_prompt.runtime import get_cfg_default
 
     marker = tmp_path / "executed"
     config = tmp_path / "evil.py"
@@ -152,7 +152,7 @@ def test_a_python_config_file_is_refused_and_never_executed(tmp_path):
 
 
 def test_a_config_file_with_another_extension_is_refused(tmp_path):
-    from mutual_prompt.engine import get_cfg_default
+    from mutual_prompt.runtime import get_cfg_default
 
     config = tmp_path / "config.txt"
     config.write_text("SEED: 3\n")
@@ -213,7 +213,7 @@ def test_an_empty_yaml_file_changes_nothing(tmp_path):
     assert cfg == get_cfg_default()
 
 
-# Validation of the merged config (mutual_prompt.config_checks)
+# Validation of the merged config (mutual_prompt.run.config_checks)
 
 
 def merged(*opts: str, trainer: str = "MutualPrompt"):
@@ -227,7 +227,7 @@ def merged(*opts: str, trainer: str = "MutualPrompt"):
 
 
 def problems(*opts: str, trainer: str = "MutualPrompt", training: bool = True):
-    from mutual_prompt.config_checks import config_problems
+    from mutual_prompt.run.config_checks import config_problems
 
     return config_problems(merged(*opts, trainer=trainer), training)
 
@@ -278,7 +278,7 @@ def test_only_training_reads_the_optim_keys_and_only_the_trainer_s_own_block_is_
 
 
 def test_a_trainer_checks_its_own_block_whatever_trainer_name_says():
-    from mutual_prompt.config_checks import config_problems
+    from mutual_prompt.run.config_checks import config_problems
 
     cfg = merged("TRAINER.MUTUAL_PROMPT.PREC", "half", trainer="")
     assert config_problems(cfg, trainer="MutualPrompt") == [
@@ -286,7 +286,7 @@ def test_a_trainer_checks_its_own_block_whatever_trainer_name_says():
 
 
 def test_every_problem_is_named_in_one_error():
-    from mutual_prompt.config_checks import ConfigError, validate_cfg
+    from mutual_prompt.run.config_checks import ConfigError, validate_cfg
 
     with pytest.raises(ConfigError) as err:
         validate_cfg(merged("TEST.FINAL_MODEL", "best", "OPTIM.MAX_EPOCH", "0"))
@@ -307,10 +307,10 @@ def test_unregistered_trainer_and_dataset_names_list_the_registered_ones():
 def test_the_engine_implements_every_optimizer_and_interpolation_the_checks_accept():
     import torch
 
-    from mutual_prompt.config_checks import INTERPOLATIONS, OPTIMIZERS
-    from mutual_prompt.engine.data.transforms import INTERPOLATION_MODES
-    from mutual_prompt.engine.optim import OPTIMIZERS as ENGINE_OPTIMIZERS
-    from mutual_prompt.engine.optim import build_optimizer
+    from mutual_prompt.run.config_checks import INTERPOLATIONS, OPTIMIZERS
+    from mutual_prompt.runtime.data.transforms import INTERPOLATION_MODES
+    from mutual_prompt.runtime.optim import OPTIMIZERS as ENGINE_OPTIMIZERS
+    from mutual_prompt.runtime.optim import build_optimizer
 
     assert set(OPTIMIZERS) == set(ENGINE_OPTIMIZERS) and set(INTERPOLATIONS) == set(INTERPOLATION_MODES)
     cfg = get_cfg_default()

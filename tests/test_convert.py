@@ -10,10 +10,10 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from mutual_prompt.checkpoint_loading import load_state_dict_strictly, read_checkpoint
-from mutual_prompt.convert import from_coop, main, read_coop_checkpoint, to_coop
+from mutual_prompt.run.checkpoint_loading import load_state_dict_strictly, read_checkpoint
+from mutual_prompt.tools.convert import from_coop, main, read_coop_checkpoint, to_coop
 from mutual_prompt.clip import load_clip
-from mutual_prompt.model import MutualPromptCLIP
+from mutual_prompt.method import MutualPromptCLIP
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSNAMES = ["red_circle", "blue_square", "green_triangle"]

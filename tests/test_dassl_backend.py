@@ -11,7 +11,7 @@ import torch
 from yacs.config import CfgNode as CN
 
 from _dataset_trees import TREES
-from mutual_prompt.config import add_keys_dassl_lacks
+from mutual_prompt.run.config import add_keys_dassl_lacks
 from test_clip_loader import tiny_clip
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -11,11 +11,11 @@ from typing import Dict, List
 import pytest
 
 import datasets  # noqa: F401  (registers the datasets)
-from mutual_prompt import splits
-from mutual_prompt.splits import fewshot, split_files
+import mutual_prompt.data as dataset_helpers
+from mutual_prompt.data import fewshot, split_files
 from mutual_prompt.backend import DATASET_REGISTRY, Datum
-from mutual_prompt.engine.config import get_cfg_default
-from mutual_prompt.engine.utils import set_random_seed
+from mutual_prompt.runtime.config import get_cfg_default
+from mutual_prompt.runtime.utils import set_random_seed
 
 from _dataset_trees import (
     PETS,
@@ -258,7 +258,7 @@ def test_malformed_split_file_names_the_file_and_entry(root):
 @pytest.mark.parametrize("tree", WITH_CLASS_FOLDERS, ids=[t.name for t in WITH_CLASS_FOLDERS], indirect=True)
 def test_empty_class_folder_is_reported(tree, root):
     class_root = os.path.join(tree.dataset_dir(root), tree.class_folders)
-    victim = os.path.join(class_root, splits.list_class_folders(class_root)[-1])
+    victim = os.path.join(class_root, dataset_helpers.list_class_folders(class_root)[-1])
     shutil.rmtree(victim)
     os.makedirs(victim)
     with open(os.path.join(victim, ".DS_Store"), "w") as f:
@@ -342,7 +342,7 @@ def test_annotation_naming_an_unknown_class_is_reported(root):
     assert path in str(e.value)
 
 
-# ---------------------------------------------------------------- helpers in mutual_prompt.splits
+# ---------------------------------------------------------------- helpers in mutual_prompt.data
 
 
 def _items(tmp_path, n_classes: int, per_class: int) -> List[Datum]:
@@ -354,14 +354,14 @@ def _items(tmp_path, n_classes: int, per_class: int) -> List[Datum]:
 
 def test_subsample_takes_the_first_half_rounded_up_and_relabels(tmp_path):
     items = _items(tmp_path, 5, 1)
-    base, other = splits.subsample_classes(items, items[::-1], subsample="base")
+    base, other = dataset_helpers.subsample_classes(items, items[::-1], subsample="base")
     assert [(d.label, d.classname) for d in base] == [(0, "class_0"), (1, "class_1"), (2, "class_2")]
     assert sorted(d.label for d in other) == [0, 1, 2]
-    (new,) = splits.subsample_classes(items, subsample="new")
+    (new,) = dataset_helpers.subsample_classes(items, subsample="new")
     assert [(d.label, d.classname) for d in new] == [(0, "class_3"), (1, "class_4")]
-    assert splits.subsample_classes(items, subsample="all")[0] is items
+    assert dataset_helpers.subsample_classes(items, subsample="all")[0] is items
     with pytest.raises(ValueError, match="SUBSAMPLE_CLASSES"):
-        splits.subsample_classes(items, subsample="half")
+        dataset_helpers.subsample_classes(items, subsample="half")
 
 
 def test_val_fewshot_is_capped_at_four(tmp_path):
@@ -382,7 +382,7 @@ def test_list_images_keeps_upper_case_extensions_and_skips_hidden_and_other_file
     write_images(str(tmp_path), ["b.JPEG", "a.jpg", "c.Png"])
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / "sub").mkdir()
-    assert splits.list_images(str(tmp_path)) == ["a.jpg", "b.JPEG", "c.Png"]
+    assert dataset_helpers.list_images(str(tmp_path)) == ["a.jpg", "b.JPEG", "c.Png"]
 
 
 # ---------------------------------------------------------------- labels, few-shot counts, halves
@@ -460,6 +460,6 @@ def test_fewshot_larger_than_a_class_warns_naming_the_class_and_the_count(tmp_pa
 def test_new_half_of_a_single_class_dataset_is_a_clear_error(tmp_path):
     items = _items(tmp_path, 1, 2)
     with pytest.raises(ValueError, match=r"SUBSAMPLE_CLASSES new: the training split has 1 class"):
-        splits.subsample_classes(items, subsample="new")
-    (base,) = splits.subsample_classes(items, subsample="base")
+        dataset_helpers.subsample_classes(items, subsample="new")
+    (base,) = dataset_helpers.subsample_classes(items, subsample="base")
     assert len(base) == 2

@@ -9,13 +9,13 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
 
-from mutual_prompt.engine.config import get_cfg_default
-from mutual_prompt.engine.data import data_manager as data_manager_module
-from mutual_prompt.engine.data.data_manager import DataManager, seed_worker
-from mutual_prompt.engine.data.datasets import DATASET_REGISTRY, DatasetBase
-from mutual_prompt.engine.data.samplers import SeededRandomSampler, ShardSampler
-from mutual_prompt.engine.data.transforms import AVAILABLE_TRANSFORMS, build_transform
-from mutual_prompt.engine.utils import read_image
+from mutual_prompt.runtime.config import get_cfg_default
+from mutual_prompt.runtime.data import data_manager as data_manager_module
+from mutual_prompt.runtime.data.data_manager import DataManager, seed_worker
+from mutual_prompt.runtime.data.datasets import DATASET_REGISTRY, DatasetBase
+from mutual_prompt.runtime.data.samplers import SeededRandomSampler, ShardSampler
+from mutual_prompt.runtime.data.transforms import AVAILABLE_TRANSFORMS, build_transform
+from mutual_prompt.runtime.utils import read_image
 from mutual_prompt.files import listdir_nohidden
 from tests._image_tree import make_datums, make_images
 

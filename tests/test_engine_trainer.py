@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mutual_prompt.engine import (
+from mutual_prompt.runtime import (
     DATASET_REGISTRY,
     TRAINER_REGISTRY,
     DatasetBase,
@@ -20,8 +20,8 @@ from mutual_prompt.engine import (
     load_checkpoint,
     save_checkpoint,
 )
-from mutual_prompt.engine.evaluation import macro_f1
-from mutual_prompt.lr_schedulers import build_lr_scheduler
+from mutual_prompt.runtime.evaluation import macro_f1
+from mutual_prompt.run.lr_schedulers import build_lr_scheduler
 from tests._image_tree import make_datums, make_images
 
 CLASSES = {"alpha": 6, "beta": 6, "gamma": 6}
@@ -45,7 +45,7 @@ class TrainerTestSet(DatasetBase):
 
 
 @TRAINER_REGISTRY.register()
-class TinyLinear(__import__("mutual_prompt.engine", fromlist=["TrainerX"]).TrainerX):
+class TinyLinear(__import__("mutual_prompt.runtime", fromlist=["TrainerX"]).TrainerX):
     """A linear classifier on mean colours: enough to learn the test set in a few epochs."""
 
     def build_model(self):
@@ -111,7 +111,7 @@ def make_cfg(root, out, epochs=3, **opts):
 
 
 def run(cfg):
-    from mutual_prompt.engine import set_random_seed
+    from mutual_prompt.runtime import set_random_seed
 
     set_random_seed(cfg.SEED)
     trainer = build_trainer(cfg)
@@ -192,7 +192,7 @@ def test_train_writes_dassl_layout_and_result_block(tmp_path):
 
 
 def test_log_txt_holds_epoch_lines_and_result(tmp_path, capsys):
-    from mutual_prompt.engine import setup_logger
+    from mutual_prompt.runtime import setup_logger
 
     out = tmp_path / "out"
     old = sys.stdout
@@ -299,7 +299,7 @@ DDP_SCRIPT = textwrap.dedent(
     sys.path.insert(0, {repo!r})
     import torch
     import tests.test_engine_trainer as t
-    from mutual_prompt.engine import setup_logger
+    from mutual_prompt.runtime import setup_logger
     cfg = t.make_cfg({root!r}, {out!r}, epochs=2)
     setup_logger(cfg.OUTPUT_DIR)
     trainer = t.run(cfg)
@@ -411,7 +411,7 @@ class LabelGapSet(DatasetBase):
 
 
 def test_the_data_manager_checks_every_label_against_the_classes(tmp_path):
-    from mutual_prompt.engine import DataManager
+    from mutual_prompt.runtime import DataManager
 
     cfg = make_cfg(tmp_path, tmp_path / "out", **{"DATASET.NAME": "LabelGapSet"})
     with pytest.raises(ValueError, match=r"dataset LabelGapSet: 5 of the 8 classes have no train_x items .*highest "

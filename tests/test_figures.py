@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from mutual_prompt import figures
-from mutual_prompt.results import BENCHMARK_DATASETS, SeedSummary, base2new_rows, training_curve
+from mutual_prompt.tools import figures
+from mutual_prompt.tools.results import BENCHMARK_DATASETS, SeedSummary, base2new_rows, training_curve
 
 pytest.importorskip("matplotlib")
 

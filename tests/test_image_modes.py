@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mutual_prompt.engine.utils import read_image
+from mutual_prompt.runtime.utils import read_image
 
 GREY = np.array([[0, 1, 100, 128], [200, 254, 255, 7]], dtype=np.uint8)
 

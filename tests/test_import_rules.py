@@ -1,22 +1,41 @@
-"""The layout's import rule: the built-in engine only stands in for Dassl, so nothing outside
-``mutual_prompt/engine/`` and ``mutual_prompt/backend.py`` imports it (tests are exempt: the engine's
-own tests import it), and ``mutual_prompt.backend`` exports only the names that differ by host."""
+"""The layout's import rules, read from the source with ``ast``.
+
+Layers (docs/DEVELOPING.md): the **core** (``backend.py``, ``files.py``, ``clip/``, ``method/``, ``data/``,
+``runtime/``, ``run/``) and the **tooling** (``tools/`` and the ``python -m`` entry points beside the
+core). Tooling imports the core, never the other way round. Inside the core, ``clip/`` imports nothing
+of the method, the data, the host or the runs (it is reusable alone), ``method/`` imports only
+``clip/``, and the built-in runtime only stands in for Dassl: nothing outside ``runtime/`` and
+``backend.py`` imports it. The CoOp-shaped top level (``train.py``, ``trainers/``, ``datasets/``,
+``parse_test_res.py``) and ``benchmarks/`` use the layers and are used by neither.
+"""
 import ast
 import os
 import subprocess
 import sys
-from typing import Iterator, List
+from typing import Dict, Iterator, List, Tuple
 
 import pytest
 
 from test_dassl_backend import needs_dassl
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENGINE = "mutual_prompt.engine"
-# Where code that may run under real Dassl lives; the rule holds for every Python file below these.
-SCANNED = ("mutual_prompt", "trainers", "datasets", "train.py", "parse_test_res.py", "benchmarks")
-ALLOWED = (os.path.join("mutual_prompt", "engine") + os.sep, os.path.join("mutual_prompt", "backend.py"))
+PACKAGE = "mutual_prompt"
+RUNTIME = "mutual_prompt.runtime"
+SCANNED = (PACKAGE, "trainers", "datasets", "train.py", "parse_test_res.py", "benchmarks")
 
+CORE = ("backend", "files", "clip", "method", "data", "runtime", "run")
+TOOLING = ("tools",)
+ENTRY_POINTS = ("sweep", "convert", "install_into", "toy")  # python -m mutual_prompt.<name>, into tools/
+# What each core part may import of the package, besides itself.
+CORE_ALLOWED: Dict[str, Tuple[str, ...]] = {
+    "files": (),
+    "clip": ("files", "run"),
+    "method": ("clip",),
+    "data": ("backend", "files"),
+    "runtime": ("files", "data", "run"),
+    "run": ("backend", "files", "clip", "method", "data"),
+    "backend": ("runtime", "run"),
+}
 HOST_DEPENDENT_NAMES = [
     "BACKEND",
     "TRAINER_REGISTRY",
@@ -36,7 +55,7 @@ HOST_DEPENDENT_NAMES = [
 
 
 def python_files() -> Iterator[str]:
-    """Paths relative to the repository root of the scanned files outside the allowed places."""
+    """Paths, relative to the repository root, of every Python file under ``SCANNED``."""
     for entry in SCANNED:
         path = os.path.join(REPO_ROOT, entry)
         if os.path.isfile(path):
@@ -44,75 +63,135 @@ def python_files() -> Iterator[str]:
         else:
             found = [os.path.join(d, f) for d, _, files in os.walk(path) for f in files if f.endswith(".py")]
         for file in sorted(found):
-            rel = os.path.relpath(file, REPO_ROOT)
-            if not rel.startswith(ALLOWED[0]) and rel != ALLOWED[1]:
-                yield rel
+            yield os.path.relpath(file, REPO_ROOT)
 
 
-def package_of(rel_path: str) -> str:
-    """The dotted package a module at ``rel_path`` (relative to the repository root) belongs to."""
-    return ".".join(os.path.dirname(rel_path).split(os.sep)) if os.path.dirname(rel_path) else ""
+def package_of(rel_path: str) -> List[str]:
+    """The dotted package, as parts, of the module at ``rel_path``."""
+    folder = os.path.dirname(rel_path)
+    return folder.split(os.sep) if folder else []
 
 
-def engine_imports(source: str, rel_path: str) -> List[str]:
-    """``line: statement`` of each import of ``mutual_prompt.engine`` (or a module in it) in ``source``,
-    absolute or relative, ``import``, ``from ... import`` or ``from mutual_prompt import engine``."""
+def imported_modules(source: str, rel_path: str) -> List[Tuple[int, str]]:
+    """``(line, module)`` for every module an import in ``source`` may bring in, relative imports resolved;
+    ``from a import b`` gives both ``a`` and ``a.b`` (``b`` may be a module)."""
     found = []
     for node in ast.walk(ast.parse(source, filename=rel_path)):
         if isinstance(node, ast.Import):
-            modules = [alias.name for alias in node.names]
+            found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                parts = package_of(rel_path).split(".") if package_of(rel_path) else []
-                base = parts[: len(parts) - (node.level - 1)]
-                module = ".".join(base + ([node.module] if node.module else []))
+                parts = package_of(rel_path)
+                module = ".".join(parts[: len(parts) - (node.level - 1)] + ([node.module] if node.module else []))
             else:
                 module = node.module or ""
-            modules = [module] + [f"{module}.{alias.name}" for alias in node.names]
-        else:
-            continue
-        if any(m == ENGINE or m.startswith(ENGINE + ".") for m in modules):
-            found.append(f"{node.lineno}: {ast.unparse(node)}")
+            found.append((node.lineno, module))
+            found += [(node.lineno, f"{module}.{alias.name}") for alias in node.names]
     return found
 
 
-def test_nothing_outside_the_engine_and_the_backend_imports_the_engine():
-    files = list(python_files())
-    assert os.path.join("trainers", "mutual_prompt.py") in files and "train.py" in files
-    offenders = []
-    for rel in files:
+def part_of(module: str) -> str:
+    """The first name under ``mutual_prompt`` of a module of the package ('' for the package itself)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def layer_of(part: str) -> str:
+    if part in CORE:
+        return "core"
+    if part in TOOLING or part in ENTRY_POINTS:
+        return "tooling"
+    return "package" if part == "" else "unknown"
+
+
+def module_of(rel_path: str) -> str:
+    dotted = rel_path[:-3].replace(os.sep, ".")
+    return dotted[: -len(".__init__")] if dotted.endswith(".__init__") else dotted
+
+
+def arrows() -> Iterator[Tuple[str, int, str]]:
+    """``(file, line, imported module)`` for every import of a package module in the scanned files."""
+    for rel in python_files():
         with open(os.path.join(REPO_ROOT, rel), encoding="utf-8") as f:
-            offenders += [f"{rel}:{hit}" for hit in engine_imports(f.read(), rel)]
-    assert offenders == [], "import mutual_prompt.backend (or a host-independent module) instead:\n" + "\n".join(offenders)
+            for line, module in imported_modules(f.read(), rel):
+                if module == PACKAGE or module.startswith(PACKAGE + "."):
+                    yield rel, line, module
 
 
-@pytest.mark.parametrize("path, source", [
-    ("datasets/dtd.py", "import mutual_prompt.engine"),
-    ("datasets/dtd.py", "import mutual_prompt.engine.utils as u"),
-    ("datasets/dtd.py", "from mutual_prompt.engine.utils import read_image"),
-    ("datasets/dtd.py", "from mutual_prompt import engine"),
-    ("datasets/dtd.py", "from mutual_prompt import files, engine"),
-    ("mutual_prompt/splits/listing.py", "from ...mutual_prompt import engine"),
-    ("mutual_prompt/splits/listing.py", "from .. import engine"),
-    ("mutual_prompt/splits/listing.py", "from ..engine import TrainerX"),
-    ("mutual_prompt/resume.py", "from .engine.utils import read_image"),
-    ("mutual_prompt/resume.py", "from . import engine"),
-    ("mutual_prompt/resume.py", "def f():\n    from .engine import config\n"),
+def allowed(importer: str, imported: str) -> bool:
+    """Whether module ``importer`` (dotted) may import module ``imported`` (dotted, in the package)."""
+    target = part_of(imported)
+    if not importer.startswith(PACKAGE + "."):  # train.py, trainers/, datasets/, benchmarks/
+        return target != "runtime"
+    source = part_of(importer)
+    if target in ("", source):
+        return True
+    if layer_of(source) == "tooling":
+        return target != "runtime" and (source in TOOLING or target in TOOLING)
+    allowed_targets = CORE_ALLOWED[source]
+    return any(imported == f"{PACKAGE}.{a}" or imported.startswith(f"{PACKAGE}.{a}.") for a in allowed_targets)
+
+
+def test_every_part_of_the_package_belongs_to_a_layer():
+    parts = {name[:-3] if name.endswith(".py") else name for name in os.listdir(os.path.join(REPO_ROOT, PACKAGE))
+             if name.endswith(".py") or os.path.isfile(os.path.join(REPO_ROOT, PACKAGE, name, "__init__.py"))}
+    assert parts - {"__init__"} == set(CORE) | set(TOOLING) | set(ENTRY_POINTS)
+
+
+def test_every_import_follows_the_layers():
+    found = list(arrows())
+    assert any(rel == os.path.join("trainers", "mutual_prompt.py") for rel, _, _ in found)
+    offenders = [f"{rel}:{line}: imports {module}" for rel, line, module in found
+                 if not allowed(module_of(rel), module)]
+    assert offenders == [], "\n".join(offenders)
+
+
+def test_the_entry_points_only_call_into_the_tooling():
+    for rel, _, module in arrows():
+        importer = module_of(rel)
+        if importer.startswith(PACKAGE + ".") and part_of(importer) in ENTRY_POINTS:
+            assert part_of(module) in ("tools", part_of(importer)), f"{rel} imports {module}"
+
+
+@pytest.mark.parametrize("importer, imported", [
+    ("mutual_prompt.clip.loader", "mutual_prompt.tools.toy"),  # core -> tooling
+    ("mutual_prompt.run.resume", "mutual_prompt.tools.results"),
+    ("mutual_prompt.data.fewshot", "mutual_prompt.sweep"),  # an entry point is tooling too
+    ("mutual_prompt.clip.loader", "mutual_prompt.method"),  # clip stays reusable alone
+    ("mutual_prompt.clip.loader", "mutual_prompt.backend"),
+    ("mutual_prompt.method.tvp", "mutual_prompt.data"),
+    ("mutual_prompt.data.listing", "mutual_prompt.runtime.utils"),  # only the backend picks the runtime
+    ("mutual_prompt.tools.sweep.cli", "mutual_prompt.runtime"),
+    ("trainers.mutual_prompt", "mutual_prompt.runtime.trainer"),
+    ("datasets.dtd", "mutual_prompt.runtime"),
 ])
-def test_the_rule_sees_every_form_of_engine_import(path, source):
-    path = path.replace("/", os.sep)
-    assert engine_imports(source, path) != []
+def test_the_rules_refuse_an_arrow_that_breaks_them(importer, imported):
+    assert not allowed(importer, imported)
 
 
-@pytest.mark.parametrize("path, source", [
-    ("datasets/dtd.py", "from mutual_prompt.backend import DatasetBase"),
-    ("datasets/dtd.py", "import mutual_prompt.engineering"),
-    ("mutual_prompt/resume.py", "from .files import atomic_path"),
-    ("mutual_prompt/splits/listing.py", "from ..files import listdir_nohidden"),
-    ("mutual_prompt/splits/listing.py", "from . import engine"),  # mutual_prompt.splits.engine
+@pytest.mark.parametrize("path, source, module", [
+    ("datasets/dtd.py", "import mutual_prompt.runtime.utils as u", "mutual_prompt.runtime.utils"),
+    ("datasets/dtd.py", "from mutual_prompt import runtime", "mutual_prompt.runtime"),
+    ("mutual_prompt/data/listing.py", "from .. import runtime", "mutual_prompt.runtime"),
+    ("mutual_prompt/data/listing.py", "from ..runtime import TrainerX", "mutual_prompt.runtime"),
+    ("mutual_prompt/clip/loader.py", "from ..tools.toy import TINY_CLIP_PATH", "mutual_prompt.tools.toy"),
+    ("mutual_prompt/run/resume.py", "def f():\n    from ..tools import results\n", "mutual_prompt.tools.results"),
+    ("mutual_prompt/runtime/data/data_manager.py", "from ...data.labels import x", "mutual_prompt.data.labels"),
 ])
-def test_the_rule_lets_other_imports_pass(path, source):
-    assert engine_imports(source, path.replace("/", os.sep)) == []
+def test_every_form_of_import_is_resolved(path, source, module):
+    assert module in [m for _, m in imported_modules(source, path.replace("/", os.sep))]
+
+
+@pytest.mark.parametrize("importer, imported", [
+    ("mutual_prompt.tools.sweep.state", "mutual_prompt.files"),  # tooling -> core
+    ("mutual_prompt.sweep", "mutual_prompt.tools.sweep.cli"),  # entry point -> tooling
+    ("mutual_prompt.method.mutual_prompt_clip", "mutual_prompt.clip"),
+    ("mutual_prompt.backend", "mutual_prompt.runtime"),
+    ("mutual_prompt.runtime.trainer", "mutual_prompt.run.fingerprint"),
+    ("trainers.mutual_prompt", "mutual_prompt.backend"),
+])
+def test_the_rules_let_the_layered_arrows_pass(importer, imported):
+    assert allowed(importer, imported)
 
 
 def backend_names(backend: str) -> subprocess.CompletedProcess:

@@ -16,7 +16,7 @@ import torch
 
 from _dataset_trees import TREES
 from mutual_prompt.clip import openai
-from mutual_prompt.install_into import (
+from mutual_prompt.tools.install_into import (
     CONFIG_DIR,
     EXTEND_CALL,
     EXTEND_IMPORT,
@@ -28,7 +28,7 @@ from mutual_prompt.install_into import (
     kit_files,
     patch_train_py,
 )
-from mutual_prompt.results import TEST_END_SIGNAL, TRAIN_END_SIGNAL, parse_run
+from mutual_prompt.tools.results import TEST_END_SIGNAL, TRAIN_END_SIGNAL, parse_run
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CALTECH = next(t for t in TREES if t.name == "Caltech101")

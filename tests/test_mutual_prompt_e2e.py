@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from mutual_prompt.results import TEST_END_SIGNAL, TRAIN_END_SIGNAL, parse_run
+from mutual_prompt.tools.results import TEST_END_SIGNAL, TRAIN_END_SIGNAL, parse_run
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from mutual_prompt.clip import CLIP, PromptImageEncoder, tokenize
-from mutual_prompt.model import FineGrainedTextPrompt, MutualPromptCLIP, TextReorganizedVisualPrompt
+from mutual_prompt.method import FineGrainedTextPrompt, MutualPromptCLIP, TextReorganizedVisualPrompt
 
 CLASSNAMES = ["red circle", "blue_square", "a very long class name with many words", "star"]
 TOL = 1e-5

@@ -20,7 +20,7 @@ from mutual_prompt.clip.precision import (
     resolve_precision,
     set_clip_precision,
 )
-from mutual_prompt.model import MutualPromptCLIP
+from mutual_prompt.method import MutualPromptCLIP
 from test_clip_loader import tiny_clip
 from test_mutual_prompt_model import CLASSNAMES, perturbed_clip, reference_logits
 from test_train_cli import run_train_py, zeroshot_args

@@ -1,11 +1,11 @@
-"""parse_test_res.py and mutual_prompt.results on generated Dassl-style logs."""
+"""parse_test_res.py and mutual_prompt.tools.results on generated Dassl-style logs."""
 import os
 import subprocess
 import sys
 
 import pytest
 
-from mutual_prompt.results import base2new_rows, base2new_table, parse_run, render
+from mutual_prompt.tools.results import base2new_rows, base2new_table, parse_run, render
 
 TRAIN_LOG = """epoch [1/1] batch [1/1] time 0.1 (0.1) data 0.0 (0.0) loss 1.0 (1.0) lr 1.0e-03 eta 0:00:00
 Finish training

@@ -18,15 +18,15 @@ import torch
 
 import train
 from mutual_prompt.clip.loader import openai_sha256, toy_weights_file
-from mutual_prompt.fingerprint import (
+from mutual_prompt.run.fingerprint import (
     FINGERPRINT_FILE,
     FingerprintCheck,
     FingerprintMismatch,
     check_resume_fingerprint,
     fingerprint_config,
 )
-from mutual_prompt.resume import newest_checkpoint, repair_checkpoint_pointers
-from mutual_prompt.run_dir import LOCK_FILE, lock_output_dir, remove_stale_temp_files
+from mutual_prompt.run.resume import newest_checkpoint, repair_checkpoint_pointers
+from mutual_prompt.run.output_dir import LOCK_FILE, lock_output_dir, remove_stale_temp_files
 from test_train_cli import caltech_root, tiny_clip_file, zeroshot_args  # noqa: F401  (fixtures)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,7 +80,7 @@ def test_a_stale_lock_is_taken_over_and_released(caltech_root, tiny_clip_file, t
 
 def test_the_lock_is_held_by_a_live_process_until_it_exits(tmp_path):
     out = tmp_path / "out"
-    script = ("import sys, time; from mutual_prompt.run_dir import lock_output_dir; "
+    script = ("import sys, time; from mutual_prompt.run.output_dir import lock_output_dir; "
               f"lock_output_dir({str(out)!r}); print('locked', flush=True); time.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -485,7 +485,7 @@ def test_folders_without_checkpoints_are_not_models(tmp_path):
 
 
 def test_the_engine_names_an_empty_pointer(tmp_path):
-    from mutual_prompt.engine.checkpoint import resume_from_checkpoint
+    from mutual_prompt.runtime.checkpoint import resume_from_checkpoint
 
     _checkpoints(tmp_path / "linear", [1])
     (tmp_path / "linear" / "checkpoint").write_text("\n")
@@ -572,7 +572,7 @@ def test_an_interrupt_writes_where_the_run_stopped_and_how_to_resume_to_log_txt(
 
 
 def test_an_interrupt_while_an_image_is_read_is_not_turned_into_an_image_error(monkeypatch, tmp_path):
-    from mutual_prompt.engine import utils
+    from mutual_prompt.runtime import utils
 
     image = tmp_path / "a.png"
     image.write_bytes(b"")
@@ -729,7 +729,7 @@ def test_dassl_s_log_file_gets_every_line_before_a_sigkill(tmp_path):
 def test_the_engine_s_log_file_gets_each_line_as_it_is_printed(tmp_path):
     import io
 
-    from mutual_prompt.engine.logger import Tee
+    from mutual_prompt.runtime.logger import Tee
 
     tee = Tee(io.StringIO(), str(tmp_path / "log.txt"))
     try:
@@ -766,7 +766,7 @@ def test_a_sigkilled_run_keeps_every_line_it_printed_in_log_txt_and_its_stdout(t
 
 
 def test_atomic_writes_reach_the_disk_before_the_rename_and_the_rename_after(tmp_path, monkeypatch):
-    from mutual_prompt.engine.checkpoint import save_checkpoint
+    from mutual_prompt.runtime.checkpoint import save_checkpoint
 
     if not os.path.isdir("/proc/self/fd"):
         pytest.skip("needs /proc to name the synced file descriptors")

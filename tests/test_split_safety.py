@@ -15,7 +15,7 @@ import pytest
 
 import datasets  # noqa: F401  (registers the datasets)
 from mutual_prompt.backend import DATASET_REGISTRY
-from mutual_prompt.splits import fewshot, split_files
+from mutual_prompt.data import fewshot, split_files
 
 from _dataset_trees import build_dtd
 from test_datasets import TREES, load, records

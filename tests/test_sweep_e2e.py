@@ -16,9 +16,9 @@ from typing import Callable
 import pytest
 import torch
 
-from mutual_prompt.results import parse_run
-from mutual_prompt.sweep.plan import Settings, protocol_runs
-from mutual_prompt.sweep.state import RunFiles
+from mutual_prompt.tools.results import parse_run
+from mutual_prompt.tools.sweep.plan import Settings, protocol_runs
+from mutual_prompt.tools.sweep.state import RunFiles
 
 pytestmark = pytest.mark.slow
 

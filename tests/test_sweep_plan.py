@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from mutual_prompt.sweep import cli
-from mutual_prompt.sweep.plan import Ablation, Settings, expand, protocol_runs
-from mutual_prompt.sweep.state import PENDING, RunFiles, run_status
+from mutual_prompt.tools.sweep import cli
+from mutual_prompt.tools.sweep.plan import Ablation, Settings, expand, protocol_runs
+from mutual_prompt.tools.sweep.state import PENDING, RunFiles, run_status
 
 RECORDER = """#!/bin/bash
 if [ "$1" = train.py ]; then
@@ -146,7 +146,7 @@ def test_slurm_job_array_from_flags(repo_root, tmp_path, monkeypatch):
     (at most 7 tasks at once, here the 2 there are),
     submitit's requeue signal; a fake sbatch records the script (no cluster here)."""
     pytest.importorskip("submitit")
-    from mutual_prompt.sweep import slurm
+    from mutual_prompt.tools.sweep import slurm
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -411,3 +411,11 @@ def test_a_rerun_waits_for_a_run_that_outlived_its_killed_sweep(fake_repo, tmp_p
     assert re.search(rf"^started\s+{re.escape(run.output_dir)}", text, flags=re.M)
     assert text.index("waiting") < text.index("started")
     assert run_status(str(fake_repo), str(tmp_path / "out"), run).state == "done"
+
+
+def test_outside_a_checkout_the_tools_find_the_checkout_the_package_was_installed_from(tmp_path, monkeypatch):
+    from mutual_prompt.tools import install_into
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.default_repo_root() == REPO_ROOT
+    assert install_into.default_checkout() == REPO_ROOT

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from mutual_prompt.clip import openai
-from mutual_prompt.toy import CLASSNAMES, COLOURS, CONCEPTS, SHAPES, TINY_CLIP_PATH, caption, render
-from mutual_prompt.toy.pretrain import (
+from mutual_prompt.tools.toy import CLASSNAMES, COLOURS, CONCEPTS, SHAPES, TINY_CLIP_PATH, caption, render
+from mutual_prompt.tools.toy.pretrain import (
     PIXEL_MEAN,
     PIXEL_STD,
     PretrainConfig,
@@ -25,7 +25,7 @@ from mutual_prompt.toy.pretrain import (
     tokenize_trimmed,
     zero_shot_predict,
 )
-from mutual_prompt.toy.render import CAPTION_TEMPLATES, LAMPLIGHT, Domain, ShapeScene
+from mutual_prompt.tools.toy.render import CAPTION_TEMPLATES, LAMPLIGHT, Domain, ShapeScene
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY_INPUT_CONFIG = os.path.join(REPO_ROOT, "configs", "toy_input.yaml")

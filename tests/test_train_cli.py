@@ -11,7 +11,7 @@ import train
 from _dataset_trees import TREES
 from mutual_prompt.backend import build_trainer
 from mutual_prompt.clip import load_clip, openai
-from mutual_prompt.toy import TINY_CLIP_PATH
+from mutual_prompt.tools.toy import TINY_CLIP_PATH
 from test_clip_loader import tiny_clip
 from trainers.zeroshot_mp import DEFAULT_TEMPLATE, class_prompts, prompt_template
 
@@ -325,7 +325,7 @@ def test_unreadable_images_are_listed_before_the_first_epoch(tiny_clip_file, tmp
 def test_the_image_check_lists_the_first_ten_and_counts_the_rest(tmp_path, capsys):
     from types import SimpleNamespace
 
-    from mutual_prompt.image_check import UnreadableImages, check_images_open
+    from mutual_prompt.data.image_check import UnreadableImages, check_images_open
     from PIL import Image
 
     good = tmp_path / "good.png"
@@ -344,7 +344,7 @@ def test_the_image_check_lists_the_first_ten_and_counts_the_rest(tmp_path, capsy
 def test_a_long_image_check_says_how_far_it_got(tmp_path, capsys, monkeypatch):
     from types import SimpleNamespace
 
-    from mutual_prompt import image_check
+    from mutual_prompt.data import image_check
     from PIL import Image
 
     paths = [tmp_path / f"{i}.png" for i in range(4)]

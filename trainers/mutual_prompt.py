@@ -17,19 +17,19 @@ from mutual_prompt.backend import (
     compute_accuracy,
     load_pretrained_weights,
 )
-from mutual_prompt.checkpoint_loading import (
+from mutual_prompt.run.checkpoint_loading import (
     checkpoint_summary,
     load_state_dict_strictly,
     model_checkpoint_path,
     read_checkpoint,
 )
 from mutual_prompt.clip import autocast, grad_scaler, load_frozen_clip, resolve_precision
-from mutual_prompt.config import add_keys_dassl_lacks
-from mutual_prompt.config_checks import validate_cfg, validate_mutual_prompt_cfg
-from mutual_prompt.lr_schedulers import build_lr_scheduler
-from mutual_prompt.model import MutualPromptCLIP
-from mutual_prompt.prompt_learner_state import config_difference_hint
-from mutual_prompt.resume import best_val_so_far
+from mutual_prompt.run.config import add_keys_dassl_lacks
+from mutual_prompt.run.config_checks import validate_cfg, validate_mutual_prompt_cfg
+from mutual_prompt.run.lr_schedulers import build_lr_scheduler
+from mutual_prompt.method import MutualPromptCLIP
+from mutual_prompt.run.prompt_learner_state import config_difference_hint
+from mutual_prompt.run.resume import best_val_so_far
 
 KEY = "TRAINER.MUTUAL_PROMPT"
 

@@ -18,8 +18,8 @@ from mutual_prompt.clip import (
     resolve_precision,
     tokenize,
 )
-from mutual_prompt.config import add_keys_dassl_lacks
-from mutual_prompt.config_checks import validate_cfg
+from mutual_prompt.run.config import add_keys_dassl_lacks
+from mutual_prompt.run.config_checks import validate_cfg
 
 DEFAULT_TEMPLATE = "a photo of a {}."
 

@@ -1,7 +1,7 @@
 """A frozen OpenAI CLIP for prompt learning: loading it in a training precision, and its text and image
 encoders taking learned prompts, computed exactly and fast.
 
-Nothing here knows Mutual Prompt Learning; ``mutual_prompt.model`` builds the method from it, and
+Nothing here knows Mutual Prompt Learning; ``mutual_prompt.method`` builds the method from it, and
 another prompt-learning method can too (``docs/DEVELOPING.md`` shows one, tested in
 ``tests/test_clip_reuse.py``). The public names:
 

@@ -24,14 +24,17 @@ from typing import Dict, List, Union
 
 import torch
 
-from ..checkpoint_loading import load_error_reason
-from ..toy import TINY_CLIP_PATH
+from ..run.checkpoint_loading import load_error_reason
 from . import openai
 from .architecture import (OPENAI_ARCHITECTURES, Architecture, architecture_name, architecture_of,
                            check_name_against_weights)
 from .jit_archive import read_jit_state_dict
 from .openai.model import CLIP, build_model
 from .weights_cache import cached_fact, file_sha256
+
+# The tiny CLIP trained on the toy world (MODEL.BACKBONE.NAME toy), shipped beside this module;
+# ``python -m mutual_prompt.toy.pretrain`` writes it.
+TINY_CLIP_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tiny_clip.pt")
 
 TOY_NAME = "toy"
 CLIP_CACHE_DIR = os.path.expanduser("~/.cache/clip")

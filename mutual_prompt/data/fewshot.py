@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple
 
 from mutual_prompt.backend import Datum
 from mutual_prompt.files import exclusive_lock, write_json
-from mutual_prompt.labels import check_labels
+from mutual_prompt.data.labels import check_labels
 
 from .split_files import Items, items_of, read_record_file, to_records
 

@@ -8,7 +8,7 @@ from yacs.config import CfgNode
 
 YAML_EXTENSIONS = (".yaml", ".yml")
 
-# (path of the parent node, key, default). The built-in defaults (``mutual_prompt.engine.config``)
+# (path of the parent node, key, default). The built-in defaults (``mutual_prompt.runtime.config``)
 # hold them already; under real Dassl each trainer's ``extend_cfg`` adds them, as CoOp's train.py does.
 KEYS_DASSL_LACKS: Tuple[Tuple[Tuple[str, ...], str, Any], ...] = (
     (("DATASET",), "SUBSAMPLE_CLASSES", "all"),  # all, base or new (CoOp's key)

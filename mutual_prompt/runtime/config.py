@@ -1,5 +1,5 @@
 """Dassl's default configuration (``get_cfg_default``), for when Dassl does not import."""
-from ..config import Config
+from ..run.config import Config
 
 _C = Config()
 _C.VERSION = 1

@@ -15,7 +15,6 @@ from tabulate import tabulate
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from ...labels import check_labels
 from .. import distributed
 from ..utils import read_image
 from .datasets import build_dataset
@@ -147,6 +146,9 @@ class DataManager:
 
     def __init__(self, cfg, custom_tfm_train: Optional[Transform] = None, custom_tfm_test: Optional[Transform] = None,
                  dataset_wrapper: Optional[type] = None) -> None:
+        # Imported here: mutual_prompt.data imports the backend, which imports this module.
+        from ...data.labels import check_labels
+
         dataset = build_dataset(cfg)
         split_path = getattr(dataset, "split_path", "")
         check_labels(

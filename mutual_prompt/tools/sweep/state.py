@@ -1,6 +1,6 @@
 """What each run of a sweep is doing, readable by any process: done, running, interrupted, failed, ...
 
-A run is *done* when its folder holds a result (``mutual_prompt.results.parse_run``, the scripts' skip
+A run is *done* when its folder holds a result (``mutual_prompt.tools.results.parse_run``, the scripts' skip
 rule). While a run executes, an exclusive ``flock`` on ``<output>/.sweep/runs/<run folder>/lock`` is
 held by the sweep that started it and by the run's ``train.py`` process itself (it inherits the
 locked descriptor), so the lock is held exactly as long as either lives: two sweeps never start the
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 from mutual_prompt.files import atomic_path
-from mutual_prompt.results import parse_run
+from mutual_prompt.tools.results import parse_run
 
 from .plan import Run
 

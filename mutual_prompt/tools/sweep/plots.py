@@ -3,8 +3,8 @@ curves, and the training curves of every training run."""
 import os
 from typing import List, Sequence
 
-from mutual_prompt import figures
-from mutual_prompt.results import base2new_rows, few_shot_summaries
+from mutual_prompt.tools import figures
+from mutual_prompt.tools.results import base2new_rows, few_shot_summaries
 
 from .plan import Run, Variant
 

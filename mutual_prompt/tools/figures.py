@@ -2,7 +2,7 @@
 
 Each function returns the ``matplotlib.figure.Figure`` it drew, so that callers (and tests) can read
 the bars and lines back; ``save`` writes it atomically. Published numbers of other methods come from
-``mutual_prompt/data/published_base2new_vitb16.csv``, each row with its source, and are drawn hatched
+``mutual_prompt/tools/published_base2new_vitb16.csv``, each row with its source, and are drawn hatched
 and labelled "published" (they were not re-run here).
 """
 import csv
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from mutual_prompt.files import atomic_path
-from mutual_prompt.results import (
+from mutual_prompt.tools.results import (
     BENCHMARK_DATASETS,
     Base2NewRow,
     SeedSummary,
@@ -24,7 +24,7 @@ from mutual_prompt.results import (
     training_curve,
 )
 
-PUBLISHED_BASE2NEW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "published_base2new_vitb16.csv")
+PUBLISHED_BASE2NEW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "published_base2new_vitb16.csv")
 METRICS = ("Base", "New", "HM")
 PUBLISHED_DATASETS = BENCHMARK_DATASETS + ("Average",)
 

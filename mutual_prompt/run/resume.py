@@ -1,5 +1,5 @@
 """What a resumed run must restore beyond the weights, host-independently (built-in engine or
-Dassl); what it must match is ``mutual_prompt.fingerprint``.
+Dassl); what it must match is ``mutual_prompt.run.fingerprint``.
 
 - ``best_val_so_far``: with ``TEST.FINAL_MODEL best_val``, the best validation result and its epoch
   at the checkpoint a run resumes from, so that a later, worse epoch does not replace ``model-best``;
@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 
 from .checkpoint_loading import BEST_MODEL_FILE, EPOCH_MODEL_PREFIX, read_checkpoint
-from .files import atomic_path
+from ..files import atomic_path
 
 POINTER_FILE = "checkpoint"
 EPOCH_CHECKPOINT = re.compile("^" + re.escape(EPOCH_MODEL_PREFIX) + r"(\d+)$")

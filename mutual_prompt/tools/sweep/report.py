@@ -3,7 +3,7 @@ import os
 from collections import Counter
 from typing import List, Sequence
 
-from mutual_prompt.results import (
+from mutual_prompt.tools.results import (
     TEST_END_SIGNAL,
     base2new_rows,
     base2new_table,

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
-from mutual_prompt.results import BENCHMARK_DATASETS, TEST_END_SIGNAL, TRAIN_END_SIGNAL
+from mutual_prompt.tools.results import BENCHMARK_DATASETS, TEST_END_SIGNAL, TRAIN_END_SIGNAL
 
 XD_TARGETS = BENCHMARK_DATASETS[1:] + ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
 PROTOCOLS = ("base2new", "xd", "few_shot")

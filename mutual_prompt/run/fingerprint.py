@@ -37,8 +37,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from .clip import backbone_identity
-from .files import read_json, write_json
+from ..clip import backbone_identity
+from ..files import read_json, write_json
 from .resume import has_checkpoints, newest_checkpoint
 
 FINGERPRINT_FILE = "run_fingerprint.json"

@@ -11,8 +11,8 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from ..checkpoint_loading import BEST_MODEL_FILE, checkpoint_summary, load_state_dict_strictly, model_checkpoint_path
-from ..resume import POINTER_FILE, best_val_so_far
+from ..run.checkpoint_loading import BEST_MODEL_FILE, checkpoint_summary, load_state_dict_strictly, model_checkpoint_path
+from ..run.resume import POINTER_FILE, best_val_so_far
 from .checkpoint import load_checkpoint, resume_from_checkpoint, rng_state, save_checkpoint
 from .data.data_manager import DataManager
 from .distributed import barrier, init_distributed, is_distributed, is_main_process

@@ -8,11 +8,11 @@ the backbone's layers, ``INPUT.SIZE`` against its resolution) is checked where t
 """
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .backend import DATASET_REGISTRY, TRAINER_REGISTRY
-from .clip.precision import PRECISIONS
+from ..backend import DATASET_REGISTRY, TRAINER_REGISTRY
+from ..clip.precision import PRECISIONS
 from .lr_schedulers import SCHEDULERS, WARMUP_TYPES
-from .model.ftp import FTP_MODES
-from .splits.fewshot import SUBSAMPLE_CHOICES
+from ..method.ftp import FTP_MODES
+from ..data.fewshot import SUBSAMPLE_CHOICES
 
 FINAL_MODELS = ("last_step", "best_val")
 TEST_SPLITS = ("val", "test")

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..checkpoint_loading import BEST_MODEL_FILE, EPOCH_MODEL_PREFIX
+from ..run.checkpoint_loading import BEST_MODEL_FILE, EPOCH_MODEL_PREFIX
 from ..files import atomic_path, mkdir_if_missing
-from ..resume import POINTER_FILE, read_pointer, write_pointer
+from ..run.resume import POINTER_FILE, read_pointer, write_pointer
 
 
 def save_checkpoint(state: Dict[str, Any], save_dir: str, is_best: bool = False,

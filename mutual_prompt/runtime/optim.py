@@ -1,4 +1,4 @@
-"""Optimizers with Dassl's config keys (the learning-rate schedules are in ``mutual_prompt.lr_schedulers``)."""
+"""Optimizers with Dassl's config keys (the learning-rate schedules are in ``mutual_prompt.run.lr_schedulers``)."""
 from typing import Iterable, List, Optional, Union
 
 import torch

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 import yaml
 
+from .. import PACKAGE_CHECKOUT
 from . import slurm
 from .options import (
     OPTION_DESTS,
@@ -45,7 +46,7 @@ def default_repo_root() -> str:
     """The checkout holding train.py: the current folder if it has one, else the package's parent."""
     if os.path.isfile("train.py"):
         return os.getcwd()
-    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return PACKAGE_CHECKOUT
 
 
 def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.ArgumentParser]]:
