@@ -4,9 +4,7 @@ Random weights at ViT-B/16's text shapes (width 512, 12 layers, 8 heads, 77 toke
 context ``[B, M, 512]`` for C class names. Prints the best time per call (of --repeats, modes
 interleaved) and its ratio to ``forward_reference``, for inference (no grad) and for a training step
 (forward + backward to the context), one row per combination of the encoder's flags; on CUDA also
-the peak memory of the training step. The rows up to "shared prefix" use PyTorch's default linear
-kernel, as the plain computation does; the rows after it add the oneDNN kernel for the frozen
-linear layers (the default on CPU, see ``mutual_prompt.clip.frozen_linear``).
+the peak memory of the training step.
 
     python benchmarks/text_encoder.py --classes 50 --batch 4 --dtype fp32
 """
@@ -17,7 +15,7 @@ from typing import Callable, Dict, List
 import torch
 from tabulate import tabulate
 
-from mutual_prompt.clip import CLIP, PromptTextEncoder, set_clip_precision, set_onednn_linear
+from mutual_prompt.clip import CLIP, PromptTextEncoder, set_clip_precision
 
 CLASS_NAMES = [
     "airplane", "bald_eagle", "banana", "barn owl", "beaver", "bonsai", "brain coral", "butterfly",
@@ -39,10 +37,8 @@ MODES = {
     "batch": dict(truncate=False, shared_prefix=False),
     "batch + truncate": dict(truncate=True, shared_prefix=False),
     "batch + truncate + shared prefix": dict(truncate=True, shared_prefix=True),
-    "... + oneDNN linear (default)": dict(truncate=True, shared_prefix=True),
     "... + checkpoint": dict(truncate=True, shared_prefix=True, checkpoint=True),
 }
-ONEDNN_MODES = ("... + oneDNN linear (default)", "... + checkpoint")
 
 
 def vit_b16_text_clip(precision: str) -> CLIP:
@@ -102,7 +98,6 @@ def main() -> None:
     for repeat in range(args.repeats):
         for name, encoder in encoders.items():
             encode = encoder.forward_reference if MODES[name] is None else encoder.forward
-            set_onednn_linear(name in ONEDNN_MODES)
             times[name]["inference"].append(seconds(lambda: infer(encode)))
             if on_cuda:
                 torch.cuda.reset_peak_memory_stats()

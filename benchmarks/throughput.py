@@ -6,10 +6,7 @@ ViT-B/16-shaped CLIP with random weights (nothing is downloaded), synthetic 224x
   to every context token and the C prompts run at the full 77 tokens through CLIP's own text
   transformer;
 - ``cocoop_equiv``: MutualPromptCLIP with FTP ``shared`` and TVP off (the same logits, tested);
-- ``full``: MutualPromptCLIP with FTP ``fine`` and TVP;
-- ``cocoop_equiv/F.linear``, ``full/F.linear`` (C = 50): the same with the frozen linear layers on
-  PyTorch's default fp32 kernel instead of oneDNN (``MUTUAL_PROMPT_ONEDNN_LINEAR=0``), to show how
-  much of the ratio is the text-side speed-ups and how much the CPU kernel.
+- ``full``: MutualPromptCLIP with FTP ``fine`` and TVP.
 
 Each (mode, classes, batch) runs in a fresh subprocess, so its peak memory (ru_maxrss on the CPU,
 max_memory_allocated on CUDA) is its own; ratios are against the plain loop of the same run.
@@ -136,13 +133,12 @@ def prompt_train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tens
 
 
 def measure(mode: str, classes: int, batch: int, device: str, iters: int, warmup: int, train: bool, evaluate: bool,
-            text_chunk: int = 0, text_checkpoint: bool = False, onednn: bool = True, label: str = "",
+            text_chunk: int = 0, text_checkpoint: bool = False, label: str = "",
             precision: str = "fp32", shape: Optional[Dict] = None) -> Dict:
     """One (mode, classes, batch) record: images/s for a training step and for evaluation, with CLIP
     in ``precision`` (trainer's layout and autocast) at ``shape`` (ViT-B/16 by default)."""
-    from mutual_prompt.clip import autocast, grad_scaler, set_onednn_linear
+    from mutual_prompt.clip import autocast, grad_scaler
 
-    set_onednn_linear(onednn)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     clip_model = random_clip(device, shape, precision)
@@ -195,10 +191,6 @@ def plan(quick: bool, device: str) -> List[Dict]:
             slow = mode == "plain"
             specs.append(dict(mode=mode, classes=classes, batch=4, iters=1 if (slow or quick) else 3,
                               warmup=1, train=True, evaluate=True))
-    if cpu:
-        for mode in MODES[1:]:
-            specs.append(dict(mode=mode, classes=50, batch=4, iters=1 if quick else 3, warmup=1, train=True,
-                              evaluate=True, onednn=False, label=f"{mode}/F.linear"))
     if not quick:
         for mode in MODES:
             specs.append(dict(mode=mode, classes=1000, batch=4, iters=1, warmup=0 if cpu else 1,
@@ -224,11 +216,7 @@ def machine() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    from mutual_prompt.clip import onednn_linear_enabled
-
-    kernel = "oneDNN" if onednn_linear_enabled() else "F.linear"
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-            f"frozen CPU fp32 linear layers: {kernel}")
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def print_table(records: List[Dict], device: str) -> None:

@@ -1,18 +1,14 @@
 """Importing this package registers every trainer into the backend's TRAINER_REGISTRY.
 
-Each module listed in ``TRAINER_MODULES`` registers its trainer(s) on import and provides
-``extend_cfg(cfg)`` for its config keys; adding a trainer is adding its module name here.
+Each trainer module registers its trainer(s) on import and provides ``extend_cfg(cfg)`` for its
+config keys; adding a trainer is importing its module here and listing it in ``TRAINER_MODULES``.
 """
-import importlib
-from types import ModuleType
-from typing import List
+from . import mutual_prompt, zeroshot_mp
 
-TRAINER_MODULES = ["mutual_prompt", "zeroshot_mp"]
-
-_modules: List[ModuleType] = [importlib.import_module(f"{__name__}.{name}") for name in TRAINER_MODULES]
+TRAINER_MODULES = (mutual_prompt, zeroshot_mp)
 
 
 def extend_cfg(cfg) -> None:
     """Add every trainer's config keys to ``cfg`` (each ``extend_cfg`` is idempotent)."""
-    for module in _modules:
+    for module in TRAINER_MODULES:
         module.extend_cfg(cfg)

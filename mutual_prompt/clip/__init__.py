@@ -15,18 +15,14 @@ another prompt-learning method can too (``docs/DEVELOPING.md`` shows one, tested
   context or one per image), :class:`PromptImageEncoder` (the ViT with shallow or deep visual prompt
   tokens), :func:`is_vision_transformer`;
 - OpenAI's package under a private name (:mod:`mutual_prompt.clip.openai`, never ``import clip``):
-  :func:`tokenize` and the :class:`CLIP` model class;
-- :func:`set_onednn_linear` / :func:`onednn_linear_enabled`: the oneDNN kernel for the frozen fp32
-  CPU linear layers (on by default where it computes ``F.linear``).
+  :func:`tokenize` and the :class:`CLIP` model class.
 
 The modules behind them: ``openai`` (OpenAI's package), ``loader``, ``architecture`` (what weights
 are built for, checked against the backbone name), ``weights_cache`` (a file's SHA-256 and
 architecture, read once per version), ``identity``, ``jit_archive`` (weights from a TorchScript archive
 without running it), ``precision``, ``text_encoder``, ``image_encoder``,
-``prefix_attention`` (CLIP's residual blocks, batch-first, continuing a cached prefix) and
-``frozen_linear``.
+and ``prefix_attention`` (CLIP's residual blocks, batch-first, continuing a cached prefix).
 """
-from .frozen_linear import onednn_linear_enabled, set_onednn_linear
 from .identity import backbone_identity
 from .image_encoder import PromptImageEncoder, is_vision_transformer
 from .loader import available_backbones, load_clip
@@ -47,9 +43,7 @@ __all__ = [
     "is_vision_transformer",
     "load_clip",
     "load_frozen_clip",
-    "onednn_linear_enabled",
     "resolve_precision",
     "set_clip_precision",
-    "set_onednn_linear",
     "tokenize",
 ]

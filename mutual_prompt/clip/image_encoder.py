@@ -20,7 +20,7 @@ class PromptImageEncoder(nn.Module):
     embedding, before ``ln_pre``); with [DEPTH, B, P, width], layer ``i < DEPTH`` receives
     ``prompts[i]`` in place of the previous layer's prompt outputs (deep prompting). The feature is
     read at the class token as usual. The blocks run batch-first through the same functions as the
-    text encoder's (scaled-dot-product attention, :func:`frozen_linear`), which compute what CLIP's
+    text encoder's (scaled-dot-product attention, ``F.linear``), which compute what CLIP's
     own blocks compute.
     """
 

@@ -7,7 +7,7 @@ cached keys/values followed by their own tokens. With no prefix the functions he
 causal self-attention blocks, and with no mask at all the full self-attention blocks of the image
 transformer. They are computed from the weights of CLIP's own ``ResidualAttentionBlock`` (``ln_1``,
 ``attn`` = ``nn.MultiheadAttention``, ``ln_2``, ``mlp`` = ``c_fc``, ``gelu``, ``c_proj``) with
-``scaled_dot_product_attention`` and :func:`frozen_linear`, on batch-first tensors ``[N, L, width]``.
+``scaled_dot_product_attention`` and ``F.linear``, on batch-first tensors ``[N, L, width]``.
 The LayerNorms are CLIP's own modules (float32 inside, the input's dtype out), so in OpenAI's
 mixed fp16 / bf16 layout the blocks compute in the dtype of the weights, as CLIP's own blocks do.
 """
@@ -16,8 +16,6 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-from .frozen_linear import frozen_linear
 
 KeyValue = Tuple[Tensor, Tensor]
 """One layer's keys and values, each ``[N, heads, length, head_width]``."""
@@ -59,11 +57,11 @@ def _merge_heads(x: Tensor) -> Tensor:
 
 def _in_projection(attn: nn.MultiheadAttention, x: Tensor, weight_rows: slice) -> Tensor:
     bias = None if attn.in_proj_bias is None else attn.in_proj_bias[weight_rows]
-    return frozen_linear(x, attn.in_proj_weight[weight_rows], bias)
+    return F.linear(x, attn.in_proj_weight[weight_rows], bias)
 
 
 def _mlp(mlp: nn.Module, x: Tensor) -> Tensor:
-    return frozen_linear(mlp.gelu(frozen_linear(x, mlp.c_fc.weight, mlp.c_fc.bias)), mlp.c_proj.weight, mlp.c_proj.bias)
+    return F.linear(mlp.gelu(F.linear(x, mlp.c_fc.weight, mlp.c_fc.bias)), mlp.c_proj.weight, mlp.c_proj.bias)
 
 
 def _attend(attn: nn.MultiheadAttention, q: Tensor, k: Tensor, v: Tensor, prefix: Optional[KeyValue],
@@ -73,7 +71,7 @@ def _attend(attn: nn.MultiheadAttention, q: Tensor, k: Tensor, v: Tensor, prefix
         k = torch.cat([prefix_k, k], dim=2)
         v = torch.cat([prefix_v, v], dim=2)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    return frozen_linear(_merge_heads(out), attn.out_proj.weight, attn.out_proj.bias)
+    return F.linear(_merge_heads(out), attn.out_proj.weight, attn.out_proj.bias)
 
 
 def _block_with_key_value(block: nn.Module, x: Tensor, mask: Optional[Tensor], prefix: Optional[KeyValue],
