@@ -395,6 +395,20 @@ def test_best_val_resume_from_a_checkpoint_without_the_best_fields_reads_model_b
     assert load_checkpoint(str(out / "linear" / "model-best.pth.tar"))["epoch"] == 2
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("MODEL.HEAD.NAME", "mlp", "MODEL.HEAD.NAME 'mlp': the built-in runtime builds no head"),
+    ("INPUT.TRANSFORMS", ("random_flip", "cutout"), "INPUT.TRANSFORMS: 'cutout' is a Dassl transform that the "
+                                                    "built-in runtime does not implement"),
+    ("DATALOADER.TRAIN_X.SAMPLER", "RandomDomainSampler", "DATALOADER.TRAIN_X.SAMPLER 'RandomDomainSampler' is not "
+                                                          "implemented by the built-in runtime"),
+])
+def test_building_a_trainer_refuses_a_dassl_feature_before_reading_the_dataset(tmp_path, key, value, message):
+    cfg = make_cfg(tmp_path, tmp_path / "out", **{key: value})
+    with pytest.raises(ValueError, match=message):
+        build_trainer(cfg)
+    assert not (tmp_path / "trainer_test_set").exists()
+
+
 @DATASET_REGISTRY.register()
 class LabelGapSet(DatasetBase):
     """TrainerTestSet's images, with a test label beyond the classes and class 1 missing from train."""

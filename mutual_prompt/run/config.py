@@ -1,7 +1,7 @@
 """Config nodes whose merge errors name the key, the file and what was expected, and the config keys
 our trainers and datasets read but real Dassl's defaults lack. Used under both hosts."""
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 from yacs.config import CfgNode
@@ -28,7 +28,13 @@ def add_keys_dassl_lacks(cfg: CfgNode) -> None:
 
 
 class Config(CfgNode):
-    """A yacs ``CfgNode`` whose merge errors say which key, which file and what was expected."""
+    """A yacs ``CfgNode`` whose merge errors say which key, which file and what was expected, and why
+    for a key the tree leaves out on purpose (``leave_out``)."""
+
+    def leave_out(self, keys: Sequence[str], why: str) -> None:
+        """Name dotted ``keys`` (a node's key stands for every key under it) that this tree leaves out on
+        purpose: merging one into it is an error that gives ``why`` instead of calling the key unknown."""
+        self.__dict__.setdefault(_LEFT_OUT, {}).update(dict.fromkeys(keys, why))
 
     def merge_from_file(self, cfg_filename: str) -> None:
         """Merge a YAML file. yacs would also import and run a ``.py`` config: that is refused."""
@@ -42,7 +48,7 @@ class Config(CfgNode):
             self.merge_from_other_cfg(type(self)(values))
         except (KeyError, ValueError, AssertionError) as e:
             error = KeyError if _is_unknown_key(e) else type(e)
-            raise error(f"{cfg_filename}: {_reason(e)}") from e
+            raise error(f"{cfg_filename}: {self._reason(e)}") from e
 
     def merge_from_other_cfg(self, cfg_other: CfgNode) -> None:
         if not self.is_frozen():
@@ -58,7 +64,18 @@ class Config(CfgNode):
             super().merge_from_list(cfg_list)
         except (KeyError, ValueError, AssertionError) as e:
             error = KeyError if _is_unknown_key(e) else type(e)
-            raise error(f"command-line overrides: {_reason(e)}") from e
+            raise error(f"command-line overrides: {self._reason(e)}") from e
+
+    def _reason(self, e: Exception) -> str:
+        msg = _message(e)
+        if not _is_unknown_key(e):
+            return msg
+        key = msg.split(":", 1)[1].strip()
+        left_out = self.__dict__.get(_LEFT_OUT, {})
+        why = next((left_out[k] for k in left_out if key == k or key.startswith(k + ".")), None)
+        if why is not None:
+            return f"config key '{key}' is {why}"
+        return f"unknown config key '{key}' (check its spelling, or that the trainer's extend_cfg added it)"
 
 
 def read_yaml_config(path: str) -> Optional[Dict[str, Any]]:
@@ -138,6 +155,7 @@ def _make_nodes_config(node: CfgNode) -> None:
 
 
 _UNKNOWN_KEY_PREFIXES = ("Non-existent config key", "Non-existent key")
+_LEFT_OUT = "LEFT_OUT_KEYS"
 
 
 def _message(e: Exception) -> str:
@@ -148,10 +166,3 @@ def _is_unknown_key(e: Exception) -> bool:
     """yacs reports an unknown key as a KeyError from a file and an AssertionError from a list."""
     return _message(e).startswith(_UNKNOWN_KEY_PREFIXES)
 
-
-def _reason(e: Exception) -> str:
-    msg = _message(e)
-    if _is_unknown_key(e):
-        key = msg.split(":", 1)[1].strip()
-        return f"unknown config key '{key}' (check its spelling, or that the trainer's extend_cfg added it)"
-    return str(msg)

@@ -8,6 +8,8 @@ OPTIMIZERS = ("sgd", "adam", "amsgrad", "adamw", "rmsprop", "radam")
 
 
 def build_optimizer(model: Union[nn.Module, Iterable], optim_cfg, param_groups: Optional[List[dict]] = None) -> torch.optim.Optimizer:
+    """``OPTIM.NAME``'s optimizer over ``param_groups``, else the trainable parameters of ``model`` (a
+    module, or the parameters themselves), as Dassl's ``build_optimizer``."""
     name = optim_cfg.NAME
     if name not in OPTIMIZERS:
         raise ValueError(f"OPTIM.NAME must be one of {OPTIMIZERS}, got {name!r}")
@@ -15,18 +17,7 @@ def build_optimizer(model: Union[nn.Module, Iterable], optim_cfg, param_groups: 
     if param_groups is not None:
         params = param_groups
     elif isinstance(model, nn.Module):
-        if optim_cfg.STAGED_LR:
-            new_layers = optim_cfg.NEW_LAYERS
-            if isinstance(new_layers, str):
-                new_layers = [new_layers]
-            if not new_layers:
-                raise ValueError("OPTIM.STAGED_LR is True but OPTIM.NEW_LAYERS is empty")
-            base, new = [], []
-            for layer_name, module in model.named_children():
-                (new if layer_name in new_layers else base).extend(p for p in module.parameters() if p.requires_grad)
-            params = [{"params": base, "lr": lr * optim_cfg.BASE_LR_MULT}, {"params": new}]
-        else:
-            params = [p for p in model.parameters() if p.requires_grad]
+        params = [p for p in model.parameters() if p.requires_grad]
     else:
         params = list(model)
     if name == "sgd":

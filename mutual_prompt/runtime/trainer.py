@@ -14,6 +14,7 @@ from tqdm import tqdm
 from ..run.checkpoint_loading import BEST_MODEL_FILE, checkpoint_summary, load_state_dict_strictly, model_checkpoint_path
 from ..run.resume import POINTER_FILE, best_val_so_far
 from .checkpoint import load_checkpoint, resume_from_checkpoint, rng_state, save_checkpoint
+from .config import check_supported
 from .data.data_manager import DataManager
 from .distributed import barrier, init_distributed, is_distributed, is_main_process
 from .evaluation import build_evaluator
@@ -261,6 +262,7 @@ class SimpleTrainer(TrainerBase):
     def __init__(self, cfg) -> None:
         super().__init__()
         self.check_cfg(cfg)
+        check_supported(cfg)
         self.device = init_distributed(cfg.USE_CUDA)
         self.start_epoch = self.epoch = 0
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
@@ -278,7 +280,6 @@ class SimpleTrainer(TrainerBase):
     def build_data_loader(self) -> None:
         dm = DataManager(self.cfg)
         self.train_loader_x = dm.train_loader_x
-        self.train_loader_u = dm.train_loader_u
         self.val_loader = dm.val_loader
         self.test_loader = dm.test_loader
         self.num_classes = dm.num_classes
