@@ -21,23 +21,19 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from dataclasses import asdict
 from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
 from mutual_prompt.backend import DATASET_REGISTRY, Datum, DatasetBase
-from mutual_prompt.files import mkdir_if_missing, read_json, write_json
-from mutual_prompt.run.output_dir import owner_is_alive, owner_record
+from mutual_prompt.files import exclusive_lock, mkdir_if_missing, owner_record, read_json, write_json
 from mutual_prompt.data import fewshot_and_subsample, read_split, save_split
 from mutual_prompt.tools.toy.render import CLASSNAMES, LAMPLIGHT, render
 
 FOLDER = "toy_shapes"
 SPLIT_FILE = "split_toy_shapes.json"
 INFO_FILE = "render_info.json"
-OWNER_FILE = "render_owner.json"  # pid and host of the process rendering into a temporary folder
-UNOWNED_RENDER_AGE_S = 600
 IMAGES_PER_CLASS = {"train": 20, "val": 5, "test": 20}
 IMAGE_SIZE = 32
 RENDER_SEED = 2024
@@ -79,53 +75,38 @@ def check_rendered_copy(dataset_dir: str) -> None:
 
 
 def render_toy_shapes(dataset_dir: str) -> None:
-    """Render every image and write the split and info files under ``dataset_dir``, which must not exist yet.
+    """Render every image and write the split and info files under ``dataset_dir``, unless it exists.
 
-    The tree is built in a temporary folder beside it and renamed into place, so a crash leaves no
-    half-written dataset and two processes starting at once (DDP) end up with one complete copy.
+    Renders take turns under ``<dataset_dir>.lock``: a process that finds the lock held waits, then
+    finds the copy the holder rendered and leaves it alone. The tree is built in a temporary folder
+    beside ``dataset_dir`` and renamed into place, so a crash leaves no half-written dataset.
     """
     parent = os.path.dirname(os.path.abspath(dataset_dir))
-    mkdir_if_missing(parent)
-    remove_interrupted_renders(parent)
-    tmp_dir = tempfile.mkdtemp(prefix=f".{FOLDER}.", dir=parent)
-    os.chmod(tmp_dir, 0o755)  # mkdtemp's private 0700 would outlive the rename
-    try:
-        write_json(owner_record(), os.path.join(tmp_dir, OWNER_FILE))
-        image_dir = os.path.join(tmp_dir, "images")
-        splits = _render_images(image_dir)
-        save_split(*splits, os.path.join(tmp_dir, SPLIT_FILE), image_dir)
-        write_json(render_info(), os.path.join(tmp_dir, INFO_FILE))
-        os.remove(os.path.join(tmp_dir, OWNER_FILE))
+    with exclusive_lock(os.path.abspath(dataset_dir) + ".lock", owner=owner_record()):
+        if os.path.exists(dataset_dir):
+            return
+        remove_interrupted_renders(parent)
+        tmp_dir = tempfile.mkdtemp(prefix=f".{FOLDER}.", dir=parent)
+        os.chmod(tmp_dir, 0o755)  # mkdtemp's private 0700 would outlive the rename
         try:
+            image_dir = os.path.join(tmp_dir, "images")
+            splits = _render_images(image_dir)
+            save_split(*splits, os.path.join(tmp_dir, SPLIT_FILE), image_dir)
+            write_json(render_info(), os.path.join(tmp_dir, INFO_FILE))
             os.rename(tmp_dir, dataset_dir)
-        except OSError:
-            if not os.path.isfile(os.path.join(dataset_dir, SPLIT_FILE)):
-                raise
-    finally:
-        if os.path.isdir(tmp_dir):
-            shutil.rmtree(tmp_dir)
+        finally:
+            if os.path.isdir(tmp_dir):
+                shutil.rmtree(tmp_dir)
 
 
 def remove_interrupted_renders(parent: str) -> None:
-    """Delete the temporary folders of renders killed before their rename (``.toy_shapes.*``).
+    """Delete the temporary folders (``.toy_shapes.*``) of renders killed before their rename.
 
-    A folder is left alone while the process named in its owner file may still be rendering into it
-    (another DDP rank, or a run on another host); one without an owner file is removed once it is
-    older than ``UNOWNED_RENDER_AGE_S`` (the owner file is written right after the folder is made).
+    Call only while holding the render lock: no other process can be rendering into one of them.
     """
     for name in os.listdir(parent):
         path = os.path.join(parent, name)
-        if not (name.startswith(f".{FOLDER}.") and os.path.isdir(path)):
-            continue
-        owner_path = os.path.join(path, OWNER_FILE)
-        if os.path.isfile(owner_path):
-            try:
-                alive = owner_is_alive(read_json(owner_path))
-            except ValueError:  # killed while writing the owner file itself
-                alive = False
-        else:
-            alive = time.time() - os.path.getmtime(path) < UNOWNED_RENDER_AGE_S
-        if not alive:
+        if name.startswith(f".{FOLDER}.") and os.path.isdir(path):
             print(f"ToyShapes: removing {path}, left by an interrupted render")
             shutil.rmtree(path, ignore_errors=True)
 

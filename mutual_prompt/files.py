@@ -1,17 +1,20 @@
-"""Atomic file writes, JSON reading and writing, an exclusive lock file, and folder listing (used under
+"""Atomic file writes, JSON reading and writing, exclusive lock files, and folder listing (used under
 both hosts).
 
 The names and signatures of ``mkdir_if_missing``, ``read_json``, ``write_json`` and
 ``listdir_nohidden`` are Dassl's (``dassl.utils``), so code written against either reads the same.
 """
+import datetime
 import errno
 import fcntl
 import hashlib
 import json
 import os
+import socket
+import sys
 import tempfile
 from contextlib import contextmanager
-from typing import Any, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 
 def mkdir_if_missing(dirname: str) -> None:
@@ -77,26 +80,117 @@ def _current_umask() -> int:
     return mask
 
 
-@contextmanager
-def exclusive_lock(lock_path: str) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``lock_path`` for the block, waiting while another process holds it.
+class LockHeld(RuntimeError):
+    """Another process holds the lock file ``path``; ``owner`` is the record it wrote ({} if none)."""
 
-    The lock file is created if missing (with its folder) and left in place afterwards: removing it
-    would let a process that opened the old file and one that creates a new file both hold "the"
-    lock. The kernel releases the lock when the holder exits in any way, so a killed holder never
-    blocks the next one. Waiting prints one line naming the lock file.
+    def __init__(self, path: str, owner: Dict[str, Any]) -> None:
+        super().__init__(f"{path} is held by {_holder(owner)}")
+        self.path, self.owner = path, owner
+
+
+class FileLock:
+    """A held exclusive ``flock`` on a lock file. ``release()``, leaving a ``with`` block, or the end of
+    every process that holds the descriptor (``fd``, which a child may inherit) frees it."""
+
+    def __init__(self, path: str, fd: int, has_owner: bool) -> None:
+        self.path, self.fd = path, fd
+        self._has_owner = has_owner
+        self._held = True
+
+    def release(self) -> None:
+        """Free the lock (a second call does nothing); an owner record written into the file is erased."""
+        if not self._held:
+            return
+        self._held = False
+        try:
+            if self._has_owner:
+                os.ftruncate(self.fd, 0)
+        finally:
+            os.close(self.fd)  # closing the last descriptor of the lock releases the flock
+
+    def __enter__(self) -> "FileLock":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.release()
+
+
+def owner_record() -> Dict[str, Any]:
+    """Who this process is, for a lock's owner record: pid, host, start time and command line."""
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+    }
+
+
+def describe_owner(owner: Dict[str, Any]) -> str:
+    """"pid P on host H, started T: COMMAND" ("?" for what the record lacks)."""
+    return (f"pid {owner.get('pid', '?')} on host {owner.get('host', '?')}, started {owner.get('started', '?')}: "
+            f"{owner.get('command', '?')}")
+
+
+def _holder(owner: Dict[str, Any]) -> str:
+    return describe_owner(owner) if owner else "another process"
+
+
+def exclusive_lock(lock_path: str, wait: bool = True, owner: Optional[Dict[str, Any]] = None) -> FileLock:
+    """Take an exclusive ``flock`` on ``lock_path``; use the returned lock in a ``with`` block or ``release()`` it.
+
+    While another process holds it, ``wait=True`` prints one line naming the lock file (and its holder,
+    if the holder wrote an owner record) and waits; ``wait=False`` raises ``LockHeld`` at once. With
+    ``owner`` (see ``owner_record``) the record is written into the lock file for as long as the lock is
+    held, so that a refused or waiting process can name the holder. The kernel releases the lock when
+    its holder exits in any way (SIGKILL included), so a lock file that nobody holds is simply free,
+    whatever it contains. The file is created if missing (with its folder) and never removed: removing
+    it would let a process that opened the old file and one that creates a new file both hold "the" lock.
     """
     mkdir_if_missing(os.path.dirname(os.path.abspath(lock_path)))
-    fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o666)  # read-only: any user who can read it may lock
+    # Without an owner record the file is only locked, never written: any user who can read it may lock.
+    flags, mode = (os.O_RDWR, 0o644) if owner is not None else (os.O_RDONLY, 0o666)
+    fd = os.open(lock_path, flags | os.O_CREAT, mode)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"Waiting for {lock_path}, held by another process", flush=True)
+            holder = _read_owner(fd)
+            if not wait:
+                raise LockHeld(lock_path, holder) from None
+            print(f"Waiting for {lock_path}, held by {_holder(holder)}", flush=True)
             fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        if owner is not None:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(owner).encode("utf-8"), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return FileLock(lock_path, fd, owner is not None)
+
+
+def is_lock_held(lock_path: str) -> bool:
+    """Whether a process holds the lock file ``lock_path`` now (a missing file is not held)."""
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
     finally:
-        os.close(fd)  # closing the descriptor releases the flock
+        os.close(fd)
+    return False
+
+
+def _read_owner(fd: int) -> Dict[str, Any]:
+    """The owner record in a lock file ({} if it holds none, e.g. its holder has not written it yet)."""
+    text = os.pread(fd, 65536, 0).decode("utf-8", errors="replace")
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def read_json(fpath: str) -> Any:

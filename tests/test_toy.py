@@ -1,7 +1,6 @@
 """The toy world: renderer, captions, the ToyShapes dataset, the shipped tiny CLIP and its pre-training."""
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -164,7 +163,7 @@ def test_dataset_renders_the_standard_layout(toy_root):
     import datasets.toy_shapes as toy_shapes
 
     folder = toy_root / "toy_shapes"
-    assert sorted(os.listdir(toy_root)) == ["toy_shapes"]  # no temporary folder left behind
+    assert sorted(os.listdir(toy_root)) == ["toy_shapes", "toy_shapes.lock"]  # no temporary folder left behind
     assert (folder / "split_toy_shapes.json").is_file()
     info = json.loads((folder / "render_info.json").read_text())
     assert info == toy_shapes.render_info()
@@ -245,7 +244,7 @@ def test_dataset_refuses_a_copy_rendered_differently(small_copy):
 
 
 def test_render_into_an_existing_complete_copy_keeps_it(toy_root, monkeypatch):
-    """Two processes rendering at once: the one that loses the rename leaves the winner's copy alone."""
+    """A process that waited for another's render finds its copy and leaves it alone."""
     import datasets.toy_shapes as toy_shapes
 
     monkeypatch.setattr(toy_shapes, "IMAGES_PER_CLASS", {"train": 1, "val": 1, "test": 1})
@@ -253,10 +252,10 @@ def test_render_into_an_existing_complete_copy_keeps_it(toy_root, monkeypatch):
     before = split.read_bytes()
     toy_shapes.render_toy_shapes(str(toy_root / "toy_shapes"))
     assert split.read_bytes() == before
-    assert sorted(os.listdir(toy_root)) == ["toy_shapes"]
+    assert sorted(os.listdir(toy_root)) == ["toy_shapes", "toy_shapes.lock"]
 
 
-def test_a_killed_render_is_cleaned_at_the_next_render(tmp_path, repo_root):
+def test_a_killed_render_is_cleaned_at_the_next_render(tmp_path, repo_root, monkeypatch):
     import signal
     import time
 
@@ -274,17 +273,50 @@ def test_a_killed_render_is_cleaned_at_the_next_render(tmp_path, repo_root):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert leftover and leftover[0].is_dir(), "the render finished before it could be killed"
-    unowned = tmp_path / ".toy_shapes.unowned"  # no owner file and recent: maybe a render just starting
-    unowned.mkdir()
-    alive = tmp_path / ".toy_shapes.alive"
-    alive.mkdir()
-    (alive / toy_shapes.OWNER_FILE).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-    toy_shapes.remove_interrupted_renders(str(tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".toy_shapes.alive", ".toy_shapes.unowned"]
-    old = time.time() - toy_shapes.UNOWNED_RENDER_AGE_S - 1
-    os.utime(unowned, (old, old))
-    toy_shapes.remove_interrupted_renders(str(tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".toy_shapes.alive"]
+    monkeypatch.setattr(toy_shapes, "IMAGES_PER_CLASS", {"train": 1, "val": 1, "test": 1})
+    toy_shapes.render_toy_shapes(str(tmp_path / "toy_shapes"))  # the killed render's lock is free
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy_shapes", "toy_shapes.lock"]
+    toy_shapes.check_rendered_copy(str(tmp_path / "toy_shapes"))
+
+
+def test_a_render_waits_for_a_running_render_and_uses_its_copy(tmp_path, repo_root, monkeypatch, capsys):
+    """Renders take turns: a second one waits, naming the first, and leaves its temporary folder alone."""
+    import threading
+    import time
+
+    import datasets.toy_shapes as toy_shapes
+
+    monkeypatch.setattr(toy_shapes, "IMAGES_PER_CLASS", {"train": 1, "val": 1, "test": 1})
+    dataset_dir = tmp_path / "toy_shapes"
+    lock_path = tmp_path / "toy_shapes.lock"
+    in_progress = tmp_path / ".toy_shapes.rendering"  # the first render's temporary folder
+    in_progress.mkdir()
+    script = ("import sys, time; from mutual_prompt.files import exclusive_lock, owner_record; "
+              f"lock = exclusive_lock({str(lock_path)!r}, owner=owner_record()); print('locked', flush=True); "
+              "sys.stdin.readline(); lock.release()")
+    first = subprocess.Popen([sys.executable, "-c", script], cwd=repo_root, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    second = threading.Thread(target=toy_shapes.render_toy_shapes, args=(str(dataset_dir),))
+    try:
+        assert first.stdout.readline().strip() == "locked"
+        second.start()
+        deadline = time.time() + 30
+        while f"Waiting for {lock_path}, held by pid {first.pid} on host" not in capsys.readouterr().out:
+            assert time.time() < deadline, "the second render did not say it waits"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert second.is_alive() and in_progress.is_dir() and not dataset_dir.exists()
+        dataset_dir.mkdir()  # the first render's rename
+        first.stdin.write("\n")
+        first.stdin.flush()
+        assert first.wait(timeout=30) == 0
+        second.join(timeout=60)
+        assert not second.is_alive()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert in_progress.is_dir() and os.listdir(dataset_dir) == []  # found the copy: rendered nothing
 
 
 @pytest.mark.parametrize("subsample, names", [("base", CLASSNAMES[:32]), ("new", CLASSNAMES[32:])])

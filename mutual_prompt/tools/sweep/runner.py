@@ -16,8 +16,10 @@ import threading
 import time
 from typing import Callable, Dict, Optional
 
+from mutual_prompt.files import FileLock, LockHeld, exclusive_lock
+
 from .plan import Run
-from .state import DONE, FAILED, RUNNING, RunFiles, RunLock, is_done
+from .state import DONE, FAILED, RUNNING, RunFiles, is_done
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
@@ -66,7 +68,7 @@ class RunProcess:
                  job_id: str = "") -> None:
         self.repo_root, self.run = repo_root, run
         self.files = RunFiles(repo_root, output_root, run)
-        self.lock = RunLock(self.files)
+        self.lock: Optional[FileLock] = None
         self.env, self.python, self.job_id = env, python, job_id
         self.proc: Optional[subprocess.Popen] = None
         self.returncode: Optional[int] = None
@@ -74,7 +76,9 @@ class RunProcess:
 
     def start(self) -> bool:
         """Start train.py; False when another process holds the run's lock (it is running elsewhere)."""
-        if not self.lock.acquire():
+        try:
+            self.lock = exclusive_lock(self.files.lock, wait=False)
+        except LockHeld:
             return False
         command = self.run.command(self.python)
         os.makedirs(self.files.dir, exist_ok=True)
@@ -88,7 +92,7 @@ class RunProcess:
                                              stderr=subprocess.STDOUT, pass_fds=(self.lock.fd,),
                                              preexec_fn=child_setup(os.getpid(), dies_with_parent()))
         except BaseException:
-            self.lock.release()
+            self._release_lock()
             raise
         self.started = time.time()
         self.files.write_state(state=RUNNING, pid=self.proc.pid, job_id=self.job_id,
@@ -118,11 +122,16 @@ class RunProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.lock.release()
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        """Close the sweep's descriptor of the run's lock; train.py's copy, if it still runs, keeps it held."""
+        if self.lock is not None:
+            self.lock.release()
 
     def _finish(self, rc: int) -> str:
         self.returncode = rc
         state = DONE if rc == 0 and is_done(self.repo_root, self.run) else FAILED
         self.files.write_state(state=state, returncode=rc, job_id=self.job_id, seconds=round(time.time() - self.started, 1))
-        self.lock.release()
+        self._release_lock()
         return state

@@ -1,16 +1,15 @@
 """What each run of a sweep is doing, readable by any process: done, running, interrupted, failed, ...
 
 A run is *done* when its folder holds a result (``mutual_prompt.tools.results.parse_run``, the scripts' skip
-rule). While a run executes, an exclusive ``flock`` on ``<output>/.sweep/runs/<run folder>/lock`` is
-held by the sweep that started it and by the run's ``train.py`` process itself (it inherits the
-locked descriptor), so the lock is held exactly as long as either lives: two sweeps never start the
-same run, and ``status`` sees it running from any shell, also when its sweep was killed and the
-process runs on. ``state.json`` beside the lock records the last attempt (host, process or SLURM
-job, exit code) and ``output.txt`` everything the run printed, tracebacks included. A run that
-state.json calls running while nobody holds its lock, or whose folder has a log but no result, was
-*interrupted*: a re-run resumes it from its last checkpoint.
+rule). While a run executes, its lock ``<output>/.sweep/runs/<run folder>/lock``
+(``mutual_prompt.files.exclusive_lock``) is held by the sweep that started it and by the run's
+``train.py`` process itself (it inherits the locked descriptor), so the lock is held exactly as long
+as either lives: two sweeps never start the same run, and ``status`` sees it running from any shell,
+also when its sweep was killed and the process runs on. ``state.json`` beside the lock records the
+last attempt (host, process or SLURM job, exit code) and ``output.txt`` everything the run printed,
+tracebacks included. A run that state.json calls running while nobody holds its lock, or whose
+folder has a log but no result, was *interrupted*: a re-run resumes it from its last checkpoint.
 """
-import fcntl
 import json
 import os
 import re
@@ -20,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from mutual_prompt.files import atomic_path
+from mutual_prompt.files import atomic_path, is_lock_held
 from mutual_prompt.tools.results import parse_run
 
 from .plan import Run
@@ -128,42 +127,6 @@ def holder(state: Dict[str, Any]) -> str:
     return f"{where} on {state.get('host', '?')} since {state.get('time', '?')}"
 
 
-class RunLock:
-    """An exclusive, non-blocking ``flock`` held while a run executes (released when every process
-    holding its descriptor has ended: the sweep, and the train.py process that inherits it)."""
-
-    def __init__(self, files: RunFiles) -> None:
-        self.path = files.lock
-        self.fd: Optional[int] = None
-
-    def acquire(self) -> bool:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self.fd = fd
-        return True
-
-    def release(self) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
-
-
-def is_locked(files: RunFiles) -> bool:
-    if not os.path.exists(files.lock):
-        return False
-    lock = RunLock(files)
-    if lock.acquire():
-        lock.release()
-        return False
-    return True
-
-
 def is_done(repo_root: str, run: Run) -> bool:
     return parse_run(os.path.join(repo_root, run.output_dir), end_signal=run.end_signal) is not None
 
@@ -188,7 +151,7 @@ def run_status(repo_root: str, output_root: str, run: Run) -> RunStatus:
     if result is not None:
         return RunStatus(run, DONE, result)
     state = files.read_state()
-    if is_locked(files):
+    if is_lock_held(files.lock):
         return RunStatus(run, RUNNING, detail=holder(state))
     if state.get("state") == RUNNING:
         return RunStatus(run, INTERRUPTED, detail=f"{holder(state)}, ended without a result; {resumes(run)}")
