@@ -3,7 +3,8 @@ import importlib.util
 import os
 
 import torch
-from mutual_prompt.clip import CLIP
+
+from helpers.clip_weights import tiny_clip
 
 SPEC = importlib.util.spec_from_file_location(
     "throughput", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "throughput.py")
@@ -12,15 +13,8 @@ throughput = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(throughput)
 
 
-def tiny_clip():
-    torch.manual_seed(0)
-    model = CLIP(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
-                 context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=2)
-    return model.float().eval().requires_grad_(False)
-
-
 def test_plain_loop_and_cocoop_equivalent_mode_give_the_same_logits():
-    clip_model = tiny_clip()
+    clip_model = tiny_clip(vision_layers=2, text_layers=2).requires_grad_(False)
     names = throughput.classnames_for(3)
     equiv = throughput.build_model("cocoop_equiv", clip_model, names)
     plain = throughput.PlainCoCoOp(clip_model, names, equiv.prompt_learner.ftp.meta_net, equiv.prompt_learner.ctx.detach())

@@ -8,37 +8,17 @@ import pickle
 import shutil
 import warnings
 import zipfile
-from typing import Optional, Tuple, Union
 
 import pytest
 import torch
 
+from helpers.clip_weights import save_jit_archive, save_state_dict, tiny_clip
 from mutual_prompt.clip import backbone_identity, load_clip, loader, openai, weights_cache
 from mutual_prompt.clip.architecture import (OPENAI_ARCHITECTURES, Architecture, architecture_name, architecture_of,
                                              check_name_against_weights)
 
 IMAGE_SIZE = 32
 OPENAI_FILE = "ViT-B-16.pt"
-
-
-def small_clip(image_resolution: int, vision_patch_size: Optional[int], vision_layers: Union[int, Tuple[int, ...]] = 1,
-               vision_width: int = 64, seed: int = 0) -> openai.model.CLIP:
-    """A random-weight CLIP with a one-layer, 64-wide text transformer and the given image tower."""
-    torch.manual_seed(seed)
-    return openai.model.CLIP(embed_dim=64, image_resolution=image_resolution, vision_layers=vision_layers,
-                           vision_width=vision_width, vision_patch_size=vision_patch_size, context_length=77,
-                           vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=1).eval()
-
-
-def tiny_clip() -> openai.model.CLIP:
-    """Shaped like the toy CLIP (ViT, patch 8, 32 px), smaller: a `toy` of other sizes."""
-    return small_clip(IMAGE_SIZE, 8)
-
-
-def save_state_dict(model: openai.model.CLIP, path) -> str:
-    """``model``'s weights in fp16 in a plain ``torch.save`` state dict, as CoOp users save them."""
-    torch.save({k: v.half() for k, v in model.state_dict().items()}, str(path))
-    return str(path)
 
 
 @pytest.fixture(autouse=True)
@@ -48,12 +28,6 @@ def weights_cache_file(tmp_path, monkeypatch) -> str:
     monkeypatch.setattr(weights_cache, "CACHE_FILE", path)
     monkeypatch.setattr(weights_cache, "_memory", {})
     return path
-
-
-@pytest.fixture(scope="module")
-def vit_b16_shaped_file(tmp_path_factory) -> str:
-    """A ViT-B/16 of other sizes: patch 16 and 224 px like ViT-B/16, one 64-wide layer."""
-    return save_state_dict(small_clip(224, 16), tmp_path_factory.mktemp("weights") / "vit_b16_shaped.pt")
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +48,7 @@ def jit_file(tmp_path_factory, reference_fp16) -> str:
     """A traced archive like OpenAI's files, holding the fp16-rounded weights."""
     model = tiny_clip()
     model.load_state_dict({k: v.float() for k, v in reference_fp16.items()})
-    example = (torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE), openai.tokenize(["a photo of a cat."]))
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer and deprecation warnings about building the fixture
-        traced = torch.jit.trace(model, example)
-    path = str(tmp_path_factory.mktemp("weights") / "tiny_clip_jit.pt")
-    traced.save(path)
-    return path
+    return save_jit_archive(model, tmp_path_factory.mktemp("weights") / "tiny_clip_jit.pt", half=False)
 
 
 def assert_same_weights(model: openai.model.CLIP, reference: dict) -> None:
@@ -204,28 +172,10 @@ def test_toy_loads_the_shipped_checkpoint_in_fp32_on_any_device():
     assert torch.equal(load_clip("toy").visual.conv1.weight, shipped["visual.conv1.weight"].float())
 
 
-def _traced_archive(model: openai.model.CLIP, image_size: int, path: str, half: bool) -> str:
-    example = (torch.zeros(1, 3, image_size, image_size), openai.tokenize(["a photo of a cat."]))
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(model, example)
-    if half:
-        traced.half()  # OpenAI's files hold fp16 tensors
-    traced.save(path)
-    return path
-
-
 def _jit_load_state_dict(path: str) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.jit.load(path, map_location="cpu").state_dict()
-
-
-def tiny_resnet_clip() -> openai.model.CLIP:
-    torch.manual_seed(1)
-    return openai.model.CLIP(embed_dim=32, image_resolution=64, vision_layers=(1, 1, 1, 1), vision_width=8,
-                           vision_patch_size=None, context_length=77, vocab_size=49408,
-                           transformer_width=64, transformer_heads=1, transformer_layers=1).eval()
 
 
 @pytest.mark.parametrize("backbone", ["vit", "resnet"])
@@ -233,14 +183,15 @@ def tiny_resnet_clip() -> openai.model.CLIP:
 def test_jit_archive_tensors_are_read_without_torchscript_exactly_as_jit_load_gives_them(tmp_path, backbone, half):
     from mutual_prompt.clip.jit_archive import read_jit_state_dict
 
-    model, size = (tiny_clip(), IMAGE_SIZE) if backbone == "vit" else (tiny_resnet_clip(), 64)
+    model = (tiny_clip() if backbone == "vit"
+             else tiny_clip(64, None, (1, 1, 1, 1), vision_width=8, embed_dim=32, seed=1))
     if backbone == "resnet":  # non-trivial BatchNorm buffers
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-1, 1)
                 module.running_var.uniform_(0.5, 2)
                 module.num_batches_tracked.fill_(7)
-    path = _traced_archive(model, size, str(tmp_path / f"{backbone}.pt"), half)
+    path = save_jit_archive(model, tmp_path / f"{backbone}.pt", half)
     expected = _jit_load_state_dict(path)
     read = read_jit_state_dict(path)
     assert list(read) == list(expected)
@@ -332,7 +283,7 @@ def test_each_openai_name_has_facts_that_clips_model_code_builds_and_build_model
 ], ids=["tower", "patch", "resolution", "resnet"])
 def test_a_file_of_another_backbone_is_refused_before_building(tmp_path, monkeypatch, name, resolution, patch, holds):
     layers = 1 if patch else (1, 1, 1, 1)
-    path = save_state_dict(small_clip(resolution, patch, layers, vision_width=64 if patch else 8),
+    path = save_state_dict(tiny_clip(resolution, patch, layers, vision_width=64 if patch else 8),
                            tmp_path / "other.pt")
     monkeypatch.setattr(loader, "build_clip", lambda *a: pytest.fail("built before the check"))
     with pytest.raises(ValueError) as info:
@@ -356,7 +307,7 @@ def out_lines(capsys) -> list:
 
 @pytest.mark.parametrize("name", ["ViT-B/16", "RN50"])
 def test_another_size_of_the_named_backbone_warns_in_one_line_and_loads(tmp_path, capsys, name):
-    model = small_clip(224, 16) if name == "ViT-B/16" else small_clip(224, None, (1, 1, 1, 1), vision_width=8)
+    model = tiny_clip(224, 16) if name == "ViT-B/16" else tiny_clip(224, None, (1, 1, 1, 1), vision_width=8)
     path = save_state_dict(model, tmp_path / "small.pt")
     assert_same_weights(load_clip(name, path), torch.load(path, weights_only=True))
     warnings_printed = [line for line in out_lines(capsys) if line.startswith("Warning:")]
@@ -441,7 +392,7 @@ def reads(monkeypatch) -> dict:
 
 
 def test_backbone_identity_reads_a_file_once_until_it_changes(tmp_path, monkeypatch, reads, weights_cache_file):
-    path = save_state_dict(small_clip(224, 16), tmp_path / "clip.pt")
+    path = save_state_dict(tiny_clip(224, 16), tmp_path / "clip.pt")
     first = backbone_identity("ViT-B/16", path)
     described = "ViT patch 16, 224 px, width 64, 1 layers, embed 64, text width 64, 1 layers"
     assert first == {"MODEL.BACKBONE.ARCH": described, "MODEL.BACKBONE.ACTIVATION": "quick_gelu",
@@ -453,7 +404,7 @@ def test_backbone_identity_reads_a_file_once_until_it_changes(tmp_path, monkeypa
     assert reads == {"sha256": 1, "weights": 1}
 
     stat = os.stat(path)
-    save_state_dict(small_clip(224, 16, seed=1), path)  # other weights, same size
+    save_state_dict(tiny_clip(224, 16, seed=1), path)  # other weights, same size
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     changed = backbone_identity("ViT-B/16", path)
     assert changed["MODEL.BACKBONE.SHA256"] == sha256_of(path) != first["MODEL.BACKBONE.SHA256"]
@@ -463,7 +414,7 @@ def test_backbone_identity_reads_a_file_once_until_it_changes(tmp_path, monkeypa
 
 
 def test_a_corrupt_weights_cache_file_is_ignored_and_rewritten(tmp_path, monkeypatch, reads, weights_cache_file):
-    path = save_state_dict(small_clip(224, 16), tmp_path / "clip.pt")
+    path = save_state_dict(tiny_clip(224, 16), tmp_path / "clip.pt")
     expected = backbone_identity("", path)
     with open(weights_cache_file, "w") as f:
         f.write('{"files": {"')

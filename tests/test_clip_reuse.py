@@ -11,15 +11,9 @@ import torch
 import torch.nn.functional as F
 
 import mutual_prompt.clip
-from test_dassl_backend import python
-from test_mutual_prompt_model import (  # noqa: F401 (images: fixture)
-    CLASSNAMES,
-    TOL,
-    clip_blocks_with_prompts,
-    images,
-    perturbed_clip,
-    reference_text_features,
-)
+from helpers.clip_weights import PERTURBED, tiny_clip
+from helpers.reference import CLASSNAMES, TOL, clip_blocks_with_prompts, reference_text_features
+from helpers.runs import python
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVELOPING = os.path.join(REPO_ROOT, "docs", "DEVELOPING.md")
@@ -50,7 +44,7 @@ def example(blocks):
 
 
 def test_example_logits_are_clips_own_layers_with_coupled_deep_prompts(example, images):
-    clip_model = perturbed_clip()
+    clip_model = tiny_clip(**PERTURBED)
     torch.manual_seed(7)
     model = example["CoupledPromptCLIP"](clip_model, CLASSNAMES, n_ctx=3, depth=2)
     with torch.no_grad():
@@ -68,7 +62,7 @@ def test_example_logits_are_clips_own_layers_with_coupled_deep_prompts(example, 
 
 
 def test_example_training_step_reaches_the_prompts_and_leaves_clip_unchanged(example, images):
-    clip_model = perturbed_clip()
+    clip_model = tiny_clip(**PERTURBED)
     clip_state = {name: value.clone() for name, value in clip_model.state_dict().items()}
     model = example["CoupledPromptCLIP"](clip_model, CLASSNAMES)
     trainable = [p for p in model.parameters() if p.requires_grad]

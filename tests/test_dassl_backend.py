@@ -1,37 +1,19 @@
 """Running under the real Dassl toolbox (skipped where ``import dassl`` fails), forcing it where it is
 missing, and the config keys our trainers add to Dassl's defaults."""
-import importlib.util
 import os
 import re
 import subprocess
 import sys
 
 import pytest
-import torch
 from yacs.config import CfgNode as CN
 
-from _dataset_trees import TREES
+from helpers.dataset_trees import CALTECH
+from helpers.real_dassl import needs_dassl
+from helpers.runs import python
 from mutual_prompt.run.config import add_keys_dassl_lacks
-from test_clip_loader import tiny_clip
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CALTECH = next(t for t in TREES if t.name == "Caltech101")
-
-
-def dassl_importable() -> bool:
-    """Whether Dassl imports in a fresh interpreter (it may be installed but broken)."""
-    if importlib.util.find_spec("dassl") is None:
-        return False
-    return subprocess.run([sys.executable, "-c", "import dassl.engine"], capture_output=True).returncode == 0
-
-
-needs_dassl = pytest.mark.skipif(not dassl_importable(), reason="Dassl.pytorch is not installed (import dassl fails)")
-
-
-def python(code: str, backend: str = "") -> subprocess.CompletedProcess:
-    env = dict(os.environ, MUTUAL_PROMPT_BACKEND=backend)
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
 
 
 def test_add_keys_dassl_lacks_adds_missing_keys_and_keeps_present_ones():
@@ -88,18 +70,16 @@ def test_dassl_is_picked_automatically_when_it_imports():
 @pytest.mark.dassl
 @pytest.mark.slow
 @needs_dassl
-def test_zeroshot_eval_only_through_train_py_under_real_dassl(tmp_path):
+def test_zeroshot_eval_only_through_train_py_under_real_dassl(tmp_path, tiny_clip_file):
     root = str(tmp_path / "data")
     CALTECH.build(root)
-    clip_file = str(tmp_path / "tiny_clip.pt")
-    torch.save({k: v.half() for k, v in tiny_clip().state_dict().items()}, clip_file)
     output_dir = tmp_path / "out"
     env = dict(os.environ, MUTUAL_PROMPT_BACKEND="dassl")
     proc = subprocess.run(
         [sys.executable, os.path.join(REPO_ROOT, "train.py"), "--root", root, "--trainer", "ZeroshotMP",
          "--dataset-config-file", os.path.join(REPO_ROOT, "configs", "datasets", "caltech101.yaml"),
          "--config-file", os.path.join(REPO_ROOT, "configs", "trainers", "ZeroshotMP", "toy.yaml"),
-         "--output-dir", str(output_dir), "--eval-only", "MODEL.BACKBONE.PATH", clip_file, "USE_CUDA", "False"],
+         "--output-dir", str(output_dir), "--eval-only", "MODEL.BACKBONE.PATH", tiny_clip_file, "USE_CUDA", "False"],
         cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -15,9 +15,9 @@ import mutual_prompt.data as dataset_helpers
 from mutual_prompt.data import fewshot, split_files
 from mutual_prompt.backend import DATASET_REGISTRY, Datum
 from mutual_prompt.runtime.config import get_cfg_default
-from mutual_prompt.runtime.utils import set_random_seed
 
-from _dataset_trees import (
+from helpers.dataset_loading import load, make_cfg, records
+from helpers.dataset_trees import (
     PETS,
     TREES,
     Tree,
@@ -36,29 +36,8 @@ WITH_CLASS_FOLDERS = [t for t in TREES if t.class_folders]
 TEST_ONLY = [t for t in TREES if t.test_only]
 
 
-def make_cfg(root: str, name: str, shots: int = -1, subsample: str = "all", seed: int = 1):
-    cfg = get_cfg_default()
-    cfg.DATASET.ROOT = root
-    cfg.DATASET.NAME = name
-    cfg.DATASET.NUM_SHOTS = shots
-    cfg.DATASET.SUBSAMPLE_CLASSES = subsample
-    cfg.SEED = seed
-    return cfg
-
-
-def load(root: str, name: str, shots: int = -1, subsample: str = "all", seed: int = 1):
-    """Seed ``random`` as CoOp's train.py does, then build the dataset from the registry."""
-    cfg = make_cfg(root, name, shots, subsample, seed)
-    set_random_seed(cfg.SEED)
-    return DATASET_REGISTRY.get(name)(cfg)
-
-
 def per_class(items: List[Datum]) -> Dict[int, int]:
     return dict(Counter(item.label for item in items))
-
-
-def records(items: List[Datum]):
-    return [(item.impath, item.label, item.classname) for item in items]
 
 
 def splits_of(ds):

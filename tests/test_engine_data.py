@@ -16,7 +16,7 @@ from mutual_prompt.runtime.data.datasets import DATASET_REGISTRY, DatasetBase
 from mutual_prompt.runtime.data.samplers import SeededRandomSampler, ShardSampler
 from mutual_prompt.runtime.data.transforms import AVAILABLE_TRANSFORMS, build_transform
 from mutual_prompt.files import listdir_nohidden
-from tests._image_tree import make_datums, make_images
+from helpers.image_tree import make_datums, make_images
 
 CLASSES = ["ant", "bee", "cicada"]
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]

@@ -15,60 +15,14 @@ from mutual_prompt.runtime import (
     DatasetBase,
     build_optimizer,
     build_trainer,
-    compute_accuracy,
     get_cfg_default,
     load_checkpoint,
     save_checkpoint,
 )
 from mutual_prompt.runtime.evaluation import macro_f1
 from mutual_prompt.run.lr_schedulers import build_lr_scheduler
-from tests._image_tree import make_datums, make_images
-
-CLASSES = {"alpha": 6, "beta": 6, "gamma": 6}
-
-
-def trainer_test_images(cfg) -> list:
-    """The sorted paths of three classes of flat-coloured noise images, generated under DATASET.ROOT."""
-    root = os.path.join(cfg.DATASET.ROOT, "trainer_test_set")
-    if not os.path.isdir(root):
-        make_images(root, CLASSES, size=(16, 16), seed=3)
-    return sorted(os.path.join(root, c, f) for c in CLASSES for f in os.listdir(os.path.join(root, c)))
-
-
-@DATASET_REGISTRY.register()
-class TrainerTestSet(DatasetBase):
-    """Three classes of flat-coloured noise images, generated under DATASET.ROOT."""
-
-    def __init__(self, cfg):
-        items = make_datums(trainer_test_images(cfg), classnames=list(CLASSES))
-        super().__init__(train_x=items, val=items[::2], test=items)
-
-
-@TRAINER_REGISTRY.register()
-class TinyLinear(__import__("mutual_prompt.runtime", fromlist=["TrainerX"]).TrainerX):
-    """A linear classifier on mean colours: enough to learn the test set in a few epochs."""
-
-    def build_model(self):
-        torch.manual_seed(0)
-        self.model = nn.Linear(3, self.num_classes)
-        self.optim = build_optimizer(self.model, self.cfg.OPTIM)
-        self.sched = build_lr_scheduler(self.optim, self.cfg.OPTIM)
-        self.register_model("linear", self.model, self.optim, self.sched)
-
-    def features(self, img):
-        return img.mean(dim=(2, 3))
-
-    def forward_backward(self, batch):
-        img, label = self.parse_batch_train(batch)
-        out = self.model(self.features(img))
-        loss = F.cross_entropy(out, label)
-        self.model_backward_and_update(loss)
-        if (self.batch_idx + 1) == self.num_batches:
-            self.update_lr()
-        return {"loss": loss.item(), "acc": compute_accuracy(out, label)[0].item()}
-
-    def model_inference(self, img):
-        return self.model(self.features(img))
+from helpers.image_tree import make_datums
+from helpers.tiny_trainer import CLASSES, TinyLinear, TrainerTestSet, make_cfg, run, trainer_test_images
 
 
 @TRAINER_REGISTRY.register()
@@ -82,41 +36,6 @@ class NaNInEpoch2Batch3(TinyLinear):
             loss = loss * float("nan")
         self.model_backward_and_update(loss)
         return {"loss": loss.item()}
-
-
-def make_cfg(root, out, epochs=3, **opts):
-    cfg = get_cfg_default()
-    cfg.DATASET.ROOT = str(root)
-    cfg.DATASET.NAME = "TrainerTestSet"
-    cfg.TRAINER.NAME = "TinyLinear"
-    cfg.OUTPUT_DIR = str(out)
-    cfg.SEED = 1
-    cfg.USE_CUDA = False
-    cfg.DATALOADER.NUM_WORKERS = 0
-    cfg.DATALOADER.TRAIN_X.BATCH_SIZE = 4
-    cfg.INPUT.SIZE = (16, 16)
-    cfg.INPUT.TRANSFORMS = ("random_flip", "normalize")
-    cfg.OPTIM.NAME = "sgd"
-    cfg.OPTIM.LR = 0.5
-    cfg.OPTIM.MAX_EPOCH = epochs
-    cfg.OPTIM.LR_SCHEDULER = "cosine"
-    cfg.TRAIN.PRINT_FREQ = 2
-    for k, v in opts.items():
-        node = cfg
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return cfg
-
-
-def run(cfg):
-    from mutual_prompt.runtime import set_random_seed
-
-    set_random_seed(cfg.SEED)
-    trainer = build_trainer(cfg)
-    trainer.train()
-    return trainer
 
 
 def opt(**kw):
@@ -296,9 +215,9 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 DDP_SCRIPT = textwrap.dedent(
     """
     import json, os, sys
-    sys.path.insert(0, {repo!r})
+    sys.path[:0] = [{repo!r}, os.path.join({repo!r}, "tests")]
     import torch
-    import tests.test_engine_trainer as t
+    import helpers.tiny_trainer as t
     from mutual_prompt.runtime import setup_logger
     cfg = t.make_cfg({root!r}, {out!r}, epochs=2)
     setup_logger(cfg.OUTPUT_DIR)

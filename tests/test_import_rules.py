@@ -16,7 +16,7 @@ from typing import Dict, Iterator, List, Tuple
 
 import pytest
 
-from test_dassl_backend import needs_dassl
+from helpers.real_dassl import needs_dassl
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = "mutual_prompt"
@@ -208,3 +208,63 @@ def test_the_backend_exports_exactly_the_host_dependent_names(backend):
     chosen, *names = proc.stdout.split()
     assert chosen == backend
     assert names == HOST_DEPENDENT_NAMES
+
+
+# Tests: fixtures shared by several test modules are in tests/conftest.py, other shared code in
+# tests/helpers/; no file under tests/ imports a test module.
+
+TESTS_DIR = os.path.join(REPO_ROOT, "tests")
+
+
+def names_of_test_modules() -> List[str]:
+    return sorted(name[:-3] for name in os.listdir(TESTS_DIR) if name.startswith("test_") and name.endswith(".py"))
+
+
+def imports_of_test_modules(source: str, rel_path: str, test_modules: List[str]) -> List[Tuple[int, str]]:
+    """``(line, module)`` for each import of one of ``test_modules`` (as ``test_x`` or ``tests.test_x``) in
+    ``source``: import statements, and code held in strings (a script for a subprocess, ``__import__``,
+    ``importlib.import_module``)."""
+    import re
+
+    def names_a_test_module(module: str) -> bool:
+        parts = module.split(".")
+        parts = parts[1:] if parts[0] == "tests" else parts
+        return bool(parts) and parts[0] in test_modules
+
+    found = [(line, module) for line, module in imported_modules(source, rel_path) if names_a_test_module(module)]
+    in_text = re.compile(r"(?:\b(?:import|from)\s+|(?:__import__|import_module)\(\s*['\"])((?:tests\.)?test_\w+)")
+    for node in ast.walk(ast.parse(source, filename=rel_path)):
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            function = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if function in ("__import__", "import_module") and names_a_test_module(str(node.args[0].value)):
+                found.append((node.lineno, node.args[0].value))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found += [(node.lineno, m) for m in in_text.findall(node.value) if names_a_test_module(m)]
+    return found
+
+
+def test_no_file_under_tests_imports_a_test_module():
+    modules = names_of_test_modules()
+    assert "test_import_rules" in modules
+    offenders = []
+    for folder, _, files in os.walk(TESTS_DIR):
+        for name in sorted(f for f in files if f.endswith(".py")):
+            rel = os.path.relpath(os.path.join(folder, name), REPO_ROOT)
+            with open(os.path.join(REPO_ROOT, rel), encoding="utf-8") as f:
+                offenders += [f"{rel}:{line}: imports {module}" for line, module in
+                              imports_of_test_modules(f.read(), rel, modules)]
+    hint = "\n(fixtures that several test modules use belong in tests/conftest.py, other shared code in tests/helpers/)"
+    assert offenders == [], "\n".join(offenders) + hint
+
+
+@pytest.mark.parametrize("source, found", [
+    ("from test_a import f", ["test_a", "test_a.f"]),
+    ("import tests.test_a as t", ["tests.test_a"]),
+    ("def f():\n    from test_a import g\n", ["test_a", "test_a.g"]),
+    ("SCRIPT = '''\nimport json, sys\nimport tests.test_a as t\n'''", ["tests.test_a"]),
+    ("m = __import__('test_a')", ["test_a"]),
+    ("m = importlib.import_module(\"tests.test_a\")", ["tests.test_a"]),
+    ("from helpers.runs import python\nimport test_b\nx = 'from test_b import y'", []),  # test_b: no such test module
+])
+def test_every_form_of_importing_a_test_module_is_found(source, found):
+    assert [m for _, m in imports_of_test_modules(source, os.path.join("tests", "test_x.py"), ["test_a"])] == found

@@ -12,10 +12,8 @@ import sys
 from typing import Dict, Sequence
 
 import pytest
-import torch
 
-from _dataset_trees import TREES
-from mutual_prompt.clip import openai
+from helpers.dataset_trees import CALTECH
 from mutual_prompt.tools.install_into import (
     CONFIG_DIR,
     EXTEND_CALL,
@@ -31,7 +29,6 @@ from mutual_prompt.tools.install_into import (
 from mutual_prompt.tools.results import TEST_END_SIGNAL, TRAIN_END_SIGNAL, parse_run
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CALTECH = next(t for t in TREES if t.name == "Caltech101")
 
 # trainer modules and the config nodes their train.py adds, per host
 HOSTS: Dict[str, Dict[str, Sequence[str]]] = {
@@ -307,20 +304,8 @@ def test_a_host_file_that_cannot_be_written_is_one_error_line_with_exit_2(tmp_pa
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-@pytest.fixture(scope="module")
-def tiny_vit16_file(tmp_path_factory) -> str:
-    """A random-weight CLIP in OpenAI's state-dict format with the kit configs' input: patch 16, 224x224."""
-    torch.manual_seed(0)
-    model = openai.model.CLIP(embed_dim=64, image_resolution=224, vision_layers=1, vision_width=64,
-                            vision_patch_size=16, context_length=77, vocab_size=49408,
-                            transformer_width=64, transformer_heads=1, transformer_layers=1)
-    path = str(tmp_path_factory.mktemp("clip") / "tiny_vit16.pt")
-    torch.save({k: v.half() for k, v in model.state_dict().items()}, path)
-    return path
-
-
 @pytest.mark.slow
-def test_kit_scripts_train_and_test_base_to_new_in_the_host(tmp_path, tiny_vit16_file):
+def test_kit_scripts_train_and_test_base_to_new_in_the_host(tmp_path, vit_b16_shaped_file):
     """The README's steps in a generated CoOp-shaped host: install, train on base, eval-only on new."""
     host = make_host(tmp_path / "CoOp", dassl=False)
     data = tmp_path / "data"
@@ -330,7 +315,7 @@ def test_kit_scripts_train_and_test_base_to_new_in_the_host(tmp_path, tiny_vit16
     # The host has no datasets/ package of its own: its `import datasets.caltech101` finds ours.
     env = dict(os.environ, DATA=str(data), PYTHON=sys.executable, MUTUAL_PROMPT_BACKEND="builtin",
                PYTHONPATH=REPO_ROOT)
-    overrides = ["MODEL.BACKBONE.PATH", tiny_vit16_file, "OPTIM.MAX_EPOCH", "1", "USE_CUDA", "False"]
+    overrides = ["MODEL.BACKBONE.PATH", vit_b16_shaped_file, "OPTIM.MAX_EPOCH", "1", "USE_CUDA", "False"]
     for script, extra_env in (("base2new_train.sh", {}), ("base2new_test.sh", {"LOADEP": "1"})):
         run = subprocess.run(["bash", str(host / HOST_SCRIPT_DIR / script), "caltech101", "1", *overrides],
                              cwd=str(tmp_path), env=dict(env, **extra_env), capture_output=True, text=True,

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import train
+from helpers.real_dassl import needs_dassl
 from mutual_prompt.backend import build_trainer
 from mutual_prompt.run.checkpoint_loading import StateDictMismatchError
 from mutual_prompt.run.fingerprint import FINGERPRINT_FILE
-from test_dassl_backend import needs_dassl
 
 pytestmark = pytest.mark.slow
 

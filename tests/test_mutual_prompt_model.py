@@ -3,60 +3,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mutual_prompt.clip import CLIP, PromptImageEncoder, tokenize
+from helpers.clip_weights import PERTURBED, tiny_clip
+from helpers.reference import CLASSNAMES, TOL, clip_blocks_with_prompts, reference_logits
+from mutual_prompt.clip import PromptImageEncoder, tokenize
 from mutual_prompt.method import FineGrainedTextPrompt, MutualPromptCLIP, TextReorganizedVisualPrompt
-
-CLASSNAMES = ["red circle", "blue_square", "a very long class name with many words", "star"]
-TOL = 1e-5
-
-
-def perturbed_clip(**shape) -> CLIP:
-    """A small random CLIP whose every weight matters (CLIP's init zeroes some projections)."""
-    torch.manual_seed(0)
-    model = CLIP(**dict(dict(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
-                             context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
-                             transformer_layers=2), **shape))
-    model.initialize_parameters()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    return model.float().eval()
 
 
 @pytest.fixture(scope="module")
 def clip_model():
-    return perturbed_clip()
-
-
-@pytest.fixture(scope="module")
-def images():
-    torch.manual_seed(1)
-    return torch.randn(3, 3, 32, 32)
-
-
-def reference_text_features(model, ctx_per_image, classnames):
-    """CoCoOp-style plain computation: per image, full 77-token prompts through clip's own modules,
-    in the dtype of CLIP's weights (``model.dtype``), as CoCoOp's prompt learner and text encoder."""
-    n_ctx = ctx_per_image.shape[1]
-    prompts = [" ".join(["X"] * n_ctx) + " " + name.replace("_", " ") + "." for name in classnames]
-    tokens = tokenize(prompts)
-    with torch.no_grad():
-        embedding = model.token_embedding(tokens)
-    out = []
-    for ctx in ctx_per_image:
-        x = torch.cat([embedding[:, :1], ctx.unsqueeze(0).expand(len(classnames), -1, -1), embedding[:, 1 + n_ctx :]], dim=1)
-        x = x.type(model.dtype) + model.positional_embedding.type(model.dtype)
-        x = model.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)
-        x = model.ln_final(x).type(model.dtype)
-        x = x[torch.arange(x.shape[0]), tokens.argmax(dim=-1)] @ model.text_projection
-        out.append(F.normalize(x, dim=-1))
-    return torch.stack(out)
-
-
-def reference_logits(model, images, ctx_per_image, classnames, image_features=None):
-    x = image_features if image_features is not None else F.normalize(model.encode_image(images), dim=-1)
-    text = reference_text_features(model, ctx_per_image, classnames)
-    return model.logit_scale.exp() * torch.stack([text[b] @ x[b] for b in range(len(x))])
+    return tiny_clip(**PERTURBED)
 
 
 def test_ftp_shared_tvp_off_equals_cocoop(clip_model, images):
@@ -146,22 +101,6 @@ def test_tvp_top_k_softmax_reorganisation_by_hand():
     assert torch.allclose(p, tvp.base_tokens[0] + (r @ tvp.proj.weight.t() + tvp.proj.bias).view(2, 2, 16), atol=1e-6)
 
 
-def clip_blocks_with_prompts(visual, images, prompts):
-    """CLIP's own ViT (sequence-first blocks) with prompt tokens appended before ``ln_pre``;
-    ``prompts`` [DEPTH, B, P, width] replace the prompt outputs at the input of layers 1..DEPTH-1."""
-    deep = prompts.dim() == 4
-    x = visual.conv1(images).flatten(2).permute(0, 2, 1)
-    x = torch.cat([visual.class_embedding + torch.zeros(len(images), 1, x.shape[-1]), x], dim=1)
-    x = x + visual.positional_embedding
-    n_tokens = x.shape[1]
-    x = visual.ln_pre(torch.cat([x, prompts[0] if deep else prompts], dim=1)).permute(1, 0, 2)
-    for i, block in enumerate(visual.transformer.resblocks):
-        if deep and 0 < i < len(prompts):
-            x = torch.cat([x[:n_tokens], prompts[i].permute(1, 0, 2)])
-        x = block(x)
-    return visual.ln_post(x[0]) @ visual.proj
-
-
 def test_image_encoder_unprompted_is_clip_and_prompts_are_appended(clip_model, images):
     enc = PromptImageEncoder(clip_model.visual)
     with torch.no_grad():
@@ -212,10 +151,7 @@ def test_cached_classifier_equals_uncached_and_follows_context_changes(clip_mode
 
 
 def test_resnet_backbone_uses_clips_image_encoder_and_refuses_visual_prompts(images):
-    torch.manual_seed(7)
-    rn = CLIP(embed_dim=64, image_resolution=32, vision_layers=(1, 1, 1, 1), vision_width=16, vision_patch_size=None,
-              context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
-              transformer_layers=1).float().eval()
+    rn = tiny_clip(32, None, (1, 1, 1, 1), vision_width=16, seed=7)
     mp = MutualPromptCLIP(rn, CLASSNAMES, ftp_mode="shared", tvp_enabled=False)
     assert mp.image_encoder is None
     with torch.no_grad():

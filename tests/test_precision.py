@@ -10,7 +10,10 @@ import torch
 import torch.nn.functional as F
 
 import train
-from _dataset_trees import TREES
+from helpers.clip_weights import PERTURBED, tiny_clip
+from helpers.dataset_trees import CALTECH
+from helpers.reference import CLASSNAMES, reference_logits
+from helpers.runs import run_train_py, zeroshot_args
 from mutual_prompt.backend import build_trainer
 from mutual_prompt.clip.openai.model import CLIP, build_model
 from mutual_prompt.clip.precision import (
@@ -21,25 +24,16 @@ from mutual_prompt.clip.precision import (
     set_clip_precision,
 )
 from mutual_prompt.method import MutualPromptCLIP
-from test_clip_loader import tiny_clip
-from test_mutual_prompt_model import CLASSNAMES, perturbed_clip, reference_logits
-from test_train_cli import run_train_py, zeroshot_args
 from trainers.mutual_prompt import build_mutual_prompt_clip
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO_ROOT, "configs")
-CALTECH = next(t for t in TREES if t.name == "Caltech101")
 HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @pytest.fixture(scope="module")
 def vit_clip() -> CLIP:
-    return perturbed_clip()
-
-
-@pytest.fixture(scope="module")
-def images() -> torch.Tensor:
-    return torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    return tiny_clip(**PERTURBED)
 
 
 def dtypes(model: torch.nn.Module) -> dict:
@@ -52,7 +46,7 @@ def layer_norms(model: torch.nn.Module):
 
 @pytest.mark.parametrize("vision_layers", [2, (1, 1, 1, 1)], ids=["ViT", "ResNet"])
 def test_fp16_layout_is_openais_and_bf16_the_same_in_bfloat16(vision_layers):
-    model = perturbed_clip(vision_layers=vision_layers)
+    model = tiny_clip(**dict(PERTURBED, vision_layers=vision_layers))
     openai = build_model({k: v.half() for k, v in model.state_dict().items()})  # OpenAI's own fp16 layout
     fp16 = dtypes(set_clip_precision(copy.deepcopy(model), "fp16"))
     assert fp16 == dtypes(openai)
@@ -74,14 +68,6 @@ def test_layer_norms_and_embeddings_stay_fp32_in_the_16_bit_layouts(vit_clip, pr
     for tensor in (model.visual.conv1.weight, model.visual.proj, model.text_projection,
                    model.transformer.resblocks[0].attn.in_proj_weight, model.transformer.resblocks[0].mlp.c_fc.bias):
         assert tensor.dtype == HALF[precision]
-
-
-@pytest.fixture(scope="module")
-def tiny_clip_file(tmp_path_factory) -> str:
-    """A one-layer 32-pixel CLIP saved in fp16, as OpenAI ships its weights."""
-    path = str(tmp_path_factory.mktemp("clip") / "tiny_clip.pt")
-    torch.save({k: v.half() for k, v in tiny_clip().state_dict().items()}, path)
-    return path
 
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16", "amp", "fp32"])
@@ -123,13 +109,6 @@ def test_each_trainer_refuses_an_unknown_prec_naming_its_key(trainer, key):
     trainer_class = TRAINER_REGISTRY.get(trainer)
     with pytest.raises(ValueError, match=re.escape(key) + " must be one of .* got 'half'"):
         trainer_class.check_cfg(object.__new__(trainer_class), cfg)
-
-
-@pytest.fixture(scope="module")
-def caltech_root(tmp_path_factory) -> str:
-    root = str(tmp_path_factory.mktemp("data"))
-    CALTECH.build(root)
-    return root
 
 
 def trainer_cfg(root: str, clip_file: str, output_dir: str, *opts: str):

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import train
+from helpers.runs import python, zeroshot_args
 from mutual_prompt.clip.loader import openai_sha256, toy_weights_file
 from mutual_prompt.run.fingerprint import (
     FINGERPRINT_FILE,
@@ -27,7 +28,6 @@ from mutual_prompt.run.fingerprint import (
 )
 from mutual_prompt.run.resume import newest_checkpoint, repair_checkpoint_pointers
 from mutual_prompt.run.output_dir import LOCK_FILE, lock_output_dir, remove_stale_temp_files
-from test_train_cli import caltech_root, tiny_clip_file, zeroshot_args  # noqa: F401  (fixtures)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -714,8 +714,6 @@ def _dassl_stand_in(root) -> None:
 
 
 def test_dassl_s_log_file_gets_every_line_before_a_sigkill(tmp_path):
-    from test_dassl_backend import python
-
     _dassl_stand_in(tmp_path / "stand_in")
     out = tmp_path / "out"
     proc = python(f"import os, signal, sys; sys.path.insert(0, {str(tmp_path / 'stand_in')!r}); "

@@ -17,8 +17,8 @@ import datasets  # noqa: F401  (registers the datasets)
 from mutual_prompt.backend import DATASET_REGISTRY
 from mutual_prompt.data import fewshot, split_files
 
-from _dataset_trees import build_dtd
-from test_datasets import TREES, load, records
+from helpers.dataset_loading import load, records
+from helpers.dataset_trees import TREES, build_dtd
 
 DTD = "DescribableTextures"
 SPLIT_FILE = "split_zhou_DescribableTextures.json"

@@ -7,21 +7,17 @@ import pytest
 import torch
 from torch import nn
 
+from helpers.clip_weights import tiny_clip
 from mutual_prompt.clip import PromptTextEncoder, openai
 from mutual_prompt.clip.openai.model import ResidualAttentionBlock
 from mutual_prompt.clip.prefix_attention import block_step, causal_mask, check_block, prefix_key_values
 
 WIDTH = 64
 N_CTX = 4
+CLIP_SHAPE = {"vision_layers": 2, "vision_width": WIDTH, "embed_dim": WIDTH, "text_width": WIDTH, "text_heads": 4,
+              "text_layers": 2}  # tiny_clip's sizes: two layers of four heads in the text tower
 # names of 1, 2, 8, 2 and 1 tokens, with underscore and multi-word names
 CLASSNAMES = ["cat", "golden_retriever", "sea turtle resting on a sunny sandy beach", "Yorkshire terrier", "x"]
-
-
-def tiny_clip() -> openai.model.CLIP:
-    torch.manual_seed(0)
-    return openai.model.CLIP(embed_dim=WIDTH, image_resolution=32, vision_layers=2, vision_width=WIDTH,
-                           vision_patch_size=8, context_length=77, vocab_size=49408,
-                           transformer_width=WIDTH, transformer_heads=4, transformer_layers=2).eval()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -35,7 +31,7 @@ def single_thread():
 
 @pytest.fixture(scope="module")
 def clip_model() -> openai.model.CLIP:
-    return tiny_clip()
+    return tiny_clip(**CLIP_SHAPE)
 
 
 def make_encoder(model: openai.model.CLIP, classnames=CLASSNAMES, n_ctx: int = N_CTX, **flags) -> PromptTextEncoder:
@@ -105,7 +101,7 @@ def test_zero_shot_reduction(clip_model):
 
 
 def test_clip_weights_are_frozen_and_get_no_grad():
-    model = tiny_clip()
+    model = tiny_clip(**CLIP_SHAPE)
     encoder = make_encoder(model, checkpoint=True)
     assert all(not p.requires_grad for p in encoder.parameters())
     ctx = random_context(2)

@@ -8,53 +8,23 @@ import pytest
 import torch
 
 import train
-from _dataset_trees import TREES
+from helpers.clip_weights import tiny_clip
+from helpers.dataset_trees import CALTECH
+from helpers.runs import TOY_CONFIG, run_train_py, zeroshot_args
 from mutual_prompt.backend import build_trainer
 from mutual_prompt.clip import load_clip, openai
 from mutual_prompt.tools.toy import TINY_CLIP_PATH
-from test_clip_loader import tiny_clip
 from trainers.zeroshot_mp import DEFAULT_TEMPLATE, class_prompts, prompt_template
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOY_CONFIG = os.path.join(REPO_ROOT, "configs", "trainers", "ZeroshotMP", "toy.yaml")
-CALTECH = next(t for t in TREES if t.name == "Caltech101")
 COOP_FLAGS = ["--root", "--output-dir", "--resume", "--seed", "--source-domains", "--target-domains",
               "--transforms", "--config-file", "--dataset-config-file", "--trainer", "--backbone", "--head",
               "--eval-only", "--model-dir", "--load-epoch", "--no-train"]
 
 
-@pytest.fixture(scope="module")
-def tiny_clip_file(tmp_path_factory) -> str:
-    path = str(tmp_path_factory.mktemp("clip") / "tiny_clip.pt")
-    torch.save({k: v.half() for k, v in tiny_clip().state_dict().items()}, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def caltech_root(tmp_path_factory) -> str:
-    """A generated Caltech101 tree: 5 classes, 2 identical test images each."""
-    root = str(tmp_path_factory.mktemp("data"))
-    CALTECH.build(root)
-    return root
-
-
-def zeroshot_args(root: str, clip_file: str, output_dir: str, *extra: str) -> list:
-    return ["--root", root, "--trainer", "ZeroshotMP", "--output-dir", output_dir,
-            "--dataset-config-file", os.path.join(REPO_ROOT, "configs", "datasets", "caltech101.yaml"),
-            "--config-file", TOY_CONFIG, *extra, "MODEL.BACKBONE.PATH", clip_file, "USE_CUDA", "False"]
-
-
 def write_yaml(path, text: str) -> str:
     path.write_text(text)
     return str(path)
-
-
-def run_train_py(cwd, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """train.py in a fresh interpreter; fails the test with its output unless it exits with 0."""
-    proc = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "train.py"), *args], cwd=str(cwd),
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 def parse(*argv: str):

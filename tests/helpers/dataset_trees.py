@@ -351,3 +351,5 @@ TREES = [
         build_imagenet_r, class_folders="imagenet-r", test_only=True,
     ),
 ]
+
+CALTECH = next(t for t in TREES if t.name == "Caltech101")  # the tree the train.py tests run on
