@@ -12,7 +12,7 @@ import torch
 
 import train
 from mutual_prompt.backend import build_trainer
-from mutual_prompt.run.checkpoint_loading import StateDictMismatchError
+from mutual_prompt.run.checkpoints import StateDictMismatchError
 from mutual_prompt.run.fingerprint import FINGERPRINT_FILE
 from test_dassl_backend import needs_dassl
 
