@@ -37,7 +37,7 @@ from mutual_prompt.run.fingerprint import (
     check_resume_fingerprint,
 )
 from mutual_prompt.data.image_check import UnreadableImages, check_images_open
-from mutual_prompt.run.resume import newest_checkpoint, repair_checkpoint_pointers
+from mutual_prompt.run.checkpoints import newest_checkpoint, repair_checkpoint_pointers
 from mutual_prompt.run.output_dir import OutputDirLocked, lock_output_dir, remove_stale_temp_files
 
 import datasets  # noqa: F401  (registers every dataset)

@@ -10,7 +10,7 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from mutual_prompt.run.checkpoint_loading import load_state_dict_strictly, read_checkpoint
+from mutual_prompt.run.checkpoints import load_state_dict_strictly, read_checkpoint
 from mutual_prompt.tools.convert import from_coop, main, read_coop_checkpoint, to_coop
 from mutual_prompt.clip import load_clip
 from mutual_prompt.method import MutualPromptCLIP

@@ -3,9 +3,10 @@
 Layers (docs/DEVELOPING.md): the **core** (``backend.py``, ``files.py``, ``clip/``, ``method/``, ``data/``,
 ``runtime/``, ``run/``) and the **tooling** (``tools/`` and the ``python -m`` entry points beside the
 core). Tooling imports the core, never the other way round. Inside the core, ``clip/`` imports nothing
-of the method, the data, the host or the runs (it is reusable alone), ``method/`` imports only
-``clip/``, and the built-in runtime only stands in for Dassl: nothing outside ``runtime/`` and
-``backend.py`` imports it. The CoOp-shaped top level (``train.py``, ``trainers/``, ``datasets/``,
+of the method, the data, the host or the runs but the checkpoint reader (it is reusable alone),
+``method/`` imports only ``clip/``, and the built-in runtime only stands in for Dassl: nothing outside
+``runtime/`` and ``backend.py`` imports it. The package's only ``torch.load`` is in
+``run/checkpoints.py``. The CoOp-shaped top level (``train.py``, ``trainers/``, ``datasets/``,
 ``parse_test_res.py``) and ``benchmarks/`` use the layers and are used by neither.
 """
 import ast
@@ -29,7 +30,7 @@ ENTRY_POINTS = ("sweep", "convert", "install_into", "toy")  # python -m mutual_p
 # What each core part may import of the package, besides itself.
 CORE_ALLOWED: Dict[str, Tuple[str, ...]] = {
     "files": (),
-    "clip": ("files", "run"),
+    "clip": ("files", "run.checkpoints"),  # the package's one torch.load, for a state-dict weights file
     "method": ("clip",),
     "data": ("backend", "files"),
     "runtime": ("files", "data", "run"),
@@ -109,6 +110,32 @@ def module_of(rel_path: str) -> str:
     return dotted[: -len(".__init__")] if dotted.endswith(".__init__") else dotted
 
 
+def torch_load_calls(source: str, rel_path: str) -> List[int]:
+    """The lines of the calls of ``torch.load`` in ``source``, whatever name ``torch`` or ``load`` is
+    imported under (``torch.serialization.load`` included)."""
+    tree = ast.parse(source, filename=rel_path)
+    modules, functions = set(), set()  # names bound to torch / torch.serialization, and to their load
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules |= {alias.asname or alias.name.split(".")[0] for alias in node.names
+                        if alias.name in ("torch", "torch.serialization")}
+        elif isinstance(node, ast.ImportFrom) and node.module in ("torch", "torch.serialization"):
+            functions |= {alias.asname or alias.name for alias in node.names if alias.name == "load"}
+            modules |= {alias.asname or alias.name for alias in node.names if alias.name == "serialization"}
+
+    def is_torch_load(func: ast.expr) -> bool:
+        if isinstance(func, ast.Name):
+            return func.id in functions
+        if not (isinstance(func, ast.Attribute) and func.attr == "load"):
+            return False
+        owner = func.value
+        if isinstance(owner, ast.Attribute) and owner.attr == "serialization":
+            owner = owner.value
+        return isinstance(owner, ast.Name) and owner.id in modules
+
+    return sorted(node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call) and is_torch_load(node.func))
+
+
 def arrows() -> Iterator[Tuple[str, int, str]]:
     """``(file, line, imported module)`` for every import of a package module in the scanned files."""
     for rel in python_files():
@@ -146,6 +173,28 @@ def test_every_import_follows_the_layers():
     assert offenders == [], "\n".join(offenders)
 
 
+def test_the_package_calls_torch_load_once_in_run_checkpoints():
+    calls = []
+    for rel in python_files():
+        if rel.startswith(PACKAGE + os.sep):
+            with open(os.path.join(REPO_ROOT, rel), encoding="utf-8") as f:
+                calls += [f"{rel}:{line}" for line in torch_load_calls(f.read(), rel)]
+    assert len(calls) == 1 and calls[0].startswith(os.path.join(PACKAGE, "run", "checkpoints.py") + ":"), calls
+
+
+@pytest.mark.parametrize("source, lines", [
+    ("import torch\nx = torch.load(p, weights_only=True)", [2]),
+    ("import torch as t\nx = t.load(p)", [2]),
+    ("from torch import load\nx = load(p)", [2]),
+    ("from torch import load as read\nx = read(p)", [2]),
+    ("import torch.serialization\nx = torch.serialization.load(p)", [2]),
+    ("from torch import serialization\nx = serialization.load(p)", [2]),
+    ("import json, torch\nx = json.load(f)\ny = torch.save(x, p)", []),
+])
+def test_every_form_of_torch_load_is_found(source, lines):
+    assert torch_load_calls(source, "mutual_prompt/x.py") == lines
+
+
 def test_the_entry_points_only_call_into_the_tooling():
     for rel, _, module in arrows():
         importer = module_of(rel)
@@ -155,10 +204,11 @@ def test_the_entry_points_only_call_into_the_tooling():
 
 @pytest.mark.parametrize("importer, imported", [
     ("mutual_prompt.clip.loader", "mutual_prompt.tools.toy"),  # core -> tooling
-    ("mutual_prompt.run.resume", "mutual_prompt.tools.results"),
+    ("mutual_prompt.run.checkpoints", "mutual_prompt.tools.results"),
     ("mutual_prompt.data.fewshot", "mutual_prompt.sweep"),  # an entry point is tooling too
     ("mutual_prompt.clip.loader", "mutual_prompt.method"),  # clip stays reusable alone
     ("mutual_prompt.clip.loader", "mutual_prompt.backend"),
+    ("mutual_prompt.clip.loader", "mutual_prompt.run.config"),  # of the runs, clip reads checkpoints only
     ("mutual_prompt.method.tvp", "mutual_prompt.data"),
     ("mutual_prompt.data.listing", "mutual_prompt.runtime.utils"),  # only the backend picks the runtime
     ("mutual_prompt.tools.sweep.cli", "mutual_prompt.runtime"),
@@ -175,7 +225,7 @@ def test_the_rules_refuse_an_arrow_that_breaks_them(importer, imported):
     ("mutual_prompt/data/listing.py", "from .. import runtime", "mutual_prompt.runtime"),
     ("mutual_prompt/data/listing.py", "from ..runtime import TrainerX", "mutual_prompt.runtime"),
     ("mutual_prompt/clip/loader.py", "from ..tools.toy import TINY_CLIP_PATH", "mutual_prompt.tools.toy"),
-    ("mutual_prompt/run/resume.py", "def f():\n    from ..tools import results\n", "mutual_prompt.tools.results"),
+    ("mutual_prompt/run/checkpoints.py", "def f():\n    from ..tools import results\n", "mutual_prompt.tools.results"),
     ("mutual_prompt/runtime/data/data_manager.py", "from ...data.labels import x", "mutual_prompt.data.labels"),
 ])
 def test_every_form_of_import_is_resolved(path, source, module):
@@ -186,6 +236,7 @@ def test_every_form_of_import_is_resolved(path, source, module):
     ("mutual_prompt.tools.sweep.state", "mutual_prompt.files"),  # tooling -> core
     ("mutual_prompt.sweep", "mutual_prompt.tools.sweep.cli"),  # entry point -> tooling
     ("mutual_prompt.method.mutual_prompt_clip", "mutual_prompt.clip"),
+    ("mutual_prompt.clip.loader", "mutual_prompt.run.checkpoints"),
     ("mutual_prompt.backend", "mutual_prompt.runtime"),
     ("mutual_prompt.runtime.trainer", "mutual_prompt.run.fingerprint"),
     ("trainers.mutual_prompt", "mutual_prompt.backend"),

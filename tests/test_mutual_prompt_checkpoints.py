@@ -13,7 +13,7 @@ import torch
 import train
 from helpers.real_dassl import needs_dassl
 from mutual_prompt.backend import build_trainer
-from mutual_prompt.run.checkpoint_loading import StateDictMismatchError
+from mutual_prompt.run.checkpoints import StateDictMismatchError
 from mutual_prompt.run.fingerprint import FINGERPRINT_FILE
 
 pytestmark = pytest.mark.slow

@@ -19,6 +19,12 @@ import torch
 import train
 from helpers.runs import python, zeroshot_args
 from mutual_prompt.clip.loader import openai_sha256, toy_weights_file
+from mutual_prompt.run.checkpoints import (
+    newest_checkpoint,
+    repair_checkpoint_pointers,
+    resume_from_checkpoint,
+    save_checkpoint,
+)
 from mutual_prompt.run.fingerprint import (
     FINGERPRINT_FILE,
     FingerprintCheck,
@@ -26,7 +32,6 @@ from mutual_prompt.run.fingerprint import (
     check_resume_fingerprint,
     fingerprint_config,
 )
-from mutual_prompt.run.resume import newest_checkpoint, repair_checkpoint_pointers
 from mutual_prompt.run.output_dir import LOCK_FILE, lock_output_dir, remove_stale_temp_files
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -486,8 +491,6 @@ def test_folders_without_checkpoints_are_not_models(tmp_path):
 
 
 def test_the_engine_names_an_empty_pointer(tmp_path):
-    from mutual_prompt.runtime.checkpoint import resume_from_checkpoint
-
     _checkpoints(tmp_path / "linear", [1])
     (tmp_path / "linear" / "checkpoint").write_text("\n")
     with pytest.raises(RuntimeError, match=r"linear/checkpoint is empty: it should name the newest checkpoint"):
@@ -765,8 +768,6 @@ def test_a_sigkilled_run_keeps_every_line_it_printed_in_log_txt_and_its_stdout(t
 
 
 def test_atomic_writes_reach_the_disk_before_the_rename_and_the_rename_after(tmp_path, monkeypatch):
-    from mutual_prompt.runtime.checkpoint import save_checkpoint
-
     if not os.path.isdir("/proc/self/fd"):
         pytest.skip("needs /proc to name the synced file descriptors")
     folder = tmp_path / "prompt_learner"

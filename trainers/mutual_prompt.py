@@ -17,19 +17,12 @@ from mutual_prompt.backend import (
     compute_accuracy,
     load_pretrained_weights,
 )
-from mutual_prompt.run.checkpoint_loading import (
-    checkpoint_summary,
-    load_state_dict_strictly,
-    model_checkpoint_path,
-    read_checkpoint,
-)
 from mutual_prompt.clip import autocast, grad_scaler, load_frozen_clip, resolve_precision
+from mutual_prompt.method import MutualPromptCLIP
+from mutual_prompt.run.checkpoints import best_val_so_far, config_difference_hint, load_trained_models
 from mutual_prompt.run.config import add_keys_dassl_lacks
 from mutual_prompt.run.config_checks import validate_cfg, validate_mutual_prompt_cfg
 from mutual_prompt.run.lr_schedulers import build_lr_scheduler
-from mutual_prompt.method import MutualPromptCLIP
-from mutual_prompt.run.prompt_learner_state import config_difference_hint
-from mutual_prompt.run.resume import best_val_so_far
 
 KEY = "TRAINER.MUTUAL_PROMPT"
 
@@ -183,16 +176,10 @@ class MutualPrompt(TrainerX):
 
     def load_model(self, directory: str, epoch: Optional[int] = None) -> None:
         """Dassl's ``load_model`` (``<directory>/prompt_learner/model.pth.tar-<epoch>``, else
-        ``model-best.pth.tar``), the same under either backend: the file is read with
-        ``weights_only=True``, epoch and val_result are printed when present, and the weights load
-        strictly; a checkpoint written with another config is an error naming the keys that differ."""
+        ``model-best.pth.tar``), the same under either backend: ``load_trained_models``, which the
+        built-in runtime's ``load_model`` calls too, reads the file with ``weights_only=True``, prints
+        epoch and val_result when present and loads the weights strictly; a checkpoint written with
+        another config is an error naming the config keys that differ. No directory is an error."""
         if not directory:
             raise ValueError(NO_CHECKPOINT_MESSAGE)
-        for name in self.get_model_names():
-            path = model_checkpoint_path(directory, name, epoch)
-            checkpoint = read_checkpoint(path)
-            print(f"Load {path} to {name} ({checkpoint_summary(checkpoint)})")
-            model = self._models[name]
-            model = getattr(model, "module", model)
-            hint = config_difference_hint(checkpoint["state_dict"], model.state_dict())
-            load_state_dict_strictly(model, checkpoint["state_dict"], path, hint)
+        load_trained_models(self._models, directory, epoch, config_hint=config_difference_hint)

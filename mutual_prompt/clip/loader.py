@@ -24,7 +24,7 @@ from typing import Dict, List, Union
 
 import torch
 
-from ..run.checkpoint_loading import load_error_reason
+from ..run.checkpoints import load_error_reason, load_torch_file
 from . import openai
 from .architecture import (OPENAI_ARCHITECTURES, Architecture, architecture_name, architecture_of,
                            check_name_against_weights)
@@ -170,7 +170,7 @@ def read_clip_weights(path: str) -> StateDict:
         except (ValueError, KeyError, pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(f"Cannot read the OpenAI JIT archive {path} ({type(e).__name__}: {e})") from e
     try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        state_dict = load_torch_file(path)
     except Exception as e:
         raise ValueError(
             f"Cannot read CLIP weights from {path} (MODEL.BACKBONE.PATH): it is neither an OpenAI JIT archive "

@@ -39,7 +39,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..clip import backbone_identity
 from ..files import read_json, write_json
-from .resume import has_checkpoints, newest_checkpoint
+from .checkpoints import has_checkpoints, newest_checkpoint
 
 FINGERPRINT_FILE = "run_fingerprint.json"
 # Keys that change neither the trained weights nor the reported number.

@@ -1,5 +1,5 @@
 """Built-in runtime with Dassl's interface, used when Dassl does not import (see ``mutual_prompt.backend``)."""
-from .checkpoint import load_checkpoint, load_pretrained_weights, save_checkpoint
+from ..run.checkpoints import load_checkpoint, load_pretrained_weights, save_checkpoint
 from .config import get_cfg_default
 from .data.data_manager import DataManager
 from .data.datasets import DATASET_REGISTRY, DatasetBase, Datum, build_dataset

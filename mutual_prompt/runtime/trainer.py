@@ -11,9 +11,8 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from ..run.checkpoint_loading import BEST_MODEL_FILE, checkpoint_summary, load_state_dict_strictly, model_checkpoint_path
-from ..run.resume import POINTER_FILE, best_val_so_far
-from .checkpoint import load_checkpoint, resume_from_checkpoint, rng_state, save_checkpoint
+from ..run.checkpoints import (BEST_MODEL_FILE, POINTER_FILE, best_val_so_far, load_trained_models,
+                               resume_from_checkpoint, rng_state, save_checkpoint, unwrapped)
 from .config import check_supported
 from .data.data_manager import DataManager
 from .distributed import barrier, init_distributed, is_distributed, is_main_process
@@ -70,11 +69,6 @@ class TrainerBase:
         self._optims[name] = optim
         self._scheds[name] = sched
 
-    def _unwrapped_model(self, name: str) -> nn.Module:
-        """The registered model, without a ``DataParallel``-style ``.module`` wrapper."""
-        model = self._models[name]
-        return model.module if hasattr(model, "module") else model
-
     def get_model_names(self, names=None) -> List[str]:
         names_real = list(self._models.keys())
         if names is None:
@@ -89,7 +83,7 @@ class TrainerBase:
         if not is_main_process():
             return
         for name in self.get_model_names():
-            model = self._unwrapped_model(name)
+            model = unwrapped(self._models[name])
             optim, sched = self._optims[name], self._scheds[name]
             save_checkpoint(
                 {
@@ -118,7 +112,7 @@ class TrainerBase:
         print(f'Found checkpoint at "{directory}" (will resume training)')
         start_epoch = 0
         for name in names:
-            model = self._unwrapped_model(name)
+            model = unwrapped(self._models[name])
             start_epoch = resume_from_checkpoint(os.path.join(directory, name), model, self._optims[name], self._scheds[name])
         return start_epoch
 
@@ -137,11 +131,7 @@ class TrainerBase:
                 )
             print("Note that load_model() is skipped as no pretrained model is given")
             return
-        for name in self.get_model_names():
-            model_path = model_checkpoint_path(directory, name, epoch)
-            checkpoint = load_checkpoint(model_path)
-            print(f"Load {model_path} to {name} ({checkpoint_summary(checkpoint)})")
-            load_state_dict_strictly(self._unwrapped_model(name), checkpoint["state_dict"], model_path)
+        load_trained_models(self._models, directory, epoch)
 
     def set_model_mode(self, mode: str = "train", names=None) -> None:
         for name in self.get_model_names(names):

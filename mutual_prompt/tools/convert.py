@@ -14,9 +14,10 @@ and CoCoOp's ``load_model`` delete before loading anyway. Both keep ``epoch`` an
 and write no optimizer or scheduler state: the result is for evaluation, not for resuming training.
 
 CoOp's files pickle Python objects (Dassl's learning-rate scheduler), so ``torch.load`` with
-``weights_only=True`` refuses them; ``--trust`` unpickles them fully, which can run code from the
-file: use it only for files you trust. Classes the file names that do not import here (Dassl's)
-are read as empty stand-ins, since only the weights are kept.
+``weights_only=True`` refuses them; ``--trust`` unpickles them fully (``read_checkpoint``'s
+``trusted_pickle_module``), which can run code from the file: use it only for files you trust.
+Classes the file names that do not import here (Dassl's) are read as empty stand-ins, since only the
+weights are kept.
 """
 import argparse
 import os
@@ -27,9 +28,8 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 
-from ..run.checkpoint_loading import load_error_reason, read_checkpoint
-from ..files import atomic_path
-from ..run.prompt_learner_state import COOP_ONLY_KEYS, describe_prompt_learner
+from ..run.checkpoints import (COOP_ONLY_KEYS, describe_prompt_learner, load_error_reason, read_checkpoint,
+                               write_torch_file)
 
 MODEL_NAME = "prompt_learner"
 COOP_META_NET = "meta_net."
@@ -58,17 +58,11 @@ _LENIENT_PICKLE = types.SimpleNamespace(Unpickler=_LenientUnpickler, load=pickle
 
 
 def read_coop_checkpoint(path: str, trust: bool = False) -> Dict[str, Any]:
-    """A checkpoint written by CoOp's trainers; fully unpickled only with ``trust``."""
+    """A checkpoint written by CoOp's trainers; fully unpickled (with ``_LENIENT_PICKLE``) only with ``trust``."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No checkpoint file at {path}")
     if trust:
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_LENIENT_PICKLE)
-        except Exception as e:
-            raise ValueError(f"Cannot read {path} as a torch checkpoint ({type(e).__name__}: {e})") from e
-        if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), Mapping):
-            raise ValueError(f"{path} is not a checkpoint in Dassl's layout: expected a dict with a 'state_dict' entry")
-        return checkpoint
+        return read_checkpoint(path, trusted_pickle_module=_LENIENT_PICKLE)
     try:
         return read_checkpoint(path)
     except ValueError as e:
@@ -145,17 +139,12 @@ def output_path(source: str, out_dir: str, force: bool) -> str:
     return path
 
 
-def write(checkpoint: Dict[str, Any], path: str) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
-
-
 def from_coop(source: str, out_dir: str, trust: bool = False, force: bool = False) -> str:
     """Write ``source`` (CoOp/CoCoOp) in our format under ``out_dir``; return the written path."""
     path = output_path(source, out_dir, force)
     checkpoint = read_coop_checkpoint(source, trust)
     state_dict = coop_to_ours(checkpoint["state_dict"], source)
-    write(converted_checkpoint(checkpoint, state_dict), path)
+    write_torch_file(converted_checkpoint(checkpoint, state_dict), path)
     n_ctx = state_dict["ctx"].shape[0]
     epoch = os.path.basename(source).rsplit("-", 1)[-1]
     mode = "shared" if any(k.startswith(OUR_META_NET) for k in state_dict) else "none"
@@ -173,7 +162,7 @@ def to_coop(source: str, out_dir: str, force: bool = False) -> str:
         raise FileNotFoundError(f"No checkpoint file at {source}")
     checkpoint = read_checkpoint(source)
     state_dict = ours_to_coop(checkpoint["state_dict"], source)
-    write(converted_checkpoint(checkpoint, state_dict), path)
+    write_torch_file(converted_checkpoint(checkpoint, state_dict), path)
     trainer = "CoCoOp" if any(k.startswith(COOP_META_NET) for k in state_dict) else "CoOp"
     print(f"MutualPrompt checkpoint {source} -> {path}, for CoOp's {trainer} trainer (--model-dir {out_dir}; "
           f"{trainer}'s N_CTX/CTX_INIT must give {state_dict['ctx'].shape[0]} context tokens)")
