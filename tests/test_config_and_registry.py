@@ -3,6 +3,7 @@ per key, and registries."""
 import inspect
 import os
 import re
+from typing import Dict
 
 import pytest
 import yaml
@@ -423,3 +424,40 @@ def test_the_method_modules_take_every_config_value_without_a_default_of_their_o
 
     parameters = inspect.signature(getattr(mutual_prompt.method, module).__init__).parameters
     assert [name for name, p in parameters.items() if p.default is not inspect.Parameter.empty] == []
+
+
+def assignments(key: str) -> Dict[str, int]:
+    """How many times each Python file of the package, the trainers, the datasets and train.py assigns
+    ``<node>.<key>``, for the files that do."""
+    pattern = re.compile(rf"\.{re.escape(key)}\s*=(?!=)")
+    found = {}
+    for folder in ("mutual_prompt", "trainers", "datasets", "train.py"):
+        path = os.path.join(REPO_ROOT, folder)
+        files = [path] if os.path.isfile(path) else [
+            os.path.join(d, f) for d, _, names in os.walk(path) for f in names if f.endswith(".py")]
+        for file in files:
+            with open(file, encoding="utf-8") as f:
+                count = len(pattern.findall(f.read()))
+            if count:
+                found[os.path.relpath(file, REPO_ROOT)] = count
+    return found
+
+
+def test_each_key_s_default_is_written_in_one_place():
+    import trainers
+    from mutual_prompt.run.config import KEYS_DASSL_LACKS
+
+    cfg = get_cfg_default()
+    trainers.extend_cfg(cfg)
+    homes = {"MUTUAL_PROMPT": "trainers/mutual_prompt.py", "ZEROSHOT_MP": "trainers/zeroshot_mp.py"}
+    for block, home in homes.items():
+        for key in leaves(cfg.TRAINER[block]):
+            # once in the trainer's extend_cfg; a key of the same name in another block (PREC) in its trainer's
+            same_name = {homes[other] for other in homes if other != block and key in leaves(cfg.TRAINER[other])}
+            found = assignments(key)
+            assert found.get(home) == 1 and set(found) - {home} <= same_name, (block, key, found)
+    names = [key for _, key, _ in KEYS_DASSL_LACKS]
+    assert len(names) == len(set(names))
+    for parents, key, default in KEYS_DASSL_LACKS:  # written only in KEYS_DASSL_LACKS
+        dotted = ".".join(parents + (key,))
+        assert assignments(dotted) == {} and leaves(cfg)[dotted] == default, dotted

@@ -1,5 +1,6 @@
-"""Dassl's default configuration (``get_cfg_default``), for when Dassl does not import."""
-from ..run.config import Config
+"""Dassl's default configuration (``get_cfg_default``), for when Dassl does not import, and the keys
+Dassl's defaults lack (``add_keys_dassl_lacks``)."""
+from ..run.config import Config, add_keys_dassl_lacks
 
 _C = Config()
 _C.VERSION = 1
@@ -41,8 +42,6 @@ _C.DATASET.NUM_LABELED = -1
 _C.DATASET.NUM_SHOTS = -1
 _C.DATASET.VAL_PERCENT = 0.1
 _C.DATASET.ALL_AS_UNLABELED = False
-# CoOp's key: "all", "base" (first half of the labels) or "new" (the rest, relabelled from 0).
-_C.DATASET.SUBSAMPLE_CLASSES = "all"
 
 _C.DATALOADER = Config()
 _C.DATALOADER.NUM_WORKERS = 4
@@ -68,8 +67,6 @@ _C.MODEL.INIT_WEIGHTS = ""
 _C.MODEL.BACKBONE = Config()
 _C.MODEL.BACKBONE.NAME = ""
 _C.MODEL.BACKBONE.PRETRAINED = True
-# A local CLIP weights file (OpenAI JIT archive or state dict); overrides the download by NAME.
-_C.MODEL.BACKBONE.PATH = ""
 _C.MODEL.HEAD = Config()
 _C.MODEL.HEAD.NAME = ""
 _C.MODEL.HEAD.HIDDEN_LAYERS = ()
@@ -115,6 +112,8 @@ _C.TEST.FINAL_MODEL = "last_step"
 
 _C.TRAINER = Config()
 _C.TRAINER.NAME = ""
+
+add_keys_dassl_lacks(_C)
 
 
 def get_cfg_default() -> Config:
