@@ -83,15 +83,25 @@ class PlainCoCoOp(nn.Module):
         return torch.stack(logits)
 
 
+def method_arguments(**changes) -> Dict:
+    """MutualPromptCLIP's keyword arguments: the defaults of ``TRAINER.MUTUAL_PROMPT``, with ``changes``."""
+    import trainers
+    from mutual_prompt.backend import get_cfg_default
+    from trainers.mutual_prompt import model_arguments
+
+    cfg = get_cfg_default()
+    trainers.extend_cfg(cfg)
+    return {**model_arguments(cfg), **changes}
+
+
 def build_model(mode: str, clip_model: nn.Module, classnames: List[str], text_chunk: int = 0,
                 text_checkpoint: bool = False) -> nn.Module:
     from mutual_prompt.method import MutualPromptCLIP
 
+    common = dict(ctx_init=CTX_INIT, text_chunk=text_chunk, text_checkpoint=text_checkpoint)
     if mode == "full":
-        return MutualPromptCLIP(clip_model, classnames, ctx_init=CTX_INIT, ftp_mode="fine", tvp_enabled=True,
-                                text_chunk=text_chunk, text_checkpoint=text_checkpoint)
-    equiv = MutualPromptCLIP(clip_model, classnames, ctx_init=CTX_INIT, ftp_mode="shared", tvp_enabled=False,
-                             text_chunk=text_chunk, text_checkpoint=text_checkpoint)
+        return MutualPromptCLIP(clip_model, classnames, **method_arguments(ftp_mode="fine", tvp_enabled=True, **common))
+    equiv = MutualPromptCLIP(clip_model, classnames, **method_arguments(ftp_mode="shared", tvp_enabled=False, **common))
     if mode == "cocoop_equiv":
         return equiv
     return PlainCoCoOp(clip_model, classnames, equiv.prompt_learner.ftp.meta_net, equiv.prompt_learner.ctx.detach())

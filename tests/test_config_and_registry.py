@@ -1,9 +1,18 @@
-"""The built-in config (defaults, merging, errors that name the key and the file) and registries."""
+"""The built-in config (defaults, merging, errors that name the key and the file), its checks, one default
+per key, and registries."""
+import inspect
+import os
+import re
+from typing import Dict
+
 import pytest
+import yaml
 
 from mutual_prompt.run.config import Config
 from mutual_prompt.runtime.config import get_cfg_default
 from mutual_prompt.runtime.registry import Registry
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_defaults_have_dassl_and_coop_keys():
@@ -261,6 +270,11 @@ def test_the_default_configs_of_both_trainers_are_valid():
     ("TRAINER.MUTUAL_PROMPT.N_CTX", "0", "TRAINER.MUTUAL_PROMPT.N_CTX must be >= 1, got 0"),
     ("TRAINER.MUTUAL_PROMPT.TVP.TEMP", "0.0", "TRAINER.MUTUAL_PROMPT.TVP.TEMP must be > 0, got 0.0"),
     ("TRAINER.MUTUAL_PROMPT.TVP.TOPK", "0", "TRAINER.MUTUAL_PROMPT.TVP.TOPK must be >= 1, got 0"),
+    ("TRAINER.MUTUAL_PROMPT.TVP.N_TOKENS", "0", "TRAINER.MUTUAL_PROMPT.TVP.N_TOKENS must be >= 1, got 0"),
+    ("TRAINER.MUTUAL_PROMPT.TVP.DEPTH", "0", "TRAINER.MUTUAL_PROMPT.TVP.DEPTH must be >= 1, got 0"),
+    ("TRAINER.MUTUAL_PROMPT.TEXT_CHUNK", "-1", "TRAINER.MUTUAL_PROMPT.TEXT_CHUNK must be >= 0, got -1"),
+    ("INPUT.SIZE", "(0, 224)", "INPUT.SIZE must be two positive integers (height, width), got (0, 224)"),
+    ("INPUT.SIZE", "(224,)", "INPUT.SIZE must be two positive integers (height, width), got (224,)"),
 ])
 def test_a_value_out_of_its_key_s_values_or_range_is_named(key, value, message):
     assert problems(key, value) == [message]
@@ -271,6 +285,9 @@ def test_only_training_reads_the_optim_keys_and_only_the_trainer_s_own_block_is_
     assert problems("TRAINER.MUTUAL_PROMPT.PREC", "half", trainer="ZeroshotMP") == []
     assert problems("TRAINER.ZEROSHOT_MP.PREC", "half", trainer="ZeroshotMP") == [
         "TRAINER.ZEROSHOT_MP.PREC must be one of fp16, fp32, amp, bf16, got 'half'"]
+    assert problems("TRAINER.ZEROSHOT_MP.TEMPLATE", "a photo", trainer="ZeroshotMP") == [
+        "TRAINER.ZEROSHOT_MP.TEMPLATE must contain exactly one '{}' for the class name, got 'a photo'"]
+    assert problems("TRAINER.ZEROSHOT_MP.TEMPLATE", "a photo") == []
     assert problems("TRAINER.MUTUAL_PROMPT.TVP.TOPK", "0", "TRAINER.MUTUAL_PROMPT.TVP.ENABLED", "False") == []
     assert problems("OPTIM.WARMUP_TYPE", "linaer") == []  # no warm-up: the type is not read
     assert problems("OPTIM.WARMUP_TYPE", "linaer", "OPTIM.WARMUP_EPOCH", "1") == [
@@ -292,6 +309,57 @@ def test_every_problem_is_named_in_one_error():
         validate_cfg(merged("TEST.FINAL_MODEL", "best", "OPTIM.MAX_EPOCH", "0"))
     assert str(err.value) == ("TEST.FINAL_MODEL must be one of last_step, best_val, got 'best'; "
                               "OPTIM.MAX_EPOCH must be >= 1, got 0")
+
+
+def counted_lookups(monkeypatch) -> list:
+    """The keys ``config_checks`` looks up from now on (every check looks its key up)."""
+    from mutual_prompt.run import config_checks
+
+    keys = []
+    lookup = config_checks.lookup
+
+    def counting(cfg, key):
+        keys.append(key)
+        return lookup(cfg, key)
+
+    monkeypatch.setattr(config_checks, "lookup", counting)
+    return keys
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval-only"])
+def test_the_trainer_does_not_check_again_what_train_py_checked(monkeypatch, training):
+    from mutual_prompt.backend import TRAINER_REGISTRY
+    from mutual_prompt.run import config_checks
+    from mutual_prompt.run.config_checks import validate_cfg
+
+    monkeypatch.setattr(config_checks, "PASSED", config_checks.PassedChecks())  # a fresh process
+    cfg = merged("OPTIM.MAX_EPOCH", "3")
+    cfg.freeze()
+    validate_cfg(cfg, training)  # train.py, right after the merge
+    keys = counted_lookups(monkeypatch)
+    trainer = TRAINER_REGISTRY.get("MutualPrompt")
+    trainer.check_cfg(object.__new__(trainer), cfg)  # the trainer, when it is built
+    if training:
+        assert keys == []
+    else:  # only the OPTIM keys, which an --eval-only run of train.py does not check
+        assert keys and all(key.startswith("OPTIM.") for key in keys)
+    keys.clear()
+    trainer.check_cfg(object.__new__(trainer), cfg)
+    assert keys == []
+
+
+def test_a_changed_config_is_checked_again_in_full(monkeypatch):
+    from mutual_prompt.run.config_checks import ConfigError, validate_cfg
+
+    cfg = merged()
+    validate_cfg(cfg)
+    cfg.merge_from_list(["TRAINER.MUTUAL_PROMPT.TVP.TOPK", "0"])
+    with pytest.raises(ConfigError, match="TRAINER.MUTUAL_PROMPT.TVP.TOPK must be >= 1, got 0"):
+        validate_cfg(cfg, trainer="MutualPrompt")
+    keys = counted_lookups(monkeypatch)
+    other = merged("SEED", "7")
+    validate_cfg(other)
+    assert "TEST.FINAL_MODEL" in keys and "TRAINER.MUTUAL_PROMPT.PREC" in keys
 
 
 def test_unregistered_trainer_and_dataset_names_list_the_registered_ones():
@@ -317,3 +385,79 @@ def test_the_engine_implements_every_optimizer_and_interpolation_the_checks_acce
     cfg.OPTIM.NAME = "amsgrad"
     optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], cfg.OPTIM)
     assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["amsgrad"]
+
+
+# One default per key
+
+
+def leaves(node, prefix: str = "") -> dict:
+    """``{dotted key: value}`` of every leaf under ``node``."""
+    found = {}
+    for key, value in node.items():
+        if hasattr(value, "items"):
+            found.update(leaves(value, f"{prefix}{key}."))
+        else:
+            found[f"{prefix}{key}"] = value
+    return found
+
+
+def documented_defaults() -> dict:
+    """The key -> default table of docs/METHOD.md's "Config keys" section, each default read as YAML."""
+    with open(os.path.join(REPO_ROOT, "docs", "METHOD.md"), encoding="utf-8") as f:
+        section = f.read().split("\n## Config keys\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([A-Z_.]+)` \| ([^|]+?) \|", section, re.MULTILINE)
+    return {key: yaml.safe_load(default.strip("`")) for key, default in rows}
+
+
+def test_every_mutual_prompt_key_has_the_documented_default():
+    import trainers
+
+    cfg = get_cfg_default()
+    trainers.extend_cfg(cfg)
+    assert leaves(cfg.TRAINER.MUTUAL_PROMPT) == documented_defaults()
+    assert cfg.TRAINER.MUTUAL_PROMPT.TEXT_CHUNK == 2000
+
+
+@pytest.mark.parametrize("module", ["MutualPromptCLIP", "TextReorganizedVisualPrompt", "FineGrainedTextPrompt"])
+def test_the_method_modules_take_every_config_value_without_a_default_of_their_own(module):
+    import mutual_prompt.method
+
+    parameters = inspect.signature(getattr(mutual_prompt.method, module).__init__).parameters
+    assert [name for name, p in parameters.items() if p.default is not inspect.Parameter.empty] == []
+
+
+def assignments(key: str) -> Dict[str, int]:
+    """How many times each Python file of the package, the trainers, the datasets and train.py assigns
+    ``<node>.<key>``, for the files that do."""
+    pattern = re.compile(rf"\.{re.escape(key)}\s*=(?!=)")
+    found = {}
+    for folder in ("mutual_prompt", "trainers", "datasets", "train.py"):
+        path = os.path.join(REPO_ROOT, folder)
+        files = [path] if os.path.isfile(path) else [
+            os.path.join(d, f) for d, _, names in os.walk(path) for f in names if f.endswith(".py")]
+        for file in files:
+            with open(file, encoding="utf-8") as f:
+                count = len(pattern.findall(f.read()))
+            if count:
+                found[os.path.relpath(file, REPO_ROOT)] = count
+    return found
+
+
+def test_each_key_s_default_is_written_in_one_place():
+    import trainers
+    from mutual_prompt.run.config import KEYS_DASSL_LACKS
+
+    cfg = get_cfg_default()
+    trainers.extend_cfg(cfg)
+    homes = {"MUTUAL_PROMPT": "trainers/mutual_prompt.py", "ZEROSHOT_MP": "trainers/zeroshot_mp.py"}
+    for block, home in homes.items():
+        for key in leaves(cfg.TRAINER[block]):
+            # once in the trainer's extend_cfg; a key of the same name in another block (PREC) in its trainer's
+            same_name = {homes[other] for other in homes if other != block and key in leaves(cfg.TRAINER[other])}
+            found = assignments(key)
+            assert found.get(home) == 1 and set(found) - {home} <= same_name, (block, key, found)
+    names = [key for _, key, _ in KEYS_DASSL_LACKS]
+    assert len(names) == len(set(names))
+    for parents, key, default in KEYS_DASSL_LACKS:  # written only in KEYS_DASSL_LACKS
+        dotted = ".".join(parents + (key,))
+        assert assignments(dotted) == {} and leaves(cfg)[dotted] == default, dotted

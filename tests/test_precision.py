@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import train
 from helpers.clip_weights import PERTURBED, tiny_clip
 from helpers.dataset_trees import CALTECH
+from helpers.method_arguments import arguments
 from helpers.reference import CLASSNAMES, reference_logits
 from helpers.runs import run_train_py, zeroshot_args
 from mutual_prompt.backend import build_trainer
@@ -24,6 +25,7 @@ from mutual_prompt.clip.precision import (
     set_clip_precision,
 )
 from mutual_prompt.method import MutualPromptCLIP
+from mutual_prompt.run.config_checks import ConfigError
 from trainers.mutual_prompt import build_mutual_prompt_clip
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -189,8 +191,8 @@ def test_a_loss_scaler_step_equals_the_plain_step_and_skips_a_non_finite_loss(ca
 
 def full_model_in(clip_model: CLIP, precision: str, state=None) -> MutualPromptCLIP:
     torch.manual_seed(4)
-    model = MutualPromptCLIP(set_clip_precision(copy.deepcopy(clip_model), precision), CLASSNAMES, ftp_mode="fine",
-                             tvp_enabled=True, tvp_topk=2)
+    model = MutualPromptCLIP(set_clip_precision(copy.deepcopy(clip_model), precision), CLASSNAMES,
+                             **arguments(ftp_mode="fine", tvp_enabled=True, tvp_topk=2))
     if state is None:
         torch.nn.init.normal_(model.prompt_learner.tvp.proj.weight, std=0.05)
     else:
@@ -245,7 +247,7 @@ def test_fp16_cocoop_equivalent_mode_matches_cocoop_in_fp16(vit_clip, images):
     between the two; against fp32, ours is 0.28 eps off and CoCoOp's fp16 computation 0.44 eps."""
     clip16 = set_clip_precision(copy.deepcopy(vit_clip), "fp16")
     torch.manual_seed(2)
-    ours = MutualPromptCLIP(clip16, CLASSNAMES, ftp_mode="shared", tvp_enabled=False)
+    ours = MutualPromptCLIP(clip16, CLASSNAMES, **arguments(ftp_mode="shared", tvp_enabled=False))
     with torch.no_grad():
         ours.prompt_learner.ctx.normal_(std=0.1)
         meta16 = copy.deepcopy(ours.prompt_learner.ftp.meta_net).half()
@@ -257,17 +259,29 @@ def test_fp16_cocoop_equivalent_mode_matches_cocoop_in_fp16(vit_clip, images):
     assert (logits - cocoop.float()).abs().max().item() <= rounding_tolerance(torch.float16, vit_clip)
 
 
+def test_a_tvp_deeper_than_the_backbone_is_a_config_error_when_the_model_is_built():
+    cfg = train.setup_cfg(train.build_parser().parse_args(["--trainer", "MutualPrompt",
+                                                           "TRAINER.MUTUAL_PROMPT.TVP.DEPTH", "2"]))
+    with pytest.raises(ConfigError, match=r"TRAINER.MUTUAL_PROMPT.TVP.DEPTH 2 is deeper than the backbone's vision "
+                                          r"transformer .*1 layers\); use at most 1"):
+        build_mutual_prompt_clip(cfg, ["cat", "dog"], tiny_clip())
+
+
 @pytest.mark.parametrize("key, value, message", [
-    ("TVP.DEPTH", "2", r"TRAINER.MUTUAL_PROMPT.TVP.DEPTH 2 is deeper than the backbone's vision transformer .*1 layers"),
     ("TVP.TOPK", "0", r"TRAINER.MUTUAL_PROMPT.TVP.TOPK must be >= 1, got 0"),
     ("TVP.N_TOKENS", "0", r"TRAINER.MUTUAL_PROMPT.TVP.N_TOKENS must be >= 1, got 0"),
+    ("TVP.DEPTH", "0", r"TRAINER.MUTUAL_PROMPT.TVP.DEPTH must be >= 1, got 0"),
+    ("TVP.TEMP", "0.0", r"TRAINER.MUTUAL_PROMPT.TVP.TEMP must be > 0, got 0.0"),
     ("N_CTX", "0", r"TRAINER.MUTUAL_PROMPT.N_CTX must be >= 1, got 0"),
+    ("FTP.MODE", "finer", r"TRAINER.MUTUAL_PROMPT.FTP.MODE must be one of fine, shared, none, got 'finer'"),
+    ("CLASS_TOKEN_POSITION", "front", r"TRAINER.MUTUAL_PROMPT.CLASS_TOKEN_POSITION must be one of end, got 'front'"),
 ])
-def test_prompt_sizes_the_backbone_cannot_take_are_config_errors(key, value, message):
-    cfg = train.setup_cfg(train.build_parser().parse_args(["--trainer", "MutualPrompt", f"TRAINER.MUTUAL_PROMPT.{key}",
-                                                           value]))
-    with pytest.raises(ValueError, match=message):
-        build_mutual_prompt_clip(cfg, ["cat", "dog"], tiny_clip())
+def test_prompt_sizes_and_modes_out_of_range_stop_the_trainer_build(caltech_root, tiny_clip_file, tmp_path, key, value,
+                                                                    message):
+    """The trainer's check_cfg refuses them before the data or CLIP is read (the modules trust their arguments)."""
+    cfg = trainer_cfg(caltech_root, tiny_clip_file, str(tmp_path), f"TRAINER.MUTUAL_PROMPT.{key}", value)
+    with pytest.raises(ConfigError, match="^" + message):
+        build_trainer(cfg)
 
 
 def test_trainer_refuses_an_input_size_the_backbone_was_not_built_for(caltech_root, tiny_clip_file, tmp_path):

@@ -13,6 +13,7 @@ from helpers.dataset_trees import CALTECH
 from helpers.runs import TOY_CONFIG, run_train_py, zeroshot_args
 from mutual_prompt.backend import build_trainer
 from mutual_prompt.clip import load_clip, openai
+from mutual_prompt.run.config_checks import ConfigError
 from mutual_prompt.tools.toy import TINY_CLIP_PATH
 from trainers.zeroshot_mp import DEFAULT_TEMPLATE, class_prompts, prompt_template
 
@@ -120,10 +121,18 @@ def test_prompt_template_defaults_per_dataset_and_can_be_set(tmp_path):
     assert template("DATASET.NAME", "EuroSAT") == "a centered satellite photo of {}."
     assert template("DATASET.NAME", "ToyShapes") == DEFAULT_TEMPLATE
     assert template("DATASET.NAME", "EuroSAT", "TRAINER.ZEROSHOT_MP.TEMPLATE", "itap of a {}.") == "itap of a {}."
-    with pytest.raises(ValueError, match="exactly one '{}'.*'a photo'"):
-        template("TRAINER.ZEROSHOT_MP.TEMPLATE", "a photo")
     assert class_prompts("a photo of a {}.", ["dollar_bill", "face"]) == ["a photo of a dollar bill.",
                                                                           "a photo of a face."]
+
+
+@pytest.mark.parametrize("template", ["a photo", "a {} or a {}"])
+def test_a_template_without_one_class_name_slot_stops_the_trainer_build(caltech_root, tiny_clip_file, tmp_path,
+                                                                        template):
+    cfg = train.setup_cfg(parse(*zeroshot_args(caltech_root, tiny_clip_file, str(tmp_path / "out"),
+                                               "TRAINER.ZEROSHOT_MP.TEMPLATE", template)))
+    message = f"TRAINER.ZEROSHOT_MP.TEMPLATE must contain exactly one '{{}}' for the class name, got {template!r}"
+    with pytest.raises(ConfigError, match="^" + re.escape(message) + "$"):
+        build_trainer(cfg)
 
 
 def test_zeroshot_logits_are_scaled_cosines_of_image_and_class_prompt_features(caltech_root, tiny_clip_file,

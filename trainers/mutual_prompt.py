@@ -4,7 +4,7 @@ Drop this file into a CoOp-style repository (``trainers/mutual_prompt.py``), ``i
 trainers.mutual_prompt`` in its train.py and call ``extend_cfg(cfg)`` from this module inside its
 ``extend_cfg``; everything else comes from the ``mutual_prompt`` package, under real Dassl or not.
 """
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import torch.nn.functional as F
 from yacs.config import CfgNode as CN
@@ -21,10 +21,8 @@ from mutual_prompt.clip import autocast, grad_scaler, load_frozen_clip, resolve_
 from mutual_prompt.method import MutualPromptCLIP
 from mutual_prompt.run.checkpoints import best_val_so_far, config_difference_hint, load_trained_models
 from mutual_prompt.run.config import add_keys_dassl_lacks
-from mutual_prompt.run.config_checks import validate_cfg, validate_mutual_prompt_cfg
+from mutual_prompt.run.config_checks import validate_backbone_fit, validate_cfg
 from mutual_prompt.run.lr_schedulers import build_lr_scheduler
-
-KEY = "TRAINER.MUTUAL_PROMPT"
 
 NO_CHECKPOINT_MESSAGE = (
     "MutualPrompt: load_model() was given no directory (--eval-only without --model-dir), so the result "
@@ -60,25 +58,10 @@ def extend_cfg(cfg) -> None:
     cfg.TRAINER.MUTUAL_PROMPT = mp
 
 
-def check_prompt_cfg(cfg, clip_model) -> None:
-    """Raise a config error naming the key for prompt settings out of range or deeper than the backbone."""
-    validate_mutual_prompt_cfg(cfg)
+def model_arguments(cfg) -> Dict[str, Any]:
+    """``MutualPromptCLIP``'s keyword arguments, from ``TRAINER.MUTUAL_PROMPT``."""
     mp = cfg.TRAINER.MUTUAL_PROMPT
-    if not mp.TVP.ENABLED:
-        return
-    layers = getattr(getattr(clip_model.visual, "transformer", None), "layers", None)
-    if layers is not None and mp.TVP.DEPTH > layers:
-        raise ValueError(f"{KEY}.TVP.DEPTH {mp.TVP.DEPTH} is deeper than the backbone's vision transformer "
-                         f"({cfg.MODEL.BACKBONE.NAME or cfg.MODEL.BACKBONE.PATH}: {layers} layers); "
-                         f"use at most {layers}")
-
-
-def build_mutual_prompt_clip(cfg, classnames, clip_model) -> MutualPromptCLIP:
-    check_prompt_cfg(cfg, clip_model)
-    mp = cfg.TRAINER.MUTUAL_PROMPT
-    return MutualPromptCLIP(
-        clip_model,
-        classnames,
+    return dict(
         n_ctx=mp.N_CTX,
         ctx_init=mp.CTX_INIT,
         ftp_mode=mp.FTP.MODE,
@@ -91,8 +74,13 @@ def build_mutual_prompt_clip(cfg, classnames, clip_model) -> MutualPromptCLIP:
         text_shared_prefix=mp.TEXT_SHARED_PREFIX,
         text_truncate=mp.TEXT_TRUNCATE,
         text_checkpoint=mp.TEXT_CHECKPOINT,
-        class_token_position=mp.CLASS_TOKEN_POSITION,
     )
+
+
+def build_mutual_prompt_clip(cfg, classnames, clip_model) -> MutualPromptCLIP:
+    """The model of a config ``validate_cfg`` passed, on ``clip_model`` (checked to fit: TVP.DEPTH)."""
+    validate_backbone_fit(cfg, clip_model)
+    return MutualPromptCLIP(clip_model, classnames, **model_arguments(cfg))
 
 
 @TRAINER_REGISTRY.register()
@@ -103,12 +91,14 @@ class MutualPrompt(TrainerX):
     """
 
     def check_cfg(self, cfg) -> None:
+        """``validate_cfg`` with this trainer's block, when the trainer is built."""
         validate_cfg(cfg, trainer="MutualPrompt")
 
     def build_model(self) -> None:
         cfg = self.cfg
         classnames = self.dm.dataset.classnames
-        self.precision = resolve_precision(cfg.TRAINER.MUTUAL_PROMPT.PREC, self.device, f"{KEY}.PREC")
+        self.precision = resolve_precision(cfg.TRAINER.MUTUAL_PROMPT.PREC, self.device,
+                                           "TRAINER.MUTUAL_PROMPT.PREC")
         print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME}, precision: {self.precision})")
         clip_model = load_frozen_clip(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PATH, self.device,
                                       self.precision, cfg.INPUT.SIZE)

@@ -17,12 +17,12 @@ class FineGrainedTextPrompt(nn.Module):
       ``ftp.`` and CoCoOp's also hold ``token_prefix``/``token_suffix``, so CoCoOp weights load after
       ``python -m mutual_prompt.convert from-coop`` (which maps the names), not as they are;
     - ``none``: no image conditioning (CoOp's unified context); ``forward`` returns None.
+
+    ``mode`` is one of ``FTP_MODES`` (``TRAINER.MUTUAL_PROMPT.FTP.MODE``, checked by ``validate_cfg``).
     """
 
-    def __init__(self, vis_dim: int, ctx_dim: int, n_ctx: int, mode: str = "fine") -> None:
+    def __init__(self, vis_dim: int, ctx_dim: int, n_ctx: int, mode: str) -> None:
         super().__init__()
-        if mode not in FTP_MODES:
-            raise ValueError(f"FTP mode must be one of {FTP_MODES}, got {mode!r}")
         self.mode = mode
         self.n_ctx = n_ctx
         self.ctx_dim = ctx_dim

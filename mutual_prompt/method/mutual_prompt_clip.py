@@ -29,16 +29,17 @@ class MutualPromptCLIP(nn.Module):
     weight dtype (``mutual_prompt/clip/precision.py``). Class-dependent state (the text encoder's class suffixes and
     TVP's class text features) lives in non-persistent buffers rebuilt by ``set_classnames`` on
     CLIP's device, so a checkpoint trained on base classes loads for new classes.
+
+    The keyword arguments are the ``TRAINER.MUTUAL_PROMPT`` keys of the same names (their defaults and
+    checks: ``trainers/mutual_prompt.py``'s ``extend_cfg`` and ``validate_cfg``; ``model_arguments``
+    there maps a config to them). The class name always follows the context (CLASS_TOKEN_POSITION end).
     """
 
-    def __init__(self, clip_model: nn.Module, classnames: Sequence[str], *, n_ctx: int = 4,
-                 ctx_init: str = "a photo of a", ftp_mode: str = "fine", tvp_enabled: bool = True,
-                 tvp_topk: int = 5, tvp_temp: float = 0.01, tvp_n_tokens: int = 4, tvp_depth: int = 1,
-                 text_chunk: int = 0, text_shared_prefix: bool = True, text_truncate: bool = True,
-                 text_checkpoint: bool = False, class_token_position: str = "end") -> None:
+    def __init__(self, clip_model: nn.Module, classnames: Sequence[str], *, n_ctx: int, ctx_init: str,
+                 ftp_mode: str, tvp_enabled: bool, tvp_topk: int, tvp_temp: float, tvp_n_tokens: int,
+                 tvp_depth: int, text_chunk: int, text_shared_prefix: bool, text_truncate: bool,
+                 text_checkpoint: bool) -> None:
         super().__init__()
-        if class_token_position != "end":
-            raise ValueError(f"class_token_position must be 'end', got {class_token_position!r}")
         clip_model.requires_grad_(False)
         ctx = self._initial_context(clip_model, n_ctx, ctx_init)
         n_ctx = ctx.shape[0]
@@ -69,8 +70,6 @@ class MutualPromptCLIP(nn.Module):
             with torch.no_grad():
                 embedding = clip_model.token_embedding(tokens)
             return embedding[0, 1 : 1 + n_ctx].detach().float().clone()
-        if n_ctx < 1:
-            raise ValueError(f"N_CTX must be >= 1 when CTX_INIT is empty, got {n_ctx}")
         return torch.randn(n_ctx, ctx_dim) * 0.02
 
     @property

@@ -12,16 +12,13 @@ class TextReorganizedVisualPrompt(nn.Module):
     "a photo of a {class}." (encoded in CLIP's precision, kept in float32 like the trainable
     parameters) — a non-persistent buffer, so checkpoints do not depend on the class set. ``U``
     starts at zero, so training starts from the plain learnable tokens ``e`` (std 0.02).
-    With ``depth > 1`` there is one set of tokens (and of U) per prompted layer.
+    With ``depth > 1`` there is one set of tokens (and of U) per prompted layer. The sizes are
+    ``TRAINER.MUTUAL_PROMPT.TVP.*`` (``n_tokens``, ``depth``, ``topk`` >= 1, ``temp`` > 0, checked by
+    ``validate_cfg``).
     """
 
-    def __init__(self, embed_dim: int, vis_width: int, n_tokens: int = 4, depth: int = 1, topk: int = 5,
-                 temp: float = 0.01) -> None:
+    def __init__(self, embed_dim: int, vis_width: int, n_tokens: int, depth: int, topk: int, temp: float) -> None:
         super().__init__()
-        if n_tokens < 1 or depth < 1 or topk < 1 or temp <= 0:
-            raise ValueError(
-                f"TVP needs N_TOKENS >= 1, DEPTH >= 1, TOPK >= 1 and TEMP > 0; got {n_tokens}, {depth}, {topk}, {temp}"
-            )
         self.n_tokens, self.depth, self.topk, self.temp, self.vis_width = n_tokens, depth, topk, temp, vis_width
         self.base_tokens = nn.Parameter(torch.randn(depth, n_tokens, vis_width) * 0.02)
         self.proj = nn.Linear(embed_dim, depth * n_tokens * vis_width)

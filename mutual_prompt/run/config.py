@@ -8,11 +8,15 @@ from yacs.config import CfgNode
 
 YAML_EXTENSIONS = (".yaml", ".yml")
 
-# (path of the parent node, key, default). The built-in defaults (``mutual_prompt.runtime.config``)
-# hold them already; under real Dassl each trainer's ``extend_cfg`` adds them, as CoOp's train.py does.
+# (path of the parent node, key, default): the one default of each. The built-in defaults
+# (``mutual_prompt.runtime.config``) add them; under real Dassl each trainer's ``extend_cfg`` adds them,
+# as CoOp's train.py does.
 KEYS_DASSL_LACKS: Tuple[Tuple[Tuple[str, ...], str, Any], ...] = (
-    (("DATASET",), "SUBSAMPLE_CLASSES", "all"),  # all, base or new (CoOp's key)
-    (("MODEL", "BACKBONE"), "PATH", ""),  # a local CLIP weights file, see mutual_prompt.clip.loader
+    # CoOp's key: "all", "base" (first half of the labels) or "new" (the rest, relabelled from 0).
+    (("DATASET",), "SUBSAMPLE_CLASSES", "all"),
+    # A local CLIP weights file (OpenAI JIT archive or state dict), see mutual_prompt.clip.loader;
+    # it overrides the download by NAME.
+    (("MODEL", "BACKBONE"), "PATH", ""),
 )
 
 

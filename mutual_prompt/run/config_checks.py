@@ -1,12 +1,15 @@
 """Config validation in one place, under both hosts.
 
-``validate_cfg`` checks that every enumerated key holds one of its values and every count is in
-range, and that the trainer and the dataset are registered, before anything is built or written.
-train.py runs it right after the merge; each trainer's ``check_cfg`` runs it again, so a CoOp-style
-host repository's train.py gets the same checks. What needs the built model (``TVP.DEPTH`` against
-the backbone's layers, ``INPUT.SIZE`` against its resolution) is checked where the model is built.
+``validate_cfg`` checks that every enumerated key holds one of its values, every count and size is in
+range and the trainer and the dataset are registered, before anything is built or written. train.py
+runs it right after the merge and each trainer's ``check_cfg`` runs it when the trainer is built (so a
+CoOp-style host repository's train.py gets the same checks); a group of checks that an equal config
+has passed in this process is not run again. What needs the loaded CLIP is checked when the model is
+built: ``validate_backbone_fit`` (``TVP.DEPTH`` against its layers) and ``load_frozen_clip``
+(``INPUT.SIZE`` against its resolution). The modules that read the config trust what is checked here.
 """
-from typing import Any, Callable, Dict, List, Optional, Sequence
+import copy
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 from ..backend import DATASET_REGISTRY, TRAINER_REGISTRY
 from ..clip.precision import PRECISIONS
@@ -24,21 +27,54 @@ CLASS_TOKEN_POSITIONS = ("end",)
 
 _ABSENT = object()
 
+Checks = Callable[[Any], List[Optional[str]]]
+
 
 class ConfigError(ValueError):
     """Config values that are not allowed; the message names each key, its value and what is allowed."""
 
 
+class PassedChecks:
+    """The last config that passed ``validate_cfg`` (a copy) and the names of the groups of checks it
+    passed; a config equal to it needs only the groups it has not passed."""
+
+    def __init__(self) -> None:
+        self.config: Any = None
+        self.groups: Set[str] = set()
+
+    def pending(self, cfg, groups: Dict[str, Checks]) -> Dict[str, Checks]:
+        if self.config is None or self.config != cfg:
+            self.config, self.groups = None, set()
+        return {name: checks for name, checks in groups.items() if name not in self.groups}
+
+    def record(self, cfg, groups: Dict[str, Checks]) -> None:
+        if self.config is None:
+            self.config = copy.deepcopy(cfg)
+        self.groups |= set(groups)
+
+
+PASSED = PassedChecks()
+
+
 def validate_cfg(cfg, training: bool = True, trainer: Optional[str] = None) -> None:
     """Raise ``ConfigError`` naming every problem of ``cfg``; ``training`` adds the keys only training
     reads. ``trainer`` (a trainer's ``check_cfg`` passes its own name) is the trainer whose block is
-    checked, else ``TRAINER.NAME``'s."""
-    raise_problems(config_problems(cfg, training, trainer))
+    checked, else ``TRAINER.NAME``'s. Groups of checks an equal config passed before are skipped, so
+    train.py's call and the trainer's ``check_cfg`` check each key once per process."""
+    pending = PASSED.pending(cfg, check_groups(cfg, training, trainer))
+    raise_problems([problem for checks in pending.values() for problem in checks(cfg)])
+    PASSED.record(cfg, pending)
 
 
-def validate_mutual_prompt_cfg(cfg) -> None:
-    """Raise ``ConfigError`` naming every problem of ``TRAINER.MUTUAL_PROMPT``."""
-    raise_problems(mutual_prompt_problems(cfg))
+def validate_backbone_fit(cfg, clip_model) -> None:
+    """Raise ``ConfigError`` where ``TRAINER.MUTUAL_PROMPT`` asks more of the loaded ``clip_model``
+    than it has: ``TVP.DEPTH`` deeper than its vision transformer."""
+    mp = cfg.TRAINER.MUTUAL_PROMPT
+    layers = getattr(getattr(clip_model.visual, "transformer", None), "layers", None)
+    if mp.TVP.ENABLED and layers is not None and mp.TVP.DEPTH > layers:
+        raise ConfigError(f"TRAINER.MUTUAL_PROMPT.TVP.DEPTH {mp.TVP.DEPTH} is deeper than the backbone's vision "
+                          f"transformer ({cfg.MODEL.BACKBONE.NAME or cfg.MODEL.BACKBONE.PATH}: {layers} layers); "
+                          f"use at most {layers}")
 
 
 def raise_problems(problems: Sequence[Optional[str]]) -> None:
@@ -47,16 +83,37 @@ def raise_problems(problems: Sequence[Optional[str]]) -> None:
         raise ConfigError("; ".join(found))
 
 
+def check_groups(cfg, training: bool = True, trainer: Optional[str] = None) -> Dict[str, Checks]:
+    """The groups of checks ``validate_cfg`` runs, by name, in the order of their messages."""
+    groups: Dict[str, Checks] = {} if trainer else {"TRAINER.NAME": trainer_name_problems}
+    groups["common"] = common_problems
+    if training:
+        groups["OPTIM"] = optim_problems
+    name = trainer or lookup(cfg, "TRAINER.NAME")
+    if name in TRAINER_PROBLEMS:
+        groups[f"TRAINER {name}"] = TRAINER_PROBLEMS[name]
+    return groups
+
+
 def config_problems(cfg, training: bool = True, trainer: Optional[str] = None) -> List[str]:
     """One message per problem of ``cfg`` (none for a valid config); see ``validate_cfg``."""
-    found = [
-        None if trainer else registered(cfg, "TRAINER.NAME", TRAINER_REGISTRY, "trainer", "--trainer"),
+    found = [problem for checks in check_groups(cfg, training, trainer).values() for problem in checks(cfg)]
+    return [problem for problem in found if problem]
+
+
+def trainer_name_problems(cfg) -> List[Optional[str]]:
+    return [registered(cfg, "TRAINER.NAME", TRAINER_REGISTRY, "trainer", "--trainer")]
+
+
+def common_problems(cfg) -> List[Optional[str]]:
+    return [
         registered(cfg, "DATASET.NAME", DATASET_REGISTRY, "dataset", "--dataset-config-file"),
         one_of(cfg, "TEST.FINAL_MODEL", FINAL_MODELS),
         one_of(cfg, "TEST.SPLIT", TEST_SPLITS),
         one_of(cfg, "TEST.EVALUATOR", EVALUATORS),
         one_of(cfg, "DATASET.SUBSAMPLE_CLASSES", SUBSAMPLE_CHOICES),
         one_of(cfg, "INPUT.INTERPOLATION", INTERPOLATIONS),
+        image_size(cfg, "INPUT.SIZE"),
         at_least(cfg, "DATASET.NUM_SHOTS", -1),
         at_least(cfg, "DATALOADER.TRAIN_X.BATCH_SIZE", 1),
         at_least(cfg, "DATALOADER.TRAIN_U.BATCH_SIZE", 1),
@@ -66,10 +123,6 @@ def config_problems(cfg, training: bool = True, trainer: Optional[str] = None) -
         at_least(cfg, "TRAIN.PRINT_FREQ", 1),
         at_least(cfg, "TRAIN.CHECKPOINT_FREQ", 0),
     ]
-    if training:
-        found += optim_problems(cfg)
-    found += TRAINER_PROBLEMS.get(trainer or lookup(cfg, "TRAINER.NAME"), lambda cfg: [])(cfg)
-    return [problem for problem in found if problem]
 
 
 def optim_problems(cfg) -> List[Optional[str]]:
@@ -86,7 +139,7 @@ def optim_problems(cfg) -> List[Optional[str]]:
 
 
 def mutual_prompt_problems(cfg) -> List[Optional[str]]:
-    """TRAINER.MUTUAL_PROMPT.*; TVP.DEPTH against the backbone's depth is checked when it is built."""
+    """TRAINER.MUTUAL_PROMPT.*; TVP.DEPTH against the backbone's depth: ``validate_backbone_fit``."""
     key = "TRAINER.MUTUAL_PROMPT"
     problems = [
         one_of(cfg, f"{key}.PREC", PRECISIONS),
@@ -103,11 +156,16 @@ def mutual_prompt_problems(cfg) -> List[Optional[str]]:
 
 
 def zeroshot_problems(cfg) -> List[Optional[str]]:
-    return [one_of(cfg, "TRAINER.ZEROSHOT_MP.PREC", PRECISIONS)]
+    template = lookup(cfg, "TRAINER.ZEROSHOT_MP.TEMPLATE")
+    problems = [one_of(cfg, "TRAINER.ZEROSHOT_MP.PREC", PRECISIONS)]
+    if isinstance(template, str) and template and template.count("{}") != 1:  # "": the dataset's template
+        problems.append(f"TRAINER.ZEROSHOT_MP.TEMPLATE must contain exactly one '{{}}' for the class name, "
+                        f"got {template!r}")
+    return problems
 
 
 # The checks of each trainer's own block, by TRAINER.NAME: another trainer's block is not read.
-TRAINER_PROBLEMS: Dict[str, Callable[[Any], List[Optional[str]]]] = {
+TRAINER_PROBLEMS: Dict[str, Checks] = {
     "MutualPrompt": mutual_prompt_problems,
     "ZeroshotMP": zeroshot_problems,
 }
@@ -144,6 +202,14 @@ def positive(cfg, key: str) -> Optional[str]:
     if value is _ABSENT or (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
         return None
     return f"{key} must be > 0, got {value!r}"
+
+
+def image_size(cfg, key: str) -> Optional[str]:
+    value = lookup(cfg, key)
+    if value is _ABSENT or (isinstance(value, (list, tuple)) and len(value) == 2
+                            and all(_is_int(side) and side > 0 for side in value)):
+        return None
+    return f"{key} must be two positive integers (height, width), got {value!r}"
 
 
 def registered(cfg, key: str, registry, kind: str, flag: str) -> Optional[str]:

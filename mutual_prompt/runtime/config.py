@@ -5,7 +5,7 @@ configs and train.py or read in their trainers, and those the runtime itself rea
 defaults. The rest of Dassl's defaults (``DASSL_KEYS_LEFT_OUT``) belong to features the runtime does
 not implement: merging one is an error that says so.
 """
-from ..run.config import Config
+from ..run.config import Config, add_keys_dassl_lacks
 from .data.samplers import check_sampler_name
 from .data.transforms import check_transform_names
 
@@ -32,8 +32,6 @@ _C.DATASET.NAME = ""
 _C.DATASET.SOURCE_DOMAINS = ()
 _C.DATASET.TARGET_DOMAINS = ()
 _C.DATASET.NUM_SHOTS = -1
-# CoOp's key: "all", "base" (first half of the labels) or "new" (the rest, relabelled from 0).
-_C.DATASET.SUBSAMPLE_CLASSES = "all"
 
 _C.DATALOADER = Config()
 _C.DATALOADER.NUM_WORKERS = 4
@@ -48,8 +46,6 @@ _C.MODEL = Config()
 _C.MODEL.INIT_WEIGHTS = ""
 _C.MODEL.BACKBONE = Config()
 _C.MODEL.BACKBONE.NAME = ""
-# A local CLIP weights file (OpenAI JIT archive or state dict); overrides the download by NAME.
-_C.MODEL.BACKBONE.PATH = ""
 _C.MODEL.HEAD = Config()
 _C.MODEL.HEAD.NAME = ""  # train.py's --head; the runtime builds no head (check_supported)
 
@@ -107,6 +103,7 @@ DASSL_KEYS_LEFT_OUT = (
 )
 _C.leave_out(DASSL_KEYS_LEFT_OUT, f"a key of Dassl's defaults for a feature the built-in runtime does not implement; "
                                   f"{INSTALL_DASSL}")
+add_keys_dassl_lacks(_C)
 
 
 def get_cfg_default() -> Config:
