@@ -19,6 +19,7 @@ import pytest
 from mutual_prompt.tools import protocols
 from mutual_prompt.tools.sweep import cli
 from mutual_prompt.tools.sweep.plan import Ablation, Settings, expand, protocol_runs
+from mutual_prompt.tools.sweep.report import summary_lines
 from mutual_prompt.tools.sweep.state import PENDING, RunFiles, run_status
 
 RECORDER = """#!/bin/bash
@@ -135,6 +136,22 @@ def test_a_template_naming_a_value_the_script_lacks_stops_the_script(repo_root, 
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stdout
     assert proc.stderr == "protocols.sh: {SOURCE} in '{OUTPUT}/{SOURCE}' needs SOURCE, which is not set\n"
+
+
+def test_the_summaries_read_the_folders_of_the_definition(repo_root, tmp_path):
+    """The cross-dataset and few-shot summaries at the end of a sweep read the runs' folders."""
+    for protocol, kw in (("xd", dict(targets=("dtd",), source="toy_shapes")), ("few_shot", dict(shot_list=(2,)))):
+        s = settings(repo_root, tmp_path, cfg="toy", seeds=(1, 2), datasets=("dtd",), **kw)
+        (variant,) = expand(protocol, s)
+        run = variant.runs[-1]
+        os.makedirs(run.output_dir)
+        with open(os.path.join(run.output_dir, "log.txt"), "w") as f:
+            f.write(f"{run.end_signal}\n* accuracy: 61.5%\n")
+        lines = summary_lines(repo_root, variant)
+        folder = os.path.dirname(run.output_dir)
+        assert lines[1:5] == [f"Parsing files in {folder}", "seed2: accuracy: 61.50%",
+                              f"missing: seed1 has no result after '{run.end_signal}'", "==="]
+        assert f"Summary of directory: {folder}" in lines
 
 
 def test_an_ablation_is_the_scripts_run_into_its_own_output(repo_root, tmp_path):

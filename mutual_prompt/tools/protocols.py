@@ -15,7 +15,6 @@ import yaml
 from mutual_prompt.tools import PACKAGE_CHECKOUT
 
 PROTOCOLS_FILE = os.path.join(PACKAGE_CHECKOUT, "scripts", "protocols.sh")
-PLACEHOLDERS = ("OUTPUT", "TRAINER", "CFG", "SHOTS", "DATASET", "SOURCE", "SUB")
 # The sweep's protocols, by the prefix of their names in the file.
 PREFIXES = {"base2new": "BASE2NEW_", "xd": "XD_", "few_shot": "FEW_SHOT_"}
 # Names (after the prefix) that give the default of a sweep option (a ``Settings`` field).
