@@ -1,5 +1,6 @@
-# Sourced by the run scripts: repository root, overridable settings, and the skip/resume rule.
-# Every setting below can be overridden from the environment, e.g. DATA=/data TRAINER=CoCoOp bash ...
+# Sourced by the run scripts: repository root, overridable settings, the protocols (protocols.sh),
+# and the skip/resume rule. Every setting below, and each protocol's defaults, can be overridden
+# from the environment, e.g. DATA=/data TRAINER=CoCoOp CFG=... bash ...
 set -euo pipefail
 # The scripts live in scripts/ here and in scripts/mutual_prompt/ of a host repository (see
 # mutual_prompt.install_into): the root is the nearest folder above them that holds train.py.
@@ -13,22 +14,33 @@ while [ ! -f "$REPO_ROOT/train.py" ]; do
   REPO_ROOT="$(dirname "$REPO_ROOT")"
 done
 cd "$REPO_ROOT"
+source "$SCRIPT_DIR/protocols.sh"
 
 PYTHON="${PYTHON:-python}"
 DATA="${DATA:-$REPO_ROOT/data}"
 TRAINER="${TRAINER:-MutualPrompt}"
-CFG="${CFG:-vit_b16_c4_ep10_batch1_ctxv1}"
-SHOTS="${SHOTS:-16}"
 OUTPUT="${OUTPUT:-output}"
 
-# Epoch whose checkpoint the test scripts load: the config's OPTIM.MAX_EPOCH unless LOADEP is set.
-config_max_epoch() {
-  "$PYTHON" - "configs/trainers/${TRAINER}/${CFG}.yaml" <<'PY'
-import sys, yaml
-with open(sys.argv[1]) as f:
-    cfg = yaml.safe_load(f) or {}
-print((cfg.get("OPTIM") or {}).get("MAX_EPOCH", 10))
-PY
+# fill TEMPLATE: a template of protocols.sh with each {NAME} in it replaced by the value of $NAME.
+fill() {
+  local text="$1" name
+  for name in OUTPUT TRAINER CFG SHOTS DATASET SOURCE SUB; do
+    case "$text" in *"{$name}"*)
+      if [ -z "${!name+x}" ]; then
+        echo "protocols.sh: {$name} in '$1' needs $name, which is not set" >&2
+        return 2
+      fi
+      text="${text//"{$name}"/"${!name}"}" ;;
+    esac
+  done
+  printf '%s\n' "$text"
+}
+
+# max_epoch [KEY VALUE ...]: the epoch whose checkpoint a test loads unless LOADEP is set: the
+# training's OPTIM.MAX_EPOCH, from these overrides, else from $TRAINER's $CFG config.
+max_epoch() {
+  "$PYTHON" -c 'import sys; from mutual_prompt.tools.protocols import max_epoch; print(max_epoch(sys.argv[1], sys.argv[2:]))' \
+    "configs/trainers/${TRAINER}/${CFG}.yaml" "$@"
 }
 
 # run_once DIR END_SIGNAL DATASET SEED train.py-args...: skip DIR when it already holds a finished
@@ -44,6 +56,29 @@ run_once() {
   "$PYTHON" train.py --output-dir "$dir" --root "$DATA" --seed "$seed" --trainer "$TRAINER" \
     --dataset-config-file "configs/datasets/${dataset}.yaml" \
     --config-file "configs/trainers/${TRAINER}/${CFG}.yaml" "$@"
+}
+
+# run_train DIR DATASET SEED OPTS [KEY VALUE ...]: run_once of a training on DATASET into DIR, with
+# the protocol's OPTS (a *_OPTS template of protocols.sh), then the given overrides.
+run_train() {
+  local dir="$1" dataset="$2" seed="$3" text
+  text=$(fill "$4")
+  shift 4
+  local -a opts
+  read -ra opts <<< "$text"
+  run_once "$dir" "Finish training" "$dataset" "$seed" ${opts[@]+"${opts[@]}"} "$@"
+}
+
+# run_test DIR MODEL_DIR DATASET SEED OPTS [KEY VALUE ...]: run_once of a test on DATASET into DIR of
+# MODEL_DIR's checkpoint of epoch $LOADEP, with the protocol's OPTS, then the given overrides.
+run_test() {
+  local dir="$1" model_dir="$2" dataset="$3" seed="$4" text
+  text=$(fill "$5")
+  shift 5
+  local -a opts
+  read -ra opts <<< "$text"
+  run_once "$dir" "=> result" "$dataset" "$seed" --model-dir "$model_dir" --load-epoch "$LOADEP" --eval-only \
+    ${opts[@]+"${opts[@]}"} "$@"
 }
 
 require_args() {

@@ -5,11 +5,10 @@ source "$(dirname "$0")/_common.sh"
 require_args 2 "bash scripts/base2new_test.sh DATASET SEED [KEY VALUE ...]" "$@"
 DATASET=$1
 SEED=$2
-SUB=${SUB:-new}
-LOADEP=${LOADEP:-$(config_max_epoch)}
-COMMON_DIR=${DATASET}/shots_${SHOTS}/${TRAINER}/${CFG}/seed${SEED}
-MODEL_DIR=${OUTPUT}/base2new/train_base/${COMMON_DIR}
-DIR=${OUTPUT}/base2new/test_${SUB}/${COMMON_DIR}
-run_once "$DIR" "=> result" "$DATASET" "$SEED" \
-  --model-dir "$MODEL_DIR" --load-epoch "$LOADEP" --eval-only \
-  DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES "$SUB" "${@:3}"
+CFG=${CFG:-$BASE2NEW_CFG}
+SHOTS=${SHOTS:-$BASE2NEW_SHOTS}
+SUB=${SUB:-$BASE2NEW_SUB}
+LOADEP=${LOADEP:-$(max_epoch "${@:3}")}
+MODEL_DIR=$(fill "$BASE2NEW_TRAIN_DIR")/seed${SEED}
+DIR=$(fill "$BASE2NEW_TEST_DIR")/seed${SEED}
+run_test "$DIR" "$MODEL_DIR" "$DATASET" "$SEED" "$BASE2NEW_TEST_OPTS" "${@:3}"

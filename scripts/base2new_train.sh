@@ -4,6 +4,7 @@ source "$(dirname "$0")/_common.sh"
 require_args 2 "bash scripts/base2new_train.sh DATASET SEED [KEY VALUE ...]" "$@"
 DATASET=$1
 SEED=$2
-DIR=${OUTPUT}/base2new/train_base/${DATASET}/shots_${SHOTS}/${TRAINER}/${CFG}/seed${SEED}
-run_once "$DIR" "Finish training" "$DATASET" "$SEED" \
-  DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES base "${@:3}"
+CFG=${CFG:-$BASE2NEW_CFG}
+SHOTS=${SHOTS:-$BASE2NEW_SHOTS}
+DIR=$(fill "$BASE2NEW_TRAIN_DIR")/seed${SEED}
+run_train "$DIR" "$DATASET" "$SEED" "$BASE2NEW_TRAIN_OPTS" "${@:3}"

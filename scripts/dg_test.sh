@@ -4,6 +4,6 @@
 source "$(dirname "$0")/_common.sh"
 require_args 1 "bash scripts/dg_test.sh SEED [KEY VALUE ...]" "$@"
 SEED=$1
-for DATASET in ${TARGETS:-imagenetv2 imagenet_sketch imagenet_a imagenet_r}; do
+for DATASET in ${TARGETS:-$DG_TARGETS}; do
   bash "$SCRIPT_DIR/xd_test.sh" "$DATASET" "$SEED" "${@:2}"
 done

@@ -5,6 +5,7 @@
 export TRAINER=MutualPrompt CFG=${CFG:-toy}
 source "$(dirname "$0")/_common.sh"
 export DATA OUTPUT=${OUTPUT}/quickstart PYTHON
+SHOTS=${SHOTS:-$BASE2NEW_SHOTS}
 SEEDS=${SEEDS:-1}
 for SEED in $SEEDS; do
   TRAINER=ZeroshotMP CFG=toy SUB=base bash scripts/base2new_test.sh toy_shapes "$SEED"

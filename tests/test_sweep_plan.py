@@ -1,12 +1,14 @@
-"""The sweep's plan is the scripts' work: same folders, same train.py command lines, same order.
+"""The sweep's plan is the scripts' work: same folders, same train.py command lines, same order,
+both from the one definition of each protocol (``scripts/protocols.sh``).
 
 The scripts run with a recording interpreter (``PYTHON``): it writes each ``train.py`` argument list
 to a file instead of training, skips the summaries (nothing ran), and runs everything else (the skip
-check, the config reader) for real.
+check, the load epoch) for real.
 """
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,8 +16,10 @@ import time
 
 import pytest
 
+from mutual_prompt.tools import protocols
 from mutual_prompt.tools.sweep import cli
 from mutual_prompt.tools.sweep.plan import Ablation, Settings, expand, protocol_runs
+from mutual_prompt.tools.sweep.report import summary_lines
 from mutual_prompt.tools.sweep.state import PENDING, RunFiles, run_status
 
 RECORDER = """#!/bin/bash
@@ -46,26 +50,108 @@ def settings(repo_root, tmp_path, **kw):
 ENV = dict(TRAINER="MutualPrompt", SHOTS="4")
 
 
-@pytest.mark.parametrize("protocol, script, env, kw", [
+TOPK = ("TRAINER.MUTUAL_PROMPT.TVP.TOPK", "3")
+
+
+@pytest.mark.parametrize("protocol, script, env, kw, opts", [
     ("base2new", "scripts/reproduce_base2new.sh", dict(CFG="toy", DATASETS="toy_shapes dtd", SEEDS="1 2"),
-     dict(cfg="toy", datasets=("toy_shapes", "dtd"), seeds=(1, 2))),
+     dict(cfg="toy", datasets=("toy_shapes", "dtd"), seeds=(1, 2)), TOPK),
     ("base2new", "scripts/reproduce_base2new.sh", dict(DATASETS="eurosat", SEEDS="3", LOADEP="7"),
-     dict(datasets=("eurosat",), seeds=(3,), load_epoch=7)),
+     dict(datasets=("eurosat",), seeds=(3,), load_epoch=7), TOPK),
+    ("base2new", "scripts/reproduce_base2new.sh", dict(DATASETS="eurosat", SEEDS="1", SUB="base"),
+     dict(datasets=("eurosat",), seeds=(1,), sub="base"), TOPK),
     ("xd", "scripts/reproduce_xd.sh", dict(SEEDS="1 2", TARGETS="dtd imagenetv2"),
-     dict(seeds=(1, 2), targets=("dtd", "imagenetv2"))),
+     dict(seeds=(1, 2), targets=("dtd", "imagenetv2")), TOPK),
     ("xd", "scripts/reproduce_xd.sh", dict(CFG="toy", SOURCE="toy_shapes", SEEDS="1", TARGETS="toy_shapes"),
-     dict(cfg="toy", source="toy_shapes", seeds=(1,), targets=("toy_shapes",))),
+     dict(cfg="toy", source="toy_shapes", seeds=(1,), targets=("toy_shapes",)), TOPK),
     ("few_shot", "scripts/reproduce_few_shot.sh", dict(DATASETS="dtd caltech101", SHOT_LIST="1 4", SEEDS="1 2"),
-     dict(datasets=("dtd", "caltech101"), shot_list=(1, 4), seeds=(1, 2))),
+     dict(datasets=("dtd", "caltech101"), shot_list=(1, 4), seeds=(1, 2)), TOPK),
 ])
-def test_sweep_commands_are_the_scripts_commands(repo_root, tmp_path, protocol, script, env, kw):
-    opts = ("TRAINER.MUTUAL_PROMPT.TVP.TOPK", "3")
+def test_sweep_commands_are_the_scripts_commands(repo_root, tmp_path, protocol, script, env, kw, opts):
     s = settings(repo_root, tmp_path, shots=4, opts=opts, **kw)
     expected = [list(run.args) for run in protocol_runs(protocol, s)]
     got = recorded_commands(repo_root, tmp_path, script, *opts, DATA=s.data, OUTPUT=s.output, **ENV, **env)
     assert got == expected
     assert len(got) == {"base2new": 2, "xd": 1 + len(s.targets), "few_shot": len(s.shot_list)}[protocol] * (
         len(s.seeds) * (1 if protocol == "xd" else len(s.datasets)))
+
+
+def test_the_scripts_test_the_last_epoch_of_an_overridden_training_as_the_sweep_does(repo_root, tmp_path):
+    """``OPTIM.MAX_EPOCH N`` among the overrides: both test the checkpoint of epoch N (LOADEP unset)."""
+    s = settings(repo_root, tmp_path, cfg="toy", seeds=(2,), targets=("dtd",), opts=("OPTIM.MAX_EPOCH", "3"))
+    got = recorded_commands(repo_root, tmp_path, "scripts/xd_test.sh", "dtd", "2", *s.opts, DATA=s.data,
+                            OUTPUT=s.output, CFG="toy")
+    assert got == [list(protocol_runs("xd", s)[1].args)]
+    assert got[0][got[0].index("--load-epoch") + 1] == "3"
+
+
+EDITED = {  # a changed definition of base-to-new: every kind of value, and the folders' layout
+    "BASE2NEW_CFG": "toy",
+    "BASE2NEW_DATASETS": '"toy_shapes dtd"',
+    "BASE2NEW_SEEDS": '"5"',
+    "BASE2NEW_SHOTS": "2",
+    "BASE2NEW_TRAIN_DIR": "'{OUTPUT}/b2n/{TRAINER}/{CFG}/{DATASET}_{SHOTS}shots/base'",
+    "BASE2NEW_TEST_DIR": "'{OUTPUT}/b2n/{TRAINER}/{CFG}/{DATASET}_{SHOTS}shots/{SUB}'",
+    "BASE2NEW_TEST_OPTS": "'DATASET.NUM_SHOTS {SHOTS} DATASET.SUBSAMPLE_CLASSES {SUB} TEST.FINAL_MODEL last_step'",
+}
+
+
+def edited_checkout(repo_root, tmp_path, edits):
+    """A checkout with this one's configs, run scripts and a fake train.py, its protocols.sh edited:
+    each NAME in ``edits`` gets the given value (or its line is replaced by ``edits[NAME]`` when that
+    holds an ``=``)."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "train.py").write_text("")
+    os.symlink(os.path.join(repo_root, "configs"), checkout / "configs")
+    shutil.copytree(os.path.join(repo_root, "scripts"), checkout / "scripts")
+    definition = checkout / "scripts" / "protocols.sh"
+    lines = definition.read_text().splitlines()
+    for name, value in edits.items():
+        (i,) = [i for i, line in enumerate(lines) if line.startswith(f"{name}=")]
+        lines[i] = value if "=" in value else f"{name}={value}"
+    definition.write_text("\n".join(lines) + "\n")
+    return checkout, definition
+
+
+def test_an_edited_definition_changes_the_scripts_and_the_sweep_alike(repo_root, tmp_path, monkeypatch):
+    checkout, definition = edited_checkout(repo_root, tmp_path, EDITED)
+    monkeypatch.setattr(protocols, "PROTOCOLS_FILE", str(definition))
+    out = str(tmp_path / "out")
+    got = recorded_commands(str(checkout), tmp_path, "scripts/reproduce_base2new.sh", *TOPK, OUTPUT=out,
+                            DATA=str(tmp_path / "data"), TRAINER="MutualPrompt")
+    runs = protocol_runs("base2new", Settings(repo_root=str(checkout), data=str(tmp_path / "data"), output=out,
+                                              opts=TOPK))
+    assert got == [list(run.args) for run in runs]
+    assert [run.output_dir for run in runs] == [f"{out}/b2n/MutualPrompt/toy/{ds}_2shots/{split}/seed5"
+                                                for ds in ("toy_shapes", "dtd") for split in ("base", "new")]
+    assert runs[1].args[-4:] == ("TEST.FINAL_MODEL", "last_step", *TOPK)
+
+
+def test_a_template_naming_a_value_the_script_lacks_stops_the_script(repo_root, tmp_path):
+    """What the sweep refuses when it reads the file (tests/test_protocols.py), bash refuses when it fills."""
+    checkout, _ = edited_checkout(repo_root, tmp_path, {"BASE2NEW_TRAIN_DIR": "'{OUTPUT}/{SOURCE}'"})
+    env = {k: v for k, v in os.environ.items() if k != "SOURCE"}
+    proc = subprocess.run(["bash", "scripts/base2new_train.sh", "dtd", "1"], cwd=checkout, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout
+    assert proc.stderr == "protocols.sh: {SOURCE} in '{OUTPUT}/{SOURCE}' needs SOURCE, which is not set\n"
+
+
+def test_the_summaries_read_the_folders_of_the_definition(repo_root, tmp_path):
+    """The cross-dataset and few-shot summaries at the end of a sweep read the runs' folders."""
+    for protocol, kw in (("xd", dict(targets=("dtd",), source="toy_shapes")), ("few_shot", dict(shot_list=(2,)))):
+        s = settings(repo_root, tmp_path, cfg="toy", seeds=(1, 2), datasets=("dtd",), **kw)
+        (variant,) = expand(protocol, s)
+        run = variant.runs[-1]
+        os.makedirs(run.output_dir)
+        with open(os.path.join(run.output_dir, "log.txt"), "w") as f:
+            f.write(f"{run.end_signal}\n* accuracy: 61.5%\n")
+        lines = summary_lines(repo_root, variant)
+        folder = os.path.dirname(run.output_dir)
+        assert lines[1:5] == [f"Parsing files in {folder}", "seed2: accuracy: 61.50%",
+                              f"missing: seed1 has no result after '{run.end_signal}'", "==="]
+        assert f"Summary of directory: {folder}" in lines
 
 
 def test_an_ablation_is_the_scripts_run_into_its_own_output(repo_root, tmp_path):

@@ -32,10 +32,10 @@ EXTEND_IMPORT = f"from {TRAINER_MODULE} import extend_cfg as extend_mutual_promp
 EXTEND_CALL = "extend_mutual_prompt_cfg(cfg)"
 CONFIG_DIR = os.path.join("configs", "trainers", "MutualPrompt")
 HOST_SCRIPT_DIR = os.path.join("scripts", "mutual_prompt")
-# The run scripts that work in a host repository (the reproduce_* scripts and the quick start need
-# this repository's parse_test_res.py and toy world).
-KIT_SCRIPTS = ("_common.sh", "base2new_train.sh", "base2new_test.sh", "xd_train.sh", "xd_test.sh",
-               "dg_test.sh", "few_shot.sh")
+# The run scripts that work in a host repository, with the files they source (the reproduce_* scripts
+# and the quick start need this repository's parse_test_res.py and toy world).
+KIT_SCRIPTS = ("_common.sh", "protocols.sh", "base2new_train.sh", "base2new_test.sh", "xd_train.sh",
+               "xd_test.sh", "dg_test.sh", "few_shot.sh")
 TOY_CONFIG_PREFIX = "toy"
 
 

@@ -134,13 +134,6 @@ def training_curve(run_dir: str) -> Dict[str, Dict[int, float]]:
     return curves
 
 
-def few_shot_summaries(root: str, trainer: str, cfg: str, datasets: Sequence[str], shot_list: Sequence[int],
-                       seeds: Sequence[int] = (1, 2, 3), keyword: str = "accuracy") -> Dict[str, Dict[int, SeedSummary]]:
-    """``<root>/few_shot/<ds>/<trainer>/<cfg>_<K>shots/seed*`` for each dataset and shot count."""
-    return {ds: {k: summarise_seeds(os.path.join(root, "few_shot", ds, trainer, f"{cfg}_{k}shots"), keyword,
-                                    TRAIN_END_SIGNAL, seeds) for k in shot_list} for ds in datasets}
-
-
 def harmonic_mean(base: float, new: float) -> float:
     if math.isnan(base) or math.isnan(new) or base + new == 0:
         return math.nan

@@ -6,22 +6,25 @@
     python -m mutual_prompt.sweep status base2new                       # on demand, from any shell
     python -m mutual_prompt.sweep run base2new ... OPTIM.MAX_EPOCH 5    # trailing KEY VALUE overrides
 
-Defaults are the scripts' (and read the same environment variables: DATA, OUTPUT, TRAINER, CFG,
-SHOTS, SEEDS, DATASETS, TARGETS, SOURCE, SHOT_LIST, SUB, LOADEP), so a sweep makes exactly the runs
-of ``scripts/reproduce_<protocol>.sh`` into the same folders; ``--config FILE`` reads any option from
-a YAML file (``slurm:`` and ``ablations:`` sections included), flags override it. Every option is
-checked before anything runs (``options``); a bad one ends the sweep with one line and status 2.
+Defaults are the scripts' (each protocol's from scripts/protocols.sh, and the same environment
+variables: DATA, OUTPUT, TRAINER, CFG, SHOTS, SEEDS, DATASETS, TARGETS, SOURCE, SHOT_LIST, SUB,
+LOADEP), so a sweep makes exactly the runs of ``scripts/reproduce_<protocol>.sh`` into the same
+folders; ``--config FILE`` reads any option from a YAML file (``slurm:`` and ``ablations:`` sections
+included), flags override it. Every option is checked before anything runs (``options``); a bad one
+ends the sweep with one line and status 2.
 """
 import argparse
 import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 import yaml
 
 from .. import PACKAGE_CHECKOUT
+from ..protocols import ProtocolFileError
 from . import slurm
 from .options import (
     OPTION_DESTS,
@@ -33,7 +36,7 @@ from .options import (
     check_values,
     resolve,
 )
-from .plan import PROTOCOLS, Ablation, Settings, Variant, all_runs, expand
+from .plan import PROTOCOLS, Ablation, Settings, Variant, all_runs, expand, with_defaults
 from .report import STATE_WIDTH, progress_bar, status_lines, summary_lines
 from .slurm import SLURM_OPTIONS, SlurmOptions
 from .state import BLOCKED, FAILED, sweep_status
@@ -156,30 +159,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """The settings the options give; an option left out keeps the scripts' default."""
+    """The settings the options give; an option left out keeps the scripts' default (the protocol's
+    from ``scripts/protocols.sh``)."""
     repo = os.path.abspath(args.repo or default_repo_root())
-    base = Settings(repo_root=repo, data=os.path.join(repo, "data"))
-
-    def given(dest: str, default: Any) -> Any:
+    given: Dict[str, Any] = {"data": os.path.join(repo, "data")}
+    for dest in ("data", "output", "trainer", "cfg", "shots", "seeds", "datasets", "targets", "source", "shot_list",
+                 "sub", "load_epoch"):
         value = getattr(args, dest)
-        return default if value is None else value
-
-    return Settings(
-        repo_root=repo,
-        data=given("data", base.data),
-        output=given("output", base.output).rstrip("/"),
-        trainer=given("trainer", base.trainer),
-        cfg=given("cfg", base.cfg),
-        shots=given("shots", base.shots),
-        seeds=tuple(given("seeds", base.seeds)),
-        datasets=tuple(given("datasets", base.datasets)),
-        targets=tuple(given("targets", base.targets)),
-        source=given("source", base.source),
-        shot_list=tuple(given("shot_list", base.shot_list)),
-        sub=given("sub", base.sub),
-        load_epoch=given("load_epoch", base.load_epoch),
-        opts=tuple(str(o) for o in args.opts),
-    )
+        if value is not None:
+            given[dest] = tuple(value) if isinstance(value, list) else value
+    settings = Settings(repo_root=repo, **given, opts=tuple(str(o) for o in args.opts))
+    return with_defaults(args.protocol, replace(settings, output=settings.output.rstrip("/")))
 
 
 def ablations_from_args(args: argparse.Namespace) -> List[Ablation]:
@@ -257,7 +247,10 @@ def execute(args: argparse.Namespace, settings: Settings, variants: Sequence[Var
 def plan(args: argparse.Namespace) -> Tuple[Settings, List[Variant], Optional[SlurmOptions]]:
     """The settings, the variants with their runs and the SLURM options, every option checked first
     (raises UsageError)."""
-    settings = settings_from_args(args)
+    try:
+        settings = settings_from_args(args)
+    except ProtocolFileError as e:
+        raise UsageError(str(e)) from None
     ablations = ablations_from_args(args)
     check_ablations(ablations)
     check_datasets(args.protocol, settings, args.sources)

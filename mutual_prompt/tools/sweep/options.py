@@ -158,7 +158,7 @@ def check_datasets(protocol: str, settings: Settings, sources: Dict[str, str]) -
 
 def check_configs(protocol: str, settings: Settings, ablations: Sequence[Ablation], sources: Dict[str, str]) -> None:
     """The trainer config of the main runs and of each ablation exists (train.py's --config-file)."""
-    variants = [(sources.get("cfg") or sources.get("trainer", "--trainer (default)"), settings.cfg_for(protocol))]
+    variants = [(sources.get("cfg") or sources.get("trainer", "--trainer (default)"), settings.cfg)]
     variants += [(f"ablation {a.name!r}", a.cfg) for a in ablations if a.cfg]
     for who, cfg in variants:
         path = os.path.join(settings.repo_root, "configs", "trainers", settings.trainer, f"{cfg}.yaml")

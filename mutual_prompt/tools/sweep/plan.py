@@ -1,30 +1,22 @@
-"""Protocols as lists of runs: the same output folders and ``train.py`` command lines as ``scripts/``.
+"""Protocols as lists of runs: the output folders and ``train.py`` command lines of ``scripts/``.
 
-Each function mirrors one script (``base2new_train.sh``/``base2new_test.sh``, ``xd_train.sh``/
-``xd_test.sh``, ``few_shot.sh``) and each protocol mirrors one ``reproduce_*.sh`` loop, in the same
-order; ``tests/test_sweep_plan.py`` runs the scripts with a recording interpreter and checks that
-both produce the same command lines.
+Each protocol's defaults, folders and overrides come from ``scripts/protocols.sh`` (through
+``mutual_prompt.tools.protocols``), which the scripts source too. The runs are made in the order of
+the ``reproduce_*.sh`` loops; ``tests/test_sweep_plan.py`` runs the scripts with a recording
+interpreter and checks that both produce the same command lines.
 """
 import os
 import shlex
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import yaml
+from mutual_prompt.tools import protocols
+from mutual_prompt.tools.results import TEST_END_SIGNAL, TRAIN_END_SIGNAL
 
-from mutual_prompt.tools.results import BENCHMARK_DATASETS, TEST_END_SIGNAL, TRAIN_END_SIGNAL
-
-XD_TARGETS = BENCHMARK_DATASETS[1:] + ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
-PROTOCOLS = ("base2new", "xd", "few_shot")
+PROTOCOLS = tuple(protocols.PREFIXES)
 # Datasets that render themselves into the data folder on first use (the toy world's).
 RENDERED_DATASETS = ("toy_shapes",)
-# The config each protocol's scripts use when CFG is not set.
-DEFAULT_CFG = {
-    "base2new": "vit_b16_c4_ep10_batch1_ctxv1",
-    "xd": "vit_b16_c4_ep5_batch4_ctxv1_xd",
-    "few_shot": "vit_b16_c4_ep10_batch4_ctxv1_fewshot",
-}
 
 
 @dataclass(frozen=True)
@@ -46,25 +38,31 @@ class Run:
 
 @dataclass(frozen=True)
 class Settings:
-    """What the scripts read from the environment (DATA, OUTPUT, TRAINER, CFG, SHOTS, ...)."""
+    """What the scripts read from the environment (DATA, OUTPUT, TRAINER, CFG, SHOTS, ...). A field
+    left empty ("", None, ()) takes the protocol's default from ``scripts/protocols.sh``."""
 
     repo_root: str
     data: str
     output: str = "output"
     trainer: str = "MutualPrompt"
-    cfg: str = ""  # empty: the protocol's default config
-    shots: int = 16
-    seeds: Tuple[int, ...] = (1, 2, 3)
-    datasets: Tuple[str, ...] = BENCHMARK_DATASETS
-    targets: Tuple[str, ...] = XD_TARGETS
-    source: str = "imagenet"
-    shot_list: Tuple[int, ...] = (1, 2, 4, 8, 16)
-    sub: str = "new"
+    cfg: str = ""
+    shots: Optional[int] = None
+    seeds: Tuple[int, ...] = ()
+    datasets: Tuple[str, ...] = ()
+    targets: Tuple[str, ...] = ()
+    source: str = ""
+    shot_list: Tuple[int, ...] = ()
+    sub: str = ""
     load_epoch: Optional[int] = None  # LOADEP; default: the MAX_EPOCH the training uses
     opts: Tuple[str, ...] = ()  # trailing KEY VALUE overrides
 
-    def cfg_for(self, protocol: str) -> str:
-        return self.cfg or DEFAULT_CFG[protocol]
+
+def with_defaults(protocol: str, settings: Settings) -> Settings:
+    """``settings`` with each empty field that ``protocol`` has a default for set to that default."""
+    defaults = protocols.protocol(protocol).defaults
+    empty = {f.name: defaults[f.name] for f in fields(Settings)
+             if f.name in defaults and getattr(settings, f.name) in ("", None, ())}
+    return replace(settings, **empty)
 
 
 @dataclass(frozen=True)
@@ -88,79 +86,62 @@ class Variant:
     runs: Tuple[Run, ...] = field(default=())
 
 
-def config_max_epoch(settings: Settings, cfg: str) -> int:
-    """The epoch whose checkpoint a test loads: LOADEP, else OPTIM.MAX_EPOCH from the overrides, else
-    from the config file (default 10), as ``scripts/_common.sh`` reads it."""
-    if settings.load_epoch is not None:
-        return settings.load_epoch
-    opts = list(settings.opts)
-    for key, value in zip(opts[::2], opts[1::2]):
-        if key == "OPTIM.MAX_EPOCH":
-            try:
-                return int(value)
-            except ValueError:
-                raise ValueError(f"override OPTIM.MAX_EPOCH: expected an integer; got {value!r}") from None
-    path = os.path.join(settings.repo_root, "configs", "trainers", settings.trainer, f"{cfg}.yaml")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Config file {path} not found (trainer {settings.trainer!r}, cfg {cfg!r})")
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f) or {}
-    return int((data.get("OPTIM") or {}).get("MAX_EPOCH", 10))
+def load_epoch(s: Settings) -> int:
+    """The epoch whose checkpoint a test loads: LOADEP, else the training's last epoch."""
+    if s.load_epoch is not None:
+        return s.load_epoch
+    return protocols.max_epoch(os.path.join(s.repo_root, "configs", "trainers", s.trainer, f"{s.cfg}.yaml"), s.opts)
 
 
-def _train_py_args(s: Settings, cfg: str, output_dir: str, dataset: str, seed: int, extra: Sequence[str]) -> Tuple[str, ...]:
+def filled(template: protocols.Template, s: Settings, **values: object) -> str:
+    """``template`` filled in as ``fill`` in ``scripts/_common.sh`` does: OUTPUT, TRAINER, CFG and SHOTS
+    from ``s``, then the run's own ``values`` (DATASET, SOURCE, SUB; SHOTS of a few-shot run)."""
+    return template.fill(**{"OUTPUT": s.output, "TRAINER": s.trainer, "CFG": s.cfg, "SHOTS": s.shots, **values})
+
+
+def _train_py_args(s: Settings, output_dir: str, dataset: str, seed: int, extra: Sequence[str]) -> Tuple[str, ...]:
     """``run_once`` in ``scripts/_common.sh``."""
     return ("--output-dir", output_dir, "--root", s.data, "--seed", str(seed), "--trainer", s.trainer,
             "--dataset-config-file", f"configs/datasets/{dataset}.yaml",
-            "--config-file", f"configs/trainers/{s.trainer}/{cfg}.yaml", *extra)
+            "--config-file", f"configs/trainers/{s.trainer}/{s.cfg}.yaml", *extra)
 
 
-def base2new_train(s: Settings, cfg: str, dataset: str, seed: int) -> Run:
-    out = f"{s.output}/base2new/train_base/{dataset}/shots_{s.shots}/{s.trainer}/{cfg}/seed{seed}"
-    extra = ("DATASET.NUM_SHOTS", str(s.shots), "DATASET.SUBSAMPLE_CLASSES", "base", *s.opts)
-    return Run(out, _train_py_args(s, cfg, out, dataset, seed, extra), TRAIN_END_SIGNAL)
+def train_run(s: Settings, p: protocols.Protocol, dataset: str, seed: int, **values: object) -> Run:
+    """``run_train`` in ``scripts/_common.sh``: the protocol's training on ``dataset``."""
+    out = f"{filled(p.train_dir, s, **values)}/seed{seed}"
+    extra = (*filled(p.train_opts, s, **values).split(), *s.opts)
+    return Run(out, _train_py_args(s, out, dataset, seed, extra), TRAIN_END_SIGNAL)
 
 
-def base2new_test(s: Settings, cfg: str, dataset: str, seed: int) -> Run:
-    common = f"{dataset}/shots_{s.shots}/{s.trainer}/{cfg}/seed{seed}"
-    model_dir = f"{s.output}/base2new/train_base/{common}"
-    out = f"{s.output}/base2new/test_{s.sub}/{common}"
-    extra = ("--model-dir", model_dir, "--load-epoch", str(config_max_epoch(s, cfg)), "--eval-only",
-             "DATASET.NUM_SHOTS", str(s.shots), "DATASET.SUBSAMPLE_CLASSES", s.sub, *s.opts)
-    return Run(out, _train_py_args(s, cfg, out, dataset, seed, extra), TEST_END_SIGNAL, (model_dir,), "test")
+def eval_run(s: Settings, p: protocols.Protocol, dataset: str, seed: int, model: Run, **values: object) -> Run:
+    """``run_test`` in ``scripts/_common.sh``: the protocol's test on ``dataset`` of ``model``'s checkpoint."""
+    assert p.test_dir is not None and p.test_opts is not None, f"{p.name} has no test runs"
+    out = f"{filled(p.test_dir, s, **values)}/seed{seed}"
+    extra = ("--model-dir", model.output_dir, "--load-epoch", str(load_epoch(s)), "--eval-only",
+             *filled(p.test_opts, s, **values).split(), *s.opts)
+    return Run(out, _train_py_args(s, out, dataset, seed, extra), TEST_END_SIGNAL, (model.output_dir,), "test")
 
 
-def xd_train(s: Settings, cfg: str, seed: int) -> Run:
-    out = f"{s.output}/{s.source}/{s.trainer}/{cfg}_{s.shots}shots/seed{seed}"
-    extra = ("DATASET.NUM_SHOTS", str(s.shots), *s.opts)
-    return Run(out, _train_py_args(s, cfg, out, s.source, seed, extra), TRAIN_END_SIGNAL)
-
-
-def xd_test(s: Settings, cfg: str, dataset: str, seed: int) -> Run:
-    model_dir = f"{s.output}/{s.source}/{s.trainer}/{cfg}_{s.shots}shots/seed{seed}"
-    out = f"{s.output}/evaluation/{s.trainer}/{cfg}_{s.shots}shots/{dataset}/seed{seed}"
-    extra = ("--model-dir", model_dir, "--load-epoch", str(config_max_epoch(s, cfg)), "--eval-only", *s.opts)
-    return Run(out, _train_py_args(s, cfg, out, dataset, seed, extra), TEST_END_SIGNAL, (model_dir,), "test")
-
-
-def few_shot(s: Settings, cfg: str, dataset: str, shots: int, seed: int) -> Run:
-    out = f"{s.output}/few_shot/{dataset}/{s.trainer}/{cfg}_{shots}shots/seed{seed}"
-    extra = ("DATASET.NUM_SHOTS", str(shots), *s.opts)
-    return Run(out, _train_py_args(s, cfg, out, dataset, seed, extra), TRAIN_END_SIGNAL)
-
-
-def protocol_runs(protocol: str, s: Settings) -> List[Run]:
+def protocol_runs(protocol: str, settings: Settings) -> List[Run]:
     """The runs of ``scripts/reproduce_<protocol>.sh``, in the order the script makes them."""
-    cfg = s.cfg_for(protocol)
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"Unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+    s = with_defaults(protocol, settings)
+    p = protocols.protocol(protocol)
+    runs: List[Run] = []
     if protocol == "base2new":
-        return [run for ds in s.datasets for seed in s.seeds
-                for run in (base2new_train(s, cfg, ds, seed), base2new_test(s, cfg, ds, seed))]
-    if protocol == "xd":
-        return [run for seed in s.seeds
-                for run in (xd_train(s, cfg, seed), *(xd_test(s, cfg, ds, seed) for ds in s.targets))]
-    if protocol == "few_shot":
-        return [few_shot(s, cfg, ds, k, seed) for ds in s.datasets for k in s.shot_list for seed in s.seeds]
-    raise ValueError(f"Unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+        for ds in s.datasets:
+            for seed in s.seeds:
+                train = train_run(s, p, ds, seed, DATASET=ds)
+                runs += [train, eval_run(s, p, ds, seed, train, DATASET=ds, SUB=s.sub)]
+    elif protocol == "xd":
+        for seed in s.seeds:
+            train = train_run(s, p, s.source, seed, SOURCE=s.source)
+            runs += [train, *(eval_run(s, p, ds, seed, train, SOURCE=s.source, DATASET=ds) for ds in s.targets)]
+    else:
+        runs = [train_run(s, p, ds, seed, DATASET=ds, SHOTS=k) for ds in s.datasets for k in s.shot_list
+                for seed in s.seeds]
+    return runs
 
 
 def variant_settings(s: Settings, ablation: Ablation) -> Settings:
@@ -169,7 +150,9 @@ def variant_settings(s: Settings, ablation: Ablation) -> Settings:
 
 
 def expand(protocol: str, settings: Settings, ablations: Sequence[Ablation] = ()) -> List[Variant]:
-    """The main protocol and each ablation, with their runs; two runs into one folder are an error."""
+    """The main protocol and each ablation, with their runs (and their settings, the protocol's
+    defaults filled in); two runs into one folder are an error."""
+    settings = with_defaults(protocol, settings)
     variants = [Variant("main", protocol, settings, tuple(protocol_runs(protocol, settings)))]
     for ablation in ablations:
         vs = variant_settings(settings, ablation)

@@ -4,14 +4,15 @@ import os
 from typing import List, Sequence
 
 from mutual_prompt.tools import figures
-from mutual_prompt.tools.results import base2new_rows, few_shot_summaries
+from mutual_prompt.tools.results import base2new_rows
 
 from .plan import Run, Variant
+from .report import few_shot_table
 
 
 def variant_label(variant: Variant) -> str:
     s = variant.settings
-    return s.trainer + (f" {s.cfg_for(variant.protocol)}" if variant.name == "main" else f" {variant.name}")
+    return s.trainer + (f" {s.cfg}" if variant.name == "main" else f" {variant.name}")
 
 
 def run_label(run: Run) -> str:
@@ -31,14 +32,11 @@ def write_figures(repo_root: str, variants: Sequence[Variant], plot_dir: str) ->
         for v in variants:
             s = v.settings
             measured[variant_label(v)] = base2new_rows(os.path.join(repo_root, s.output, "base2new"), s.trainer,
-                                                       s.cfg_for(protocol), s.shots, list(s.datasets), list(s.seeds))
+                                                       s.cfg, s.shots, list(s.datasets), list(s.seeds))
         fig = figures.base2new_figure(measured, figures.load_published())
         paths.append(figures.save(fig, os.path.join(plot_dir, "base2new.png")))
     if protocol == "few_shot":
-        series = {variant_label(v): few_shot_summaries(os.path.join(repo_root, v.settings.output), v.settings.trainer,
-                                                       v.settings.cfg_for(protocol), list(v.settings.datasets),
-                                                       list(v.settings.shot_list), list(v.settings.seeds))
-                  for v in variants}
+        series = {variant_label(v): few_shot_table(repo_root, v.settings) for v in variants}
         paths.append(figures.save(figures.few_shot_figure(series), os.path.join(plot_dir, "few_shot.png")))
     trained = {f"{variant_label(v) + ' ' if len(variants) > 1 else ''}{run_label(r)}": os.path.join(repo_root, r.output_dir)
                for v in variants for r in v.runs if r.kind == "train"}

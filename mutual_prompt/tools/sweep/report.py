@@ -1,13 +1,14 @@
 """The sweep's status listing, its progress bar, and the summaries the scripts print at their end."""
 import os
 from collections import Counter
-from typing import List, Sequence
+from typing import Dict, List, Sequence
 
+from mutual_prompt.tools.protocols import protocol
 from mutual_prompt.tools.results import (
     TEST_END_SIGNAL,
+    SeedSummary,
     base2new_rows,
     base2new_table,
-    few_shot_summaries,
     format_mean,
     missing_lines,
     render,
@@ -15,7 +16,7 @@ from mutual_prompt.tools.results import (
     summarise_seeds,
 )
 
-from .plan import Variant
+from .plan import Settings, Variant, filled
 from .state import BLOCKED, DONE, FAILED, INTERRUPTED, PENDING, QUEUED, RUNNING, RunStatus
 
 ORDER = (DONE, RUNNING, QUEUED, INTERRUPTED, FAILED, BLOCKED, PENDING)
@@ -41,29 +42,36 @@ def status_lines(statuses: Sequence[RunStatus], tail_lines: int = 8) -> List[str
     return lines
 
 
+def few_shot_table(repo_root: str, s: Settings) -> Dict[str, Dict[int, SeedSummary]]:
+    """The few-shot results by dataset and number of shots, from the folders of ``FEW_SHOT_TRAIN_DIR``."""
+    folder = protocol("few_shot").train_dir
+    return {ds: {k: summarise_seeds(os.path.join(repo_root, filled(folder, s, DATASET=ds, SHOTS=k)),
+                                    expected_seeds=s.seeds) for k in s.shot_list} for ds in s.datasets}
+
+
 def summary_lines(repo_root: str, variant: Variant) -> List[str]:
     """The tables ``reproduce_<protocol>.sh`` prints for this variant's runs."""
     s = variant.settings
-    cfg = s.cfg_for(variant.protocol)
+    p = protocol(variant.protocol)
     root = os.path.join(repo_root, s.output)
-    head = [f"== {variant.protocol}: {s.trainer} / {cfg}" + ("" if variant.name == "main" else f" (ablation {variant.name})")]
+    head = [f"== {variant.protocol}: {s.trainer} / {s.cfg}" + ("" if variant.name == "main" else f" (ablation {variant.name})")]
     if variant.protocol == "base2new":
-        rows = base2new_rows(os.path.join(root, "base2new"), s.trainer, cfg, s.shots, list(s.datasets), list(s.seeds))
+        rows = base2new_rows(os.path.join(root, "base2new"), s.trainer, s.cfg, s.shots, list(s.datasets), list(s.seeds))
         header, body = base2new_table(rows)
         return head + [render(header, body)] + missing_lines(rows)
     if variant.protocol == "xd":
         lines = list(head)
         for target in s.targets:
-            directory = os.path.join(s.output, "evaluation", s.trainer, f"{cfg}_{s.shots}shots", target)
+            directory = filled(p.test_dir, s, SOURCE=s.source, DATASET=target)
             summary = summarise_seeds(os.path.join(repo_root, directory), end_signal=TEST_END_SIGNAL,
                                       expected_seeds=s.seeds)
             lines += seed_summary_lines(directory, summary, end_signal=TEST_END_SIGNAL)
         return lines
-    table = few_shot_summaries(root, s.trainer, cfg, list(s.datasets), list(s.shot_list), list(s.seeds))
+    table = few_shot_table(repo_root, s)
     lines = list(head)
     for ds, by_shots in table.items():
         for k, summary in by_shots.items():
-            lines += seed_summary_lines(os.path.join(s.output, "few_shot", ds, s.trainer, f"{cfg}_{k}shots"), summary)
+            lines += seed_summary_lines(filled(p.train_dir, s, DATASET=ds, SHOTS=k), summary)
     header = ["Dataset", *(f"{k} shots" for k in s.shot_list)]
     body = [[ds, *(format_mean(sm.mean, sm.std) for sm in by_shots.values())]
             for ds, by_shots in table.items()]

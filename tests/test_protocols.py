@@ -1,0 +1,108 @@
+"""scripts/protocols.sh read strictly: what it defines, and each kind of malformed line named by file
+and line, in the reader and in the sweep's one-line error."""
+import os
+
+import pytest
+
+from mutual_prompt.tools import protocols
+from mutual_prompt.tools.protocols import ProtocolFileError, load, max_epoch
+from mutual_prompt.tools.sweep import cli
+
+
+def test_the_definition_gives_each_protocols_defaults_and_templates():
+    base2new, xd, few_shot = (load(protocols.PROTOCOLS_FILE)[p] for p in ("base2new", "xd", "few_shot"))
+    assert base2new.defaults == {
+        "cfg": "vit_b16_c4_ep10_batch1_ctxv1", "shots": 16, "seeds": (1, 2, 3), "sub": "new",
+        "datasets": ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
+                     "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101")}
+    assert xd.defaults["targets"] == base2new.defaults["datasets"][1:] + (
+        "imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")
+    assert (xd.defaults["source"], xd.defaults["cfg"]) == ("imagenet", "vit_b16_c4_ep5_batch4_ctxv1_xd")
+    assert few_shot.defaults["shot_list"] == (1, 2, 4, 8, 16) and few_shot.test_dir is None
+    assert base2new.test_dir.fill(OUTPUT="out", TRAINER="T", CFG="c", SHOTS=16, DATASET="dtd", SUB="new") == \
+        "out/base2new/test_new/dtd/shots_16/T/c"
+    assert xd.test_opts.fill() == ""
+
+
+def written(tmp_path, edit):
+    """The repository's protocols.sh with ``edit(lines)`` applied, and the line number it changed."""
+    with open(protocols.PROTOCOLS_FILE) as f:
+        lines = f.read().splitlines()
+    number = edit(lines)
+    path = tmp_path / "protocols.sh"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path), number
+
+
+def replace(name, line):
+    def edit(lines):
+        (i,) = [i for i, text in enumerate(lines) if text.startswith(f"{name}=")]
+        lines[i] = line
+        return i + 1
+    return edit
+
+
+def append(line):
+    def edit(lines):
+        lines.append(line)
+        return len(lines)
+    return edit
+
+
+@pytest.mark.parametrize("edit, message", [
+    (append("echo hello"), "expected a comment or NAME=VALUE; got 'echo hello'"),
+    (append("export XD_CFG=toy"), "expected a comment or NAME=VALUE; got 'export XD_CFG=toy'"),
+    (replace("BASE2NEW_SEEDS", 'BASE2NEW_SEED="1 2 3"'), "unknown name 'BASE2NEW_SEED'; expected one of "
+                                                         "BENCHMARK_DATASETS, BASE2NEW_CFG, "),
+    (append("XD_CFG=toy"), "XD_CFG is defined twice (lines "),
+    (replace("BASE2NEW_SEEDS", 'BASE2NEW_SEEDS="1 two"'), "BASE2NEW_SEEDS: expected a list of numbers; got '1 two'"),
+    (replace("XD_SHOTS", "XD_SHOTS=''"), "XD_SHOTS: expected a number; got ''"),
+    (replace("XD_CFG", "XD_CFG='a b'"), "XD_CFG: expected one word; got 'a b'"),
+    (replace("XD_CFG", "XD_CFG=a b"), "XD_CFG: expected a word, a \"list of words\" or a 'template' (no $(...), "
+                                      "backquotes, backslashes or spaces outside quotes); got 'a b'"),
+    (replace("XD_TARGETS", 'XD_TARGETS="$(ls)"'), "XD_TARGETS: expected no $ but ${NAME} of a name above; got"),
+    (replace("XD_TARGETS", 'XD_TARGETS="dtd ${DG_TARGET}"'), "XD_TARGETS: ${DG_TARGET} is not a name defined above"),
+    (replace("XD_TARGETS", "XD_TARGETS=`ls`"), "XD_TARGETS: expected a word, a \"list of words\" or a 'template'"),
+    (replace("BASE2NEW_TRAIN_DIR", "BASE2NEW_TRAIN_DIR='{OUTPUT}/{SUB}'"),
+     "BASE2NEW_TRAIN_DIR: expected a template using only {OUTPUT} {TRAINER} {CFG} {SHOTS} {DATASET}; {SUB} is "
+     "none of them; got '{OUTPUT}/{SUB}'"),
+    (replace("XD_TEST_DIR", "XD_TEST_DIR=''"), "XD_TEST_DIR: expected a folder template; got ''"),
+    (replace("XD_TRAIN_OPTS", "XD_TRAIN_OPTS='DATASET.NUM_SHOTS'"),
+     "XD_TRAIN_OPTS: expected KEY VALUE pairs; got 'DATASET.NUM_SHOTS'"),
+])
+def test_a_malformed_line_is_named_by_file_and_line(tmp_path, edit, message):
+    path, number = written(tmp_path, edit)
+    with pytest.raises(ProtocolFileError) as info:
+        load(path)
+    assert str(info.value).startswith(f"{path}, line {number}: {message}")
+
+
+def test_a_missing_name_is_named(tmp_path):
+    path, _ = written(tmp_path, lambda lines: lines.remove("XD_SHOTS=16"))
+    with pytest.raises(ProtocolFileError) as info:
+        load(path)
+    assert str(info.value) == f"{path}: no XD_SHOTS (every name of the protocols is needed)"
+
+
+def test_the_sweep_stops_on_a_malformed_definition_with_one_line(repo_root, tmp_path, monkeypatch, capsys):
+    path, number = written(tmp_path, replace("BASE2NEW_SHOTS", "BASE2NEW_SHOTS=sixteen"))
+    monkeypatch.setattr(protocols, "PROTOCOLS_FILE", path)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run", "base2new", "--repo", repo_root, "--output", str(tmp_path / "out"), "--dry-run"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (f"python -m mutual_prompt.sweep run: error: {path}, line {number}: "
+                                       "BASE2NEW_SHOTS: expected a number; got 'sixteen'\n")
+
+
+def test_max_epoch_reads_the_overrides_then_the_config(repo_root, tmp_path):
+    toy = os.path.join(repo_root, "configs", "trainers", "MutualPrompt", "toy.yaml")
+    assert max_epoch(toy, ["OPTIM.MAX_EPOCH", "3", "OPTIM.LR", "0.1"]) == 3
+    config = tmp_path / "c.yaml"
+    config.write_text("OPTIM:\n  MAX_EPOCH: 7\n")
+    assert max_epoch(str(config)) == 7
+    config.write_text("OPTIM:\n  LR: 0.1\n")
+    assert max_epoch(str(config)) == 10
+    with pytest.raises(ValueError, match=r"^override OPTIM.MAX_EPOCH: expected an integer; got 'x'$"):
+        max_epoch(toy, ["OPTIM.MAX_EPOCH", "x"])
+    with pytest.raises(FileNotFoundError, match=r"^Config file .*missing.yaml not found$"):
+        max_epoch(str(tmp_path / "missing.yaml"))
