@@ -7,7 +7,7 @@
 
 The config is merged in CoOp's order: defaults and every trainer's keys, the dataset config file, the
 method config file, the flags, then the trailing KEY VALUE overrides. Runs under real Dassl or the
-built-in engine (see ``mutual_prompt.backend``), and under ``torchrun`` with the built-in engine.
+built-in runtime (see ``mutual_prompt.backend``), and under ``torchrun`` with the built-in runtime.
 """
 import argparse
 import io

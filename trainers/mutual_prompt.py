@@ -120,7 +120,7 @@ class MutualPrompt(TrainerX):
     def resume_model_if_exist(self, directory: str) -> int:
         start_epoch = super().resume_model_if_exist(directory)
         if BACKEND == "dassl" and start_epoch > 0:
-            # Dassl restarts best_result at -inf; the built-in engine restores it itself.
+            # Dassl restarts best_result at -inf; the built-in runtime restores it itself.
             self.best_result, _ = best_val_so_far(directory, self.get_model_names())
         return start_epoch
 
@@ -136,7 +136,7 @@ class MutualPrompt(TrainerX):
         return summary
 
     # One gradient step under both hosts: their model_backward_and_update calls model_zero_grad,
-    # model_backward (the built-in engine's also averages gradients under torchrun) and model_update.
+    # model_backward (the built-in runtime's also averages gradients under torchrun) and model_update.
     # With a GradScaler (PREC amp on CUDA) the three below scale the loss, leave non-finite losses to
     # the scaler and step through it.
 

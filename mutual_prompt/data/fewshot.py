@@ -1,7 +1,7 @@
 """The few-shot cache and the base/new class halves, applied in CoOp's order.
 
 Few-shot samples are drawn by the host's ``generate_fewshot_dataset`` (Dassl's sampler, or the
-built-in engine's) and cached as JSON in CoOp's ``split_fewshot/shot_{N}-seed_{SEED}`` files, so a
+built-in runtime's) and cached as JSON in CoOp's ``split_fewshot/shot_{N}-seed_{SEED}`` files, so a
 later run with the same shots and seed reuses them. A cache is written once, under a lock beside it,
 and never overwritten; it records the sha256 of the split file it was sampled from
 (``SPLIT_SHA256_KEY``), and a cache sampled from another split file is refused.

@@ -20,7 +20,7 @@ from ..data.fewshot import SUBSAMPLE_CHOICES
 FINAL_MODELS = ("last_step", "best_val")
 TEST_SPLITS = ("val", "test")
 EVALUATORS = ("Classification",)
-# The optimizers of Dassl's build_optimizer; the built-in engine implements the same.
+# The optimizers of Dassl's build_optimizer; the built-in runtime implements the same.
 OPTIMIZERS = ("adam", "amsgrad", "sgd", "rmsprop", "radam", "adamw")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 CLASS_TOKEN_POSITIONS = ("end",)
