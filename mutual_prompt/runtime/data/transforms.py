@@ -113,12 +113,7 @@ def _train_transform(cfg, choices: Sequence[str], size: Tuple[int, int], interp:
     if "random_flip" in choices:
         print("+ random flip")
         steps.append(RandomHorizontalFlip())
-    print("+ to torch tensor of range [0, 1]")
-    steps.append(ToTensor())
-    if "normalize" in choices:
-        print(f"+ normalization (mean={cfg.INPUT.PIXEL_MEAN}, std={cfg.INPUT.PIXEL_STD})")
-        steps.append(normalize)
-    return Compose(steps)
+    return Compose(steps + _tensor_steps(cfg, choices, normalize))
 
 
 def _test_transform(cfg, choices: Sequence[str], size: Tuple[int, int], interp: InterpolationMode,
@@ -129,9 +124,14 @@ def _test_transform(cfg, choices: Sequence[str], size: Tuple[int, int], interp: 
     steps.append(Resize(max(size), interpolation=interp))
     print(f"+ {size[0]}x{size[1]} center crop")
     steps.append(CenterCrop(size))
+    return Compose(steps + _tensor_steps(cfg, choices, normalize))
+
+
+def _tensor_steps(cfg, choices: Sequence[str], normalize: Normalize) -> List[Callable]:
+    """The steps that end both transforms: to a tensor in [0, 1], then normalisation if chosen."""
     print("+ to torch tensor of range [0, 1]")
-    steps.append(ToTensor())
+    steps: List[Callable] = [ToTensor()]
     if "normalize" in choices:
         print(f"+ normalization (mean={cfg.INPUT.PIXEL_MEAN}, std={cfg.INPUT.PIXEL_STD})")
         steps.append(normalize)
-    return Compose(steps)
+    return steps
