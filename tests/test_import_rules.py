@@ -1,6 +1,6 @@
 """The layout's import rules, read from the source with ``ast``.
 
-Layers (docs/DEVELOPING.md): the **core** (``backend.py``, ``files.py``, ``clip/``, ``method/``, ``data/``,
+Layers (docs/DEVELOPING.md): the **core** (``backend.py``, ``files.py``, ``names.py``, ``clip/``, ``method/``, ``data/``,
 ``runtime/``, ``run/``) and the **tooling** (``tools/`` and the ``python -m`` entry points beside the
 core). Tooling imports the core, never the other way round. Inside the core, ``clip/`` imports nothing
 of the method, the data, the host or the runs but the checkpoint reader (it is reusable alone),
@@ -24,17 +24,18 @@ PACKAGE = "mutual_prompt"
 RUNTIME = "mutual_prompt.runtime"
 SCANNED = (PACKAGE, "trainers", "datasets", "train.py", "parse_test_res.py", "benchmarks")
 
-CORE = ("backend", "files", "clip", "method", "data", "runtime", "run")
+CORE = ("backend", "files", "names", "clip", "method", "data", "runtime", "run")
 TOOLING = ("tools",)
 ENTRY_POINTS = ("sweep", "convert", "install_into", "toy")  # python -m mutual_prompt.<name>, into tools/
 # What each core part may import of the package, besides itself.
 CORE_ALLOWED: Dict[str, Tuple[str, ...]] = {
     "files": (),
+    "names": (),
     "clip": ("files", "run.checkpoints"),  # the package's one torch.load, for a state-dict weights file
     "method": ("clip",),
-    "data": ("backend", "files"),
-    "runtime": ("files", "data", "run"),
-    "run": ("backend", "files", "clip", "method", "data"),
+    "data": ("backend", "files", "names"),
+    "runtime": ("files", "names", "data", "run"),
+    "run": ("backend", "files", "names", "clip", "method", "data"),
     "backend": ("runtime", "run"),
 }
 HOST_DEPENDENT_NAMES = [
