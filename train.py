@@ -14,6 +14,7 @@ import io
 import os
 import signal
 import sys
+import textwrap
 from typing import Dict, List, Optional
 
 from mutual_prompt.run.start_up import (
@@ -28,7 +29,16 @@ if __name__ == "__main__":  # before the slow imports below: a Ctrl-C during the
 
 import torch
 
-from mutual_prompt.backend import build_trainer, collect_env_info, get_cfg_default, set_random_seed, setup_logger
+from mutual_prompt.backend import (
+    DATASET_REGISTRY,
+    TRAINER_REGISTRY,
+    build_trainer,
+    collect_env_info,
+    get_cfg_default,
+    set_random_seed,
+    setup_logger,
+)
+from mutual_prompt.run import console
 from mutual_prompt.run.config_checks import ConfigError, validate_cfg
 from mutual_prompt.run.fingerprint import (
     FingerprintCheck,
@@ -47,24 +57,56 @@ CONFIG_ERRORS = (KeyError, ValueError, AssertionError, FileNotFoundError)
 LOG_FILE_EXTENSIONS = (".txt", ".log")  # setup_logger takes such an output for the log file itself
 
 
+def dataset_config_names() -> List[str]:
+    """The datasets' config files, ``configs/datasets/<name>.yaml``, by name."""
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "datasets")
+    return sorted(n[: -len(".yaml")] for n in os.listdir(folder) if n.endswith(".yaml")) if os.path.isdir(folder) else []
+
+
+def help_epilog() -> str:
+    """The valid trainers and datasets, and the setup check, for ``--help``."""
+    listed = [("trainers (--trainer)", sorted(TRAINER_REGISTRY.registered_names())),
+              ("dataset configs (--dataset-config-file configs/datasets/NAME.yaml)", dataset_config_names()),
+              ("dataset names (DATASET.NAME)", sorted(DATASET_REGISTRY.registered_names()))]
+    paragraphs = [textwrap.fill(f"{title}: {', '.join(names)}", width=88, subsequent_indent="  ")
+                  for title, names in listed]
+    paragraphs.append("Check a data folder before a long run: python -m mutual_prompt.doctor --root DATA NAME ...")
+    return "\n".join(paragraphs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--root", type=str, default="", help="path to dataset")
-    parser.add_argument("--output-dir", type=str, default="", help="output directory")
-    parser.add_argument("--resume", type=str, default="", help="checkpoint directory (from which the training resumes)")
-    parser.add_argument("--seed", type=int, default=-1, help="only a non-negative value enables a fixed seed")
-    parser.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
-    parser.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
-    parser.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
-    parser.add_argument("--config-file", type=str, default="", help="path to config file")
-    parser.add_argument("--dataset-config-file", type=str, default="", help="path to config file for dataset setup")
-    parser.add_argument("--trainer", type=str, default="", help="name of trainer")
-    parser.add_argument("--backbone", type=str, default="", help="name of CNN backbone")
-    parser.add_argument("--head", type=str, default="", help="name of head")
-    parser.add_argument("--eval-only", action="store_true", help="evaluation only")
-    parser.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
-    parser.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
-    parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0], epilog=help_epilog(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=str, default="",
+                        help="the folder holding the datasets, DATA (default: the config's DATASET.ROOT)")
+    parser.add_argument("--output-dir", type=str, default="",
+                        help="the run's folder: log.txt, checkpoints (default: the config's OUTPUT_DIR)")
+    parser.add_argument("--resume", type=str, default="",
+                        help="a run folder to resume from (default: the output directory, if it holds checkpoints)")
+    parser.add_argument("--seed", type=int, default=-1, help="a fixed seed; a negative value leaves it unfixed "
+                        "(default: -1)")
+    parser.add_argument("--source-domains", type=str, nargs="+", help="source domains, for domain generalisation")
+    parser.add_argument("--target-domains", type=str, nargs="+", help="target domains, for domain generalisation")
+    parser.add_argument("--transforms", type=str, nargs="+", help="training augmentations (default: the config's "
+                        "INPUT.TRANSFORMS)")
+    parser.add_argument("--config-file", type=str, default="",
+                        help="the method's config, e.g. configs/trainers/MutualPrompt/vit_b16_c4_ep10_batch1_ctxv1.yaml")
+    parser.add_argument("--dataset-config-file", type=str, default="",
+                        help="the dataset's config, configs/datasets/NAME.yaml (names below)")
+    parser.add_argument("--trainer", type=str, default="", help="the trainer (names below; default: the config's "
+                        "TRAINER.NAME)")
+    parser.add_argument("--backbone", type=str, default="", help="the CLIP model, e.g. ViT-B/16 (default: the "
+                        "config's MODEL.BACKBONE.NAME)")
+    parser.add_argument("--head", type=str, default="", help="Dassl's MODEL.HEAD.NAME; no CLIP trainer uses one")
+    parser.add_argument("--eval-only", action="store_true", help="evaluate a trained model (see --model-dir) "
+                        "instead of training")
+    parser.add_argument("--model-dir", type=str, default="", help="with --eval-only: the training run's folder "
+                        "whose checkpoint is evaluated")
+    parser.add_argument("--load-epoch", type=int, help="with --eval-only: the epoch whose checkpoint is loaded "
+                        "(default: model-best.pth.tar, saved by TEST.FINAL_MODEL best_val)")
+    parser.add_argument("--no-train", action="store_true", help="build the trainer and stop, without training")
+    parser.add_argument("--verbose", action="store_true", help="print the arguments, config and environment "
+                        "here too (they always go to log.txt)")
     parser.add_argument(
         "--force-resume",
         action="store_true",
@@ -76,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --eval-only: evaluate without loading a checkpoint (the untrained weights), on purpose",
     )
     parser.add_argument(
-        "opts", default=None, nargs=argparse.REMAINDER, help="modify config options using the command-line"
+        "opts", default=None, nargs=argparse.REMAINDER, metavar="KEY VALUE",
+        help="config overrides, applied last, e.g. DATASET.NUM_SHOTS 16 OPTIM.MAX_EPOCH 5"
     )
     return parser
 
@@ -135,16 +178,13 @@ def line_buffered_stdout() -> None:
         sys.stdout.reconfigure(line_buffering=True)
 
 
-def print_args(args: argparse.Namespace, cfg) -> None:
-    print("***************")
-    print("** Arguments **")
-    print("***************")
-    for key in sorted(vars(args)):
-        print(f"{key}: {getattr(args, key)}")
-    print("************")
-    print("** Config **")
-    print("************")
-    print(cfg)
+def run_details(args: argparse.Namespace, cfg) -> str:
+    """The arguments, the merged config and the environment, as Dassl prints them."""
+    lines = ["***************", "** Arguments **", "***************"]
+    lines += [f"{key}: {getattr(args, key)}" for key in sorted(vars(args))]
+    lines += ["************", "** Config **", "************", str(cfg)]
+    lines += ["Collecting env info ...", f"** System info **\n{collect_env_info()}\n"]
+    return "\n".join(lines)
 
 
 class RunInterrupted(BaseException):
@@ -228,17 +268,6 @@ class TrainerNotBuilt(Exception):
 RUN_REFUSED = (OutputDirLocked, FingerprintMismatch, CheckpointNotLoaded, TrainerNotBuilt, UnreadableImages)
 
 
-def log_line(line: str) -> None:
-    """Write ``line`` to log.txt only (the console gets it on stderr): the log then says why the run stopped.
-
-    Both hosts' loggers replace ``sys.stdout`` with an object whose ``file`` is the log.
-    """
-    log_file = getattr(sys.stdout, "file", None)
-    if log_file is not None:
-        log_file.write(line + "\n")
-        log_file.flush()
-
-
 def is_main_rank() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -247,6 +276,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     line_buffered_stdout()
     parser = build_parser()
     args = parser.parse_args(argv)
+    console.set_verbose(args.verbose)
     if args.no_load and (args.model_dir or not args.eval_only):
         parser.error("--no-load goes with --eval-only and without --model-dir (it evaluates untrained weights)")
     handlers = {}
@@ -291,7 +321,7 @@ def start(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             fingerprint = check_eval_fingerprint(args.model_dir, cfg)
         run(args, cfg, training, fingerprint)
     except RUN_REFUSED as e:
-        log_line(f"{parser.prog}: error: {e}")
+        console.log_only(f"{parser.prog}: error: {e}")
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     finally:
         if lock is not None:
@@ -310,9 +340,9 @@ def run(args: argparse.Namespace, cfg, training: bool, fingerprint: Optional[Fin
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
 
-    print_args(args, cfg)
-    print("Collecting env info ...")
-    print(f"** System info **\n{collect_env_info()}\n")
+    console.detail(run_details(args, cfg))
+    if not args.verbose and console.log_file() is not None:
+        print(f"Arguments, config and environment: {console.log_file().name} (--verbose prints them here too)")
 
     for line in fingerprint.log_lines() if fingerprint else []:
         print(line)

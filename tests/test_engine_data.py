@@ -9,6 +9,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
 
+from mutual_prompt.run import console
 from mutual_prompt.runtime.config import get_cfg_default
 from mutual_prompt.runtime.data import data_manager as data_manager_module
 from mutual_prompt.runtime.data.data_manager import DataManager, seed_worker
@@ -391,7 +392,11 @@ def test_an_unlabelled_split_is_counted_but_not_loaded(image_root, tmp_path, cap
 
 def test_summary_table(image_root, capsys):
     cfg = _cfg(image_root, VERBOSE=True)
-    DataManager(cfg)
+    console.set_verbose(True)
+    try:
+        DataManager(cfg)
+    finally:
+        console.set_verbose(False)
     out = capsys.readouterr().out
     assert "Building transform_train" in out and "Building transform_test" in out
     lines = [line.split() for line in out.splitlines()]

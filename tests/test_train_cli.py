@@ -39,7 +39,7 @@ def test_help_lists_coops_flags(capsys):
     out = capsys.readouterr().out
     for flag in COOP_FLAGS:
         assert flag in out
-    assert "opts" in out
+    assert "KEY VALUE" in out and "config overrides, applied last" in out
 
 
 def test_config_merge_order_dataset_then_method_then_flags_then_overrides(tmp_path):
@@ -158,12 +158,32 @@ def test_zeroshot_logits_are_scaled_cosines_of_image_and_class_prompt_features(c
     assert "no parameters to train" in out and "=> result" in out and "* total: 10" in out
 
 
+def test_help_lists_the_trainers_and_datasets_and_points_to_the_doctor(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "trainers (--trainer): MutualPrompt, ZeroshotMP" in out
+    assert "caltech101, dtd, eurosat" in out and "toy_shapes" in out
+    assert "dataset names (DATASET.NAME): " in out and "DescribableTextures" in out
+    assert "python -m mutual_prompt.doctor" in out
+    assert "(default: -1)" in out and "(default: model-best.pth.tar" in out
+
+
+DETAIL_BLOCKS = ("** Arguments **", "** Config **", "** System info **", "Prompts: [")
+
+
 def test_eval_only_end_to_end_writes_the_result_block_to_log_txt(caltech_root, tiny_clip_file, tmp_path):
     output_dir = tmp_path / "zeroshot"
-    run_train_py(tmp_path, *zeroshot_args(caltech_root, tiny_clip_file, str(output_dir), "--eval-only", "--seed", "1"))
+    proc = run_train_py(tmp_path, *zeroshot_args(caltech_root, tiny_clip_file, str(output_dir), "--eval-only",
+                                                 "--seed", "1"))
     log = (output_dir / "log.txt").read_text()
-    for block in ("** Arguments **", "** Config **", "** System info **", "Setting fixed seed: 1"):
+    for block in DETAIL_BLOCKS + ("Setting fixed seed: 1",):
         assert block in log
+    for block in DETAIL_BLOCKS:  # the terminal gets the progress and the result, not the details
+        assert block not in proc.stdout
+    assert f"Arguments, config and environment: {output_dir / 'log.txt'} (--verbose prints them here too)" in proc.stdout
+    assert proc.stdout.rstrip().splitlines()[-1].startswith("* macro_f1")
+    assert "pkg_resources" not in proc.stderr
     assert "Prompts: ['a photo of a face.', 'a photo of a leopard.', 'a photo of a accordion.'" in log
     assert "eval_only: True" in log and "TEMPLATE: " in log
     result = log[log.index("=> result"):]
@@ -183,9 +203,13 @@ def test_a_backbone_name_the_weights_file_does_not_hold_is_refused_before_any_wo
 
 def test_no_train_builds_the_trainer_and_stops(caltech_root, tiny_clip_file, tmp_path):
     output_dir = tmp_path / "no_train"
-    run_train_py(tmp_path, *zeroshot_args(caltech_root, tiny_clip_file, str(output_dir), "--no-train"))
+    proc = run_train_py(tmp_path, *zeroshot_args(caltech_root, tiny_clip_file, str(output_dir), "--no-train",
+                                                 "--verbose"))
     log = (output_dir / "log.txt").read_text()
     assert "Prompts: [" in log and "no_train: True" in log
+    for block in DETAIL_BLOCKS:  # --verbose: the details reach the terminal too, once each in the log
+        assert block in proc.stdout and log.count(block) == 1
+    assert "Arguments, config and environment:" not in proc.stdout
     assert "=> result" not in log
 
 

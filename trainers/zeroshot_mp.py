@@ -18,6 +18,7 @@ from mutual_prompt.clip import (
     resolve_precision,
     tokenize,
 )
+from mutual_prompt.run.console import detail
 from mutual_prompt.run.config import add_keys_dassl_lacks
 from mutual_prompt.run.config_checks import validate_cfg
 
@@ -80,7 +81,7 @@ class ZeroshotMP(TrainerX):
                                       self.precision, cfg.INPUT.SIZE)
 
         prompts = class_prompts(prompt_template(cfg), self.dm.dataset.classnames)
-        print(f"Prompts: {prompts}")
+        detail(f"Prompts: {prompts}")
         tokens = tokenize(prompts).to(self.device)
         with torch.no_grad(), autocast(self.precision, self.device):
             text_features = clip_model.encode_text(tokens).float()

@@ -6,9 +6,13 @@ clip`` may give the host's package. This package instead points its ``__path__``
 the installed distribution: ``mutual_prompt.clip.openai.clip``, ``.model`` and ``.simple_tokenizer``
 are OpenAI's modules under our name, whatever ``clip`` the host imports, and ``sys.modules["clip"]``
 is never read or written.
+
+OpenAI's ``clip.py`` imports ``pkg_resources``, which setuptools deprecates with a warning on every
+import (setuptools < 81 is a dependency for that reason): that one known warning is silenced here.
 """
 import importlib.metadata
 import os
+import warnings
 from typing import List
 
 DISTRIBUTIONS = ("clip-anytorch", "clip")  # PyPI's build first, then OpenAI's own setup.py name
@@ -35,7 +39,9 @@ def installed_clip_dir(distributions=DISTRIBUTIONS) -> str:
 
 __path__ = [installed_clip_dir()]
 
-from . import clip, model  # noqa: E402
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    from . import clip, model  # noqa: E402
 from .clip import available_models, tokenize  # noqa: E402
 
 __all__ = ["clip", "model", "available_models", "tokenize"]

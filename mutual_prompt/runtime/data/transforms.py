@@ -1,4 +1,5 @@
-"""Image transforms chosen by ``INPUT.TRANSFORMS``, with Dassl's names, order and printed lines.
+"""Image transforms chosen by ``INPUT.TRANSFORMS``, with Dassl's names, order and printed lines
+(which go to log.txt, and to the terminal with ``train.py --verbose``).
 
 Training: a resize to ``INPUT.SIZE`` unless ``random_resized_crop`` sets the size, then the random
 flip, ``ToTensor`` and normalisation. Testing: resize the shorter side to ``max(INPUT.SIZE)``, center
@@ -18,6 +19,8 @@ from torchvision.transforms import (
     ToTensor,
 )
 from torchvision.transforms.functional import InterpolationMode
+
+from ...run.console import detail
 
 INTERPOLATION_MODES = {
     "bilinear": InterpolationMode.BILINEAR,
@@ -101,37 +104,37 @@ def build_transform(cfg, is_train: bool = True, choices: Optional[Sequence[str]]
 
 def _train_transform(cfg, choices: Sequence[str], size: Tuple[int, int], interp: InterpolationMode,
                      normalize: Normalize) -> Compose:
-    print("Building transform_train")
+    detail("Building transform_train")
     steps: List[Callable] = []
     if "random_resized_crop" in choices:
         scale = tuple(cfg.INPUT.RRCROP_SCALE)
-        print(f"+ random resized crop (size={size}, scale={scale})")
+        detail(f"+ random resized crop (size={size}, scale={scale})")
         steps.append(RandomResizedCrop(size, scale=scale, interpolation=interp))
     else:
-        print(f"+ resize to {size[0]}x{size[1]}")
+        detail(f"+ resize to {size[0]}x{size[1]}")
         steps.append(Resize(size, interpolation=interp))
     if "random_flip" in choices:
-        print("+ random flip")
+        detail("+ random flip")
         steps.append(RandomHorizontalFlip())
     return Compose(steps + _tensor_steps(cfg, choices, normalize))
 
 
 def _test_transform(cfg, choices: Sequence[str], size: Tuple[int, int], interp: InterpolationMode,
                     normalize: Normalize) -> Compose:
-    print("Building transform_test")
+    detail("Building transform_test")
     steps: List[Callable] = []
-    print(f"+ resize the smaller edge to {max(size)}")
+    detail(f"+ resize the smaller edge to {max(size)}")
     steps.append(Resize(max(size), interpolation=interp))
-    print(f"+ {size[0]}x{size[1]} center crop")
+    detail(f"+ {size[0]}x{size[1]} center crop")
     steps.append(CenterCrop(size))
     return Compose(steps + _tensor_steps(cfg, choices, normalize))
 
 
 def _tensor_steps(cfg, choices: Sequence[str], normalize: Normalize) -> List[Callable]:
     """The steps that end both transforms: to a tensor in [0, 1], then normalisation if chosen."""
-    print("+ to torch tensor of range [0, 1]")
+    detail("+ to torch tensor of range [0, 1]")
     steps: List[Callable] = [ToTensor()]
     if "normalize" in choices:
-        print(f"+ normalization (mean={cfg.INPUT.PIXEL_MEAN}, std={cfg.INPUT.PIXEL_STD})")
+        detail(f"+ normalization (mean={cfg.INPUT.PIXEL_MEAN}, std={cfg.INPUT.PIXEL_STD})")
         steps.append(normalize)
     return steps
