@@ -204,13 +204,34 @@ def pretrain(cfg: PretrainConfig, output: str) -> float:
     return accuracy
 
 
+OPTION_HELP = {
+    "seed": "seed of the renderer and of the model's initialisation",
+    "steps": "optimiser steps, each on a freshly rendered batch",
+    "batch_size": "(image, caption) pairs per step",
+    "lr": "peak learning rate of AdamW (cosine decay after the warm-up)",
+    "weight_decay": "AdamW's weight decay",
+    "warmup_steps": "steps of linear learning-rate warm-up",
+    "image_size": "rendered image side, pixels (the toy configs' INPUT.SIZE)",
+    "patch_size": "ViT patch side, pixels",
+    "vision_width": "ViT width",
+    "vision_layers": "ViT depth",
+    "text_width": "text transformer width",
+    "text_layers": "text transformer depth",
+    "embed_dim": "joint embedding width",
+    "eval_every": "steps between zero-shot evaluations",
+    "eval_per_class": "evaluation images per class",
+    "threads": "torch CPU threads",
+}
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     defaults = PretrainConfig()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m mutual_prompt.toy.pretrain", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--output", default="tiny_clip.pt",
                         help="where to write the state dict (the shipped one is mutual_prompt/clip/tiny_clip.pt)")
     for name, value in asdict(defaults).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value, help=OPTION_HELP[name])
     return parser.parse_args(argv)
 
 
