@@ -1,0 +1,69 @@
+"""Every command's --help reads cleanly: it exits 0, each option is described, and there is no source
+markup (reStructuredText ``code``, roles), no stray backslash and no line ending in a colon with
+nothing after it."""
+import os
+import re
+import subprocess
+import sys
+from typing import List
+
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMANDS = [
+    ["train.py"],
+    ["parse_test_res.py"],
+    ["-m", "mutual_prompt.doctor"],
+    ["-m", "mutual_prompt.sweep"],
+    ["-m", "mutual_prompt.sweep", "run"],
+    ["-m", "mutual_prompt.sweep", "status"],
+    ["-m", "mutual_prompt.convert"],
+    ["-m", "mutual_prompt.convert", "from-coop"],
+    ["-m", "mutual_prompt.convert", "to-coop"],
+    ["-m", "mutual_prompt.install_into"],
+    ["-m", "mutual_prompt.toy.pretrain"],
+]
+ENTRY = re.compile(r"^  (\S.*?)(?:\s{2,}(\S.*))?$")  # an option or positional: its spec, then maybe its help
+
+
+def help_text(command: List[str]) -> str:
+    proc = subprocess.run([sys.executable, *command, "--help"], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def undescribed_entries(text: str) -> List[str]:
+    """The option and argument entries with no help text on their line or the next (indented) one; entries
+    are the lines of a section (a heading such as ``options:`` up to the next blank line)."""
+    lines = text.splitlines()
+    missing, in_section = [], False
+    for i, line in enumerate(lines):
+        if not line.strip() or not line.startswith(" "):
+            in_section = line.endswith(":")
+            continue
+        match = ENTRY.match(line)
+        if not in_section or not match or match.group(2):
+            continue
+        following = lines[i + 1] if i + 1 < len(lines) else ""
+        if not following.startswith("    ") or following.strip().startswith("-"):
+            missing.append(line.strip())
+    return missing
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_help_reads_cleanly(command):
+    text = help_text(command)
+    assert "``" not in text and not re.search(r":(class|func|meth|mod|attr):", text), text
+    assert "\\" not in text, text
+    lines = text.splitlines()
+    for line, following in zip(lines, lines[1:] + [""]):
+        assert not (line.rstrip().endswith(":") and not following.strip()), f"dangling colon: {line!r}"
+    assert undescribed_entries(text) == [], text
+
+
+def test_the_checker_finds_an_undescribed_option_and_accepts_described_ones():
+    text = ("options:\n  -h, --help   show this help\n  --seed SEED\n  --lr LR\n"
+            "                 the learning rate\n  --steps STEPS  optimiser steps\n\n"
+            "trainers: A, B,\n  C, D\n")
+    assert undescribed_entries(text) == ["--seed SEED"]
