@@ -112,3 +112,15 @@ def test_gpu_check_turns_measured_images_per_second_into_flop_rates():
     assert train == pytest.approx(2.0 * model.train_step(10, 4)[0])
     assert evaluation == pytest.approx(5.0 * model.eval_flops(10))
     assert gpu_check.measured_rates(rows[1:], QUICK_SHAPE) is None
+
+
+def test_performance_md_holds_the_table_with_the_scripts_columns_labelled_projected():
+    with open(os.path.join(REPO_ROOT, "docs", "PERFORMANCE.md"), encoding="utf-8") as f:
+        text = f.read()
+    section = text[text.index("## Real scale: projected GPU time and memory"):text.index("## Precisions")]
+    assert "Projected, not measured" in section and "Projected, ViT-B/16, PREC fp16" in section
+    header = next(line for line in section.splitlines() if line.startswith("| protocol"))
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        *projected_cost.COLUMNS, *(f"{gpu} min" for gpu in projected_cost.GPUS)]
+    datasets = {line.split("|")[2].strip() for line in section.splitlines() if line.startswith("| base2new")}
+    assert datasets == set(protocols.protocol("base2new").defaults["datasets"])
