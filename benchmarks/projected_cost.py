@@ -32,7 +32,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 import yaml
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -243,7 +243,9 @@ def measure_rows(planned: List[Tuple[str, Row]], shape: Dict) -> List[Dict]:
     eval_cache: Dict[Tuple[str, int], float] = {}
     records = []
     for i, (config_file, row) in enumerate(planned, 1):
-        model = models.get(config_file) or models.setdefault(config_file, CostModel(config_file, shape))
+        if config_file not in models:
+            models[config_file] = CostModel(config_file, shape)
+        model = models[config_file]
         phase = row.phase
         record = {"protocol": row.protocol, "dataset": row.dataset, "seeds": row.seeds,
                   "runs": row.seeds * row.runs_per_seed, "phase": phase,
