@@ -15,6 +15,10 @@
    each in its own process through ``benchmarks/throughput.py``'s ``measure`` (in this one under
    ``--quick``, whose peak memory figures are therefore cumulative), with peak memory, and the
    projected time to evaluate ImageNet (50,000 images x 1000 classes) with the full method.
+3. ``benchmarks/projected_cost.py``'s table of every protocol and dataset, with the full mode's
+   measured rates (its images/s at the largest C times the FLOPs per image counted for that batch
+   and C) in place of the assumed share of a GPU's peak: the same columns, so that it can replace
+   the projection in docs/PERFORMANCE.md. Counting the FLOPs takes about 2 minutes of CPU time.
 
 The exit status is 1 when a check of part 1 fails. A configuration that runs out of memory in part 2
 is reported as such (the plain loop's training step at C = 1000 may not fit).
@@ -23,13 +27,14 @@ is reported as such (the plain loop's training step at C = 1000 may not fit).
     python benchmarks/gpu_check.py --device cpu --quick       # small shapes, to know it runs (CI)
 """
 import argparse
+import contextlib
 import copy
 import json
 import os
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -37,8 +42,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
+from benchmarks import projected_cost  # noqa: E402
 from benchmarks.throughput import (  # noqa: E402
     MODES,
+    QUICK_SHAPE,
     VIT_B16,
     add_ratios,
     classnames_for,
@@ -49,14 +56,13 @@ from benchmarks.throughput import (  # noqa: E402
 )
 
 PRECISIONS = ("fp32", "fp16", "bf16", "amp")
+CONFIG = "vit_b16_c4_ep10_batch1_ctxv1"  # the model whose FLOPs turn the full mode's images/s into FLOP/s
 CHECK_CLASSES = 100
 QUICK_CHECK_CLASSES = 10
 TRAIN_BATCH = 4
 TRAIN_STEPS = 5
 LOGIT_EPS = 2
 IMAGENET_IMAGES = 50_000
-QUICK_SHAPE = dict(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
-                   context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=2)
 
 
 def save_random_weights(shape: Dict, folder: str) -> str:
@@ -187,6 +193,29 @@ def imagenet_projection(rows: List[Dict]) -> Optional[Dict]:
     return {"images": IMAGENET_IMAGES, "classes": full["classes"], "seconds": IMAGENET_IMAGES / full["eval_img_s"]}
 
 
+def measured_rates(rows: List[Dict], shape: Dict) -> Optional[Tuple[float, float]]:
+    """(training, evaluation) FLOP/s the full method reached at the largest C measured: its images/s
+    times the FLOPs per image ``benchmarks/projected_cost.py`` counts for the same batch and C."""
+    full = max((r for r in rows if r["mode"] == "full" and r["train_img_s"] and r["eval_img_s"]),
+               key=lambda r: r["classes"], default=None)
+    if full is None:
+        return None
+    with contextlib.redirect_stdout(sys.stderr):
+        model = projected_cost.CostModel(projected_cost.config_path(CONFIG), shape)
+        train_per_image, _ = model.train_step(full["classes"], full["train_batch"])
+        return train_per_image * full["train_img_s"], model.eval_flops(full["classes"]) * full["eval_img_s"]
+
+
+def print_projection(rates: Tuple[float, float], device_name: str, quick: bool) -> None:
+    """``benchmarks/projected_cost.py``'s table with these measured rates in place of the assumed one."""
+    records = projected_cost.project(quick)
+    print()
+    print(projected_cost.heading(quick, f"From the rates measured on {device_name}"))
+    print(projected_cost.report(records, {device_name: rates},
+                                f"the full method's measured rates, {rates[0] / 1e12:.3g} TFLOP/s in training and "
+                                f"{rates[1] / 1e12:.3g} TFLOP/s in evaluation (this run's largest C)"))
+
+
 def print_report(checks: List[Dict], rows: List[Dict], projection: Optional[Dict], header: str) -> None:
     from tabulate import tabulate
 
@@ -254,12 +283,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     projection = imagenet_projection(rows)
 
     print_report(checks, rows, projection, f"{header}; throughput in PREC {speed_precision}")
+    rates = measured_rates(rows, QUICK_SHAPE if args.quick else VIT_B16)
+    if rates:
+        print_projection(rates, torch.cuda.get_device_name() if device == "cuda" else "cpu", args.quick)
     passed = all(c["ok"] for c in checks)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": header, "quick": args.quick, "passed": passed, "precision_checks": checks,
                        "throughput_precision": speed_precision, "throughput": rows,
-                       "imagenet_eval_projection": projection}, f, indent=2)
+                       "imagenet_eval_projection": projection,
+                       "measured_flop_rates": None if rates is None else {"train": rates[0], "eval": rates[1]}},
+                      f, indent=2)
     return 0 if passed else 1
 
 

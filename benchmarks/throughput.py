@@ -37,6 +37,9 @@ MODES = ("plain", "cocoop_equiv", "full")
 CTX_INIT = "a photo of a"
 VIT_B16 = dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=16,
                context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8, transformer_layers=12)
+# A tiny CLIP for the scripts' --quick runs (CI).
+QUICK_SHAPE = dict(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
+                   context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=2)
 
 
 def random_clip(device: str, shape: Optional[Dict] = None, precision: str = "fp32") -> nn.Module:

@@ -33,6 +33,10 @@ def test_quick_cpu_run_checks_every_precision_and_writes_the_json(tmp_path):
     assert all(r["train_img_s"] > 0 and r["eval_img_s"] > 0 and r["train_batch"] == 4 for r in rows)
     assert report["imagenet_eval_projection"]["seconds"] > 0
     assert "|logit - fp32|" in proc.stdout and "ImageNet evaluation, full method" in proc.stdout
+    # The projection's table, from this run's rates (the columns are checked in test_benchmark_projected_cost.py).
+    assert report["measured_flop_rates"]["train"] > 0 and report["measured_flop_rates"]["eval"] > 0
+    assert "From the rates measured on cpu" in proc.stdout and "| base2new   | imagenet" in proc.stdout
+    assert "Whole base2new sweep (" in proc.stdout
 
 
 def test_full_run_plan_is_the_documented_one():
