@@ -21,6 +21,7 @@ from mutual_prompt.backend import Datum
 from mutual_prompt.files import exclusive_lock, read_json_and_sha256, write_json
 
 from .listing import list_class_folders, list_images
+from .paths import DatasetFileNotFound
 
 Items = List[Datum]
 Split = Tuple[Items, Items, Items]
@@ -33,7 +34,7 @@ def make_datum(impath: str, label: int, classname: str, source: str) -> Datum:
     try:
         return Datum(impath=impath, label=label, classname=classname)
     except (FileNotFoundError, AssertionError) as e:  # Dassl's Datum asserts the file exists
-        raise FileNotFoundError(f"{source} names the image {impath}, which does not exist") from e
+        raise DatasetFileNotFound(f"{source} names the image {impath}, which does not exist") from e
 
 
 def to_records(items: Sequence[Datum], path_prefix: str) -> List[List[Any]]:

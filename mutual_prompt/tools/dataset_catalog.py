@@ -126,3 +126,4 @@ _ENTRIES = (
                       "https://github.com/hendrycks/imagenet-r", "imagenet-r"),
 )
 CATALOG: Dict[str, DatasetEntry] = {entry.config_name: entry for entry in _ENTRIES}
+ALIASES = {"DTD": "dtd"}  # other DATASET.NAMEs a dataset is registered under -> its config name

@@ -28,7 +28,7 @@ from mutual_prompt.data.split_files import SPLIT_PARTS, read_record_file, record
 from mutual_prompt.names import unknown_name
 
 from . import PACKAGE_CHECKOUT
-from .dataset_catalog import CATALOG, DatasetEntry
+from .dataset_catalog import ALIASES, CATALOG, DatasetEntry
 
 PROG = "python -m mutual_prompt.doctor"
 RENDERED = {"toy_shapes": "ToyShapes"}  # datasets that render themselves into DATA on first use
@@ -242,7 +242,7 @@ def resolve_names(names: Sequence[str]) -> List[str]:
     """Config names for ``names`` (config names or DATASET.NAMEs, any case); ValueError for an unknown one."""
     known = {**{n: n for n in list(CATALOG) + list(RENDERED)},
              **{e.registry_name: e.config_name for e in CATALOG.values()},
-             **{registry: n for n, registry in RENDERED.items()}}
+             **{registry: n for n, registry in RENDERED.items()}, **ALIASES}
     by_lower = {name.lower(): config for name, config in known.items()}
     resolved = []
     for name in names:
