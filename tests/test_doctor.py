@@ -139,3 +139,11 @@ def test_without_root_or_data_the_default_is_named(tmp_path):
             "<repo>/data, as the sweep does)") in proc.stdout
     env["DATA"] = str(tmp_path)
     assert f"Data folder: {tmp_path} ($DATA)" in run_doctor("toy_shapes", env=env).stdout
+
+
+def test_the_layout_each_fix_points_to_is_a_heading_of_datasets_md():
+    with open(os.path.join(REPO_ROOT, "docs", "DATASETS.md"), encoding="utf-8") as f:
+        anchors = {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in re.findall(r"^## (.+)$", f.read(), re.M)}
+    for entry in dataset_catalog.CATALOG.values():
+        assert doctor.layout_doc(entry).split("#")[1] in anchors, entry.config_name
+    assert "check-a-setup-the-doctor" in anchors
