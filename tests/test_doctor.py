@@ -53,7 +53,7 @@ def test_each_dataset_gets_its_status(data_root, good_counts):
     assert reports[GOOD].findings == []
     assert "images: 25 of 25 on disk; 25 checked (all), 0 do not open" in reports[GOOD].lines
     problems = {name: [f.problem for f in r.findings if f.fatal] for name, r in reports.items()}
-    assert "1 image of the 25 listed are not on disk (a partial extraction?)" in problems[PARTIAL]
+    assert "1 image of the 25 listed is not on disk (a partial extraction?)" in problems[PARTIAL]
     missing = next(f for f in reports[PARTIAL].findings if f.fatal)
     assert missing.detail.endswith(os.path.join("2750", "Forest", "Forest_0000.jpg"))
     assert "1 of 25 images checked (all) do not open" in problems[UNREADABLE]

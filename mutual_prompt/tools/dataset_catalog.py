@@ -75,7 +75,7 @@ _ENTRIES = (
                  "http://ai.stanford.edu/~jkrause/car196/cars_test_annos_withlabels.mat"),
                 "cars_train/, cars_test/, devkit/, cars_test_annos_withlabels.mat, split_zhou_StanfordCars.json",
                 "1ObCFbaAgVu0I-k_Au-gIUcefirdAuizT", "",
-                split_inputs=("devkit/cars_meta.mat", "devkit/cars_train_annos.mat",
+                split_inputs=("cars_train", "cars_test", "devkit/cars_meta.mat", "devkit/cars_train_annos.mat",
                               "cars_test_annos_withlabels.mat")),
     _split_zhou("oxford_flowers", "OxfordFlowers", "oxford_flowers", 102, (4093, 1633, 2463),
                 ("https://www.robots.ox.ac.uk/~vgg/data/flowers/102/102flowers.tgz",

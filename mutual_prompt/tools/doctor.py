@@ -186,10 +186,12 @@ def check_images(entry: DatasetEntry, listing: Listing, report: DatasetReport, p
     paths = list(dict.fromkeys(path for items in listing.values() for path, _ in items))
     missing = [path for path in paths if not os.path.isfile(path)]
     if missing:
-        report.add(Finding(f"{count(len(missing), 'image')} of the {len(paths):,} listed are not on disk "
+        report.add(Finding(f"{count(len(missing), 'image')} of the {len(paths):,} listed "
+                           f"{'is' if len(missing) == 1 else 'are'} not on disk "
                            "(a partial extraction?)", f"extract the archive again; {download_fix(entry)}",
                            detail=shown(missing)))
-    present = [path for path in paths if path not in set(missing)] if missing else paths
+    absent = set(missing)
+    present = [path for path in paths if path not in absent]
     checked = images_to_check(present)
     bad = []
     for path in tqdm(checked, desc=f"Opening {entry.config_name} images", unit="image", leave=False,
@@ -221,6 +223,9 @@ def check_dataset(entry: DatasetEntry, root: str, named: bool = True, progress: 
     for name in entry.required:
         if not os.path.exists(os.path.join(folder, name)):
             report.add(Finding(f"no {name}", download_fix(entry)))
+    if entry.image_folder and not os.path.isdir(os.path.join(folder, entry.image_folder)):
+        report.add(Finding(f"no folder {entry.image_folder}/ in {folder}", download_fix(entry)))
+        return report
     if entry.split_file:
         listing = split_file_listing(entry, folder, report)
     elif entry.split_lists:
