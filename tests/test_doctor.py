@@ -107,7 +107,8 @@ def test_the_command_reports_the_environment_and_ends_with_the_table(data_root):
     proc = run_doctor("--root", data_root, GOOD, PARTIAL, MISSING)
     assert proc.returncode == 1, proc.stderr[-3000:]
     out = proc.stdout
-    for line in ("Environment", "  torch ", "  backend: ", "  clip: clip-anytorch ", "  CLIP weights in "):
+    for line in ("Environment", "  torch ", "  backend: ", "  clip: clip-anytorch ", "  CLIP weights in ",
+                 "  extra [slurm]: submitit "):
         assert line in out
     assert f"Data folder: {data_root} (--root)" in out
     table = out[re.search(r"^dataset\s+status\s+problem\s+fix$", out, flags=re.M).start():]
@@ -143,7 +144,33 @@ def test_without_root_or_data_the_default_is_named(tmp_path):
 
 def test_the_layout_each_fix_points_to_is_a_heading_of_datasets_md():
     with open(os.path.join(REPO_ROOT, "docs", "DATASETS.md"), encoding="utf-8") as f:
-        anchors = {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in re.findall(r"^## (.+)$", f.read(), re.M)}
+        headings = re.findall(r"^## (.+)$", f.read(), flags=re.M)
+    anchors = {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
     for entry in dataset_catalog.CATALOG.values():
         assert doctor.layout_doc(entry).split("#")[1] in anchors, entry.config_name
     assert "check-a-setup-the-doctor" in anchors
+
+
+def test_the_environment_names_each_cuda_device(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: f"Card {i}")
+    assert doctor.torch_lines()[1] == f"CUDA {torch.version.cuda}: 2 devices: Card 0, Card 1"
+
+
+def test_absent_weights_are_a_note_with_the_fix_and_present_ones_are_listed(tmp_path):
+    lines, findings = doctor.weights_lines(str(tmp_path))
+    assert lines == [f"CLIP weights in {tmp_path}: none"]
+    assert findings[0].problem == f"no ViT-B/16 weights (the vit_b16_* configs' backbone) at {tmp_path / 'ViT-B-16.pt'}"
+    assert not findings[0].fatal
+    (tmp_path / "ViT-B-16.pt").write_bytes(b"weights")
+    assert doctor.weights_lines(str(tmp_path)) == ([f"CLIP weights in {tmp_path}: ViT-B/16"], [])
+
+
+def test_help_lists_the_datasets_and_the_exit_statuses():
+    text = doctor.build_parser().format_help()
+    assert "caltech101, dtd, eurosat" in text and "toy_shapes" in text and "``" not in text
+    assert "Exit status: 0 when every dataset checked is usable, 1 when one is not, 2 for an unknown" in text
+    assert f"a random sample of {doctor.SAMPLE_SIZE:,}" in text

@@ -270,8 +270,9 @@ def test_a_dataset_layout_error_while_building_is_one_error_line(tiny_clip_file,
      "DATASET.NAME (--dataset-config-file): unknown dataset 'ToyShape' (did you mean 'ToyShapes'?); valid datasets: "),
 ], ids=["trainer", "dataset"])
 def test_an_unknown_trainer_or_dataset_name_is_a_config_error_with_a_did_you_mean(tmp_path, flags, message):
-    proc = train_py(tmp_path, "--dataset-config-file", os.path.join(REPO_ROOT, "configs", "datasets", "toy_shapes.yaml"),
-                    "--config-file", TOY_CONFIG, "--output-dir", str(tmp_path / "out"), "--root", str(tmp_path), *flags)
+    toy_dataset = os.path.join(REPO_ROOT, "configs", "datasets", "toy_shapes.yaml")
+    proc = train_py(tmp_path, "--dataset-config-file", toy_dataset, "--config-file", TOY_CONFIG,
+                    "--output-dir", str(tmp_path / "out"), "--root", str(tmp_path), *flags)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f"train.py: error: {message}"), last

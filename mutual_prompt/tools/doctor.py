@@ -31,6 +31,16 @@ from . import PACKAGE_CHECKOUT
 from .dataset_catalog import ALIASES, CATALOG, DatasetEntry
 
 PROG = "python -m mutual_prompt.doctor"
+DESCRIPTION = """Check a setup before hours of work.
+
+Reports the environment (Python, torch and its GPUs, the backend, clip, the CLIP weights in
+clip's cache, the optional extras), then checks each dataset: its folder, its split file, the
+class and image counts against CoOp's split, images the split lists but the disk lacks, and
+images that do not open (all of them up to {all:,} images, else a random sample of {sample:,}).
+Ends with a table: dataset | status | problem | fix.
+
+Exit status: 0 when every dataset checked is usable, 1 when one is not, 2 for an unknown
+dataset name. Environment findings (e.g. no CLIP weights) never change it."""
 RENDERED = {"toy_shapes": "ToyShapes"}  # datasets that render themselves into DATA on first use
 CHECK_ALL_UP_TO = 20_000  # a dataset with more images has a random sample of them checked
 SAMPLE_SIZE = 2_000
@@ -253,7 +263,7 @@ def resolve_names(names: Sequence[str]) -> List[str]:
     resolved = []
     for name in names:
         if name.lower() not in by_lower:
-            raise ValueError(unknown_name("dataset", name, known))
+            raise ValueError(unknown_name("dataset", name, list(CATALOG) + list(RENDERED)))
         resolved.append(by_lower[name.lower()])
     return list(dict.fromkeys(resolved))
 
@@ -283,7 +293,8 @@ def table(reports: Sequence[DatasetReport]) -> str:
     rows = []
     for report in reports:
         for finding in report.findings or [Finding("-", "-", fatal=False)]:
-            rows.append([report.name, report.status, wrap(finding.problem, PROBLEM_WIDTH), wrap(finding.fix, FIX_WIDTH)])
+            rows.append([report.name, report.status, wrap(finding.problem, PROBLEM_WIDTH),
+                         wrap(finding.fix, FIX_WIDTH)])
     return tabulate(rows, headers=["dataset", "status", "problem", "fix"], tablefmt="simple", disable_numparse=True)
 
 
@@ -393,9 +404,9 @@ def data_root(given: Optional[str]) -> Tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     choices = sorted(CATALOG) + sorted(RENDERED)
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"datasets: {', '.join(choices)} (or their DATASET.NAME, e.g. Caltech101)")
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION.format(all=CHECK_ALL_UP_TO, sample=SAMPLE_SIZE),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=f"datasets: {', '.join(choices)} (or their DATASET.NAME, e.g. Caltech101)")
     parser.add_argument("datasets", nargs="*", metavar="DATASET",
                         help="datasets to check (default: every dataset whose folder exists under the data folder)")
     parser.add_argument("--root", default=None,
