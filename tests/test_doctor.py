@@ -56,7 +56,7 @@ def test_each_dataset_gets_its_status(data_root, good_counts):
     assert "1 image of the 25 listed is not on disk (a partial extraction?)" in problems[PARTIAL]
     missing = next(f for f in reports[PARTIAL].findings if f.fatal)
     assert missing.detail.endswith(os.path.join("2750", "Forest", "Forest_0000.jpg"))
-    assert "1 of 25 images checked (all) do not open" in problems[UNREADABLE]
+    assert "1 of the 25 images checked (all) does not open" in problems[UNREADABLE]
     assert problems[NO_SPLIT] == ["no split file split_zhou_OxfordPets.json, and a run cannot build one: "
                                   "annotations/trainval.txt, annotations/test.txt missing"]
     assert dataset_catalog.CATALOG[NO_SPLIT].split_source in reports[NO_SPLIT].findings[0].fix

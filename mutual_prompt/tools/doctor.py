@@ -210,10 +210,11 @@ def check_images(entry: DatasetEntry, listing: Listing, report: DatasetReport, p
         if reason:
             bad.append(f"{path} ({reason})")
     which = "all" if len(checked) == len(present) else f"a random sample of {len(present):,}"
+    do_not_open = f"{'does' if len(bad) == 1 else 'do'} not open"
     report.lines.append(f"images: {len(present):,} of {len(paths):,} on disk; {len(checked):,} checked ({which}), "
-                        f"{len(bad):,} do not open")
+                        f"{len(bad):,} {do_not_open}")
     if bad:
-        report.add(Finding(f"{len(bad):,} of {len(checked):,} images checked ({which}) do not open",
+        report.add(Finding(f"{len(bad):,} of the {len(checked):,} images checked ({which}) {do_not_open}",
                            f"replace them with intact copies; {download_fix(entry)}", detail=shown(bad)))
 
 
