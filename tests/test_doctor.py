@@ -174,3 +174,22 @@ def test_help_lists_the_datasets_and_the_exit_statuses():
     assert "caltech101, dtd, eurosat" in text and "toy_shapes" in text and "``" not in text
     assert "Exit status: 0 when every dataset checked is usable, 1 when one is not, 2 for an unknown" in text
     assert f"a random sample of {doctor.SAMPLE_SIZE:,}" in text
+
+
+def test_datasets_split_by_folders_or_lists_are_checked_too(tmp_path):
+    root = str(tmp_path)
+    for name in ("imagenet", "fgvc_aircraft", "imagenet_a"):
+        BY_CONFIG[name].build(root)
+    empty = tmp_path / "imagenet" / "images" / "val" / "n01440764"
+    for image in empty.iterdir():
+        image.unlink()
+    (tmp_path / "fgvc_aircraft" / "images" / "1000000.jpg").unlink()
+    (tmp_path / "imagenet-adversarial" / "classnames.txt").unlink()
+    reports = by_name(doctor.check_datasets(root, ["imagenet", "fgvc_aircraft", "imagenet_a"], progress=False))
+    fatal = {name: [f.problem for f in r.findings if f.fatal] for name, r in reports.items()}
+    assert fatal == {"imagenet": ["1 class folder without images (a partial extraction?)"],
+                     "fgvc_aircraft": ["1 image of the 35 listed is not on disk (a partial extraction?)"],
+                     "imagenet_a": ["no classnames.txt"]}
+    assert next(f for f in reports["imagenet"].findings if f.fatal).detail == str(empty)
+    assert "5 classes (expected 1,000); train 20 (expected 1,281,167); test 8 (expected 50,000)" in \
+        reports["imagenet"].lines

@@ -194,7 +194,8 @@ def images_to_check(paths: List[str]) -> List[str]:
 
 def check_images(entry: DatasetEntry, listing: Listing, report: DatasetReport, progress: bool) -> None:
     paths = list(dict.fromkeys(path for items in listing.values() for path, _ in items))
-    missing = [path for path in paths if not os.path.isfile(path)]
+    listed_from_disk = bool(entry.class_folders)  # the listing found these files: none can be missing
+    missing = [] if listed_from_disk else [path for path in paths if not os.path.isfile(path)]
     if missing:
         report.add(Finding(f"{count(len(missing), 'image')} of the {len(paths):,} listed "
                            f"{'is' if len(missing) == 1 else 'are'} not on disk "
