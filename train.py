@@ -12,6 +12,7 @@ built-in runtime (see ``mutual_prompt.backend``), and under ``torchrun`` with th
 import argparse
 import io
 import os
+import shlex
 import signal
 import sys
 import textwrap
@@ -47,6 +48,7 @@ from mutual_prompt.run.fingerprint import (
     check_resume_fingerprint,
 )
 from mutual_prompt.data.image_check import UnreadableImages, check_images_open
+from mutual_prompt.data.paths import DatasetFileNotFound
 from mutual_prompt.run.checkpoints import newest_checkpoint, repair_checkpoint_pointers
 from mutual_prompt.run.output_dir import OutputDirLocked, lock_output_dir, remove_stale_temp_files
 
@@ -359,14 +361,17 @@ def run(args: argparse.Namespace, cfg, training: bool, fingerprint: Optional[Fin
         try:
             trainer = build_trainer(cfg)
         except (ValueError, FileNotFoundError) as e:
-            raise TrainerNotBuilt(str(e)) from e
+            raise TrainerNotBuilt(with_doctor_command(e, cfg)) from e
         if training:
             for line in fingerprint.accept_split(trainer):
                 print(line)
             if is_main_rank():
                 fingerprint.write(cfg.OUTPUT_DIR)
         if training or args.eval_only:
-            check_images_open(images_read(cfg, trainer.dm.dataset, args.eval_only))
+            try:
+                check_images_open(images_read(cfg, trainer.dm.dataset, args.eval_only))
+            except UnreadableImages as e:
+                raise UnreadableImages(with_doctor_command(e, cfg)) from e
         if args.eval_only:
             if args.no_load:
                 print("--no-load: evaluating without loading a checkpoint")
@@ -381,6 +386,15 @@ def run(args: argparse.Namespace, cfg, training: bool, fingerprint: Optional[Fin
     except (RunInterrupted, KeyboardInterrupt) as e:
         signame = _signal_name(e)
         _exit_interrupted(interruption_line(signame, trainer, cfg, args.eval_only), signame)
+
+
+def with_doctor_command(error: Exception, cfg) -> str:
+    """The message of ``error``; one about the dataset's files ends with the doctor's command, which
+    checks the whole dataset at once instead of stopping at the first problem."""
+    if not isinstance(error, (DatasetFileNotFound, UnreadableImages)):
+        return str(error)
+    return (f"{error} (python -m mutual_prompt.doctor --root {shlex.quote(cfg.DATASET.ROOT)} {cfg.DATASET.NAME} "
+            "checks the whole dataset)")
 
 
 def images_read(cfg, dataset, eval_only: bool) -> Dict[str, list]:

@@ -364,11 +364,13 @@ def test_a_changed_config_is_checked_again_in_full(monkeypatch):
 
 def test_unregistered_trainer_and_dataset_names_list_the_registered_ones():
     found = problems(trainer="CoOp")
-    assert len(found) == 1 and found[0].startswith("TRAINER.NAME 'CoOp' is not a registered trainer; registered: ")
+    assert len(found) == 1 and found[0].startswith("TRAINER.NAME (--trainer): unknown trainer 'CoOp'; valid trainers: ")
     assert "MutualPrompt" in found[0] and "ZeroshotMP" in found[0]  # and any a test module registered
+    found = problems(trainer="MutualPromt")
+    assert found[0].startswith("TRAINER.NAME (--trainer): unknown trainer 'MutualPromt' (did you mean 'MutualPrompt'?); ")
     found = problems("DATASET.NAME", "Caltech")
-    assert len(found) == 1 and found[0].startswith("DATASET.NAME 'Caltech' is not a registered dataset; registered: ")
-    assert "Caltech101" in found[0]
+    assert len(found) == 1 and found[0].startswith("DATASET.NAME (--dataset-config-file): unknown dataset 'Caltech' "
+                                                   "(did you mean 'Caltech101'?); valid datasets: ")
     assert problems(trainer="")[0].startswith("TRAINER.NAME is empty; set it (--trainer) to one of the registered")
 
 

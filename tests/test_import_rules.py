@@ -26,7 +26,7 @@ SCANNED = (PACKAGE, "trainers", "datasets", "train.py", "parse_test_res.py", "be
 
 CORE = ("backend", "files", "names", "clip", "method", "data", "runtime", "run")
 TOOLING = ("tools",)
-ENTRY_POINTS = ("sweep", "convert", "install_into", "toy")  # python -m mutual_prompt.<name>, into tools/
+ENTRY_POINTS = ("sweep", "convert", "install_into", "toy", "doctor")  # python -m mutual_prompt.<name>, into tools/
 # What each core part may import of the package, besides itself.
 CORE_ALLOWED: Dict[str, Tuple[str, ...]] = {
     "files": (),

@@ -16,6 +16,7 @@ from typing import Callable
 import pytest
 import torch
 
+from helpers.dataset_trees import CALTECH, JPEG_BYTES
 from mutual_prompt.tools.results import parse_run
 from mutual_prompt.tools.sweep.plan import Settings, protocol_runs
 from mutual_prompt.tools.sweep.state import RunFiles
@@ -77,7 +78,14 @@ def scripts_run(repo_root, tmp):
 
 @pytest.fixture(scope="module")
 def local_run(repo_root, tmp, scripts_run):
-    """The sweep with 2 local processes, caltech101 included: its data is missing, so it fails."""
+    """The sweep with 2 local processes, caltech101 included: its images end after their header, which
+    the sweep's check before the start (the doctor's header check) cannot see, so its trainings fail."""
+    CALTECH.build(str(tmp / "data"))
+    for folder, _, names in os.walk(tmp / "data" / "caltech-101"):
+        for name in names:
+            if name.endswith(".jpg"):
+                with open(os.path.join(folder, name), "wb") as f:
+                    f.write(JPEG_BYTES[:JPEG_BYTES.index(b"\xff\xda") + 20])  # the header and a little data
     out = tmp / "local"
     text = sweep(repo_root, tmp, out, "run", "--jobs", "2", "--plot", str(tmp / "figures"), check_rc=1)
     return out, text
@@ -91,7 +99,7 @@ def test_a_failed_run_is_reported_and_the_others_finish(local_run):
     out, text = local_run
     train = f"{out}/base2new/train_base/caltech101/shots_2/MutualPrompt/toy/seed1"
     assert re.search(rf"^failed\s+{re.escape(train)}  \(exit code [1-9]", text, flags=re.M)
-    assert "    | " in text and "caltech-101" in text  # the last lines it printed name the missing folder
+    assert "    | " in text and "caltech-101" in text  # the last lines it printed name the unreadable image
     assert re.search(rf"^blocked\s+{re.escape(str(out))}/base2new/test_new/caltech101/\S+/seed1", text, flags=re.M)
     assert re.search(r"^toy_shapes\s+\S+ ± \S+\s+\S+ ± \S+\s+\S+$", text, flags=re.M)  # the table
     assert "[" + "#" * 15 + "." * 15 + "] 4/8 done, 2 failed, 2 blocked" in text

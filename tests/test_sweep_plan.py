@@ -16,11 +16,15 @@ import time
 
 import pytest
 
+from helpers.dataset_loading import load
+from helpers.dataset_trees import TREES
 from mutual_prompt.tools import protocols
 from mutual_prompt.tools.sweep import cli
 from mutual_prompt.tools.sweep.plan import Ablation, Settings, expand, protocol_runs
 from mutual_prompt.tools.sweep.report import summary_lines
 from mutual_prompt.tools.sweep.state import PENDING, RunFiles, run_status
+
+BY_CONFIG = {tree.config: tree for tree in TREES}
 
 RECORDER = """#!/bin/bash
 if [ "$1" = train.py ]; then
@@ -347,6 +351,29 @@ def test_a_missing_data_folder_stops_the_sweep_before_anything_runs(repo_root, t
     assert capsys.readouterr().err == f"{PROG} run: error: DATA: no data folder {missing}\n"
     assert not (tmp_path / "out").exists()
     assert cli.main([*args, "--dry-run"]) == 0  # the plan needs no data
+
+
+def test_the_doctors_table_stops_a_real_run_and_the_dry_run_shows_it_with_the_plan(repo_root, tmp_path, capsys,
+                                                                                    clean_env):
+    data = tmp_path / "data"
+    BY_CONFIG["eurosat"].build(str(data))
+    load(str(data), "EuroSAT")  # writes the split file
+    (data / "eurosat" / "2750" / "Forest" / "Forest_0000.jpg").write_bytes(b"not an image")
+    args = ["run", "base2new", "--repo", repo_root, "--output", str(tmp_path / "out"), "--cfg", "toy", "--data",
+            str(data), "--datasets", "eurosat", "dtd", "toy_shapes"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{PROG} run: error: not every dataset is usable; nothing was started\n"
+                          f"Datasets under {data} (python -m mutual_prompt.doctor):\n")
+    assert re.search(r"^eurosat\s+broken\s+1 of the 25 images checked \(all\) does not", err, flags=re.M)
+    assert re.search(r"^dtd\s+missing\s+no folder ", err, flags=re.M) and "toy_shapes" not in err
+    assert not (tmp_path / "out").exists()
+    assert cli.main([*args, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^eurosat\s+broken\s", out, flags=re.M) and "warning: not every dataset is usable here" in out
+    assert out.index("Datasets under") < out.index("train_base")  # the table, then the plan
 
 
 FAKE_TRAIN = """import os, signal, sys, time

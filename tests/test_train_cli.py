@@ -283,7 +283,26 @@ def test_a_dataset_layout_error_while_building_is_one_error_line(tiny_clip_file,
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("train.py: error: ") and str(empty_root) in last and "caltech-101" in last, last
+    assert last.endswith(f"(python -m mutual_prompt.doctor --root {empty_root} Caltech101 checks the whole dataset)")
     assert (out / "log.txt").read_text().strip().splitlines()[-1] == last  # the log says why the run stopped
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--trainer", "MutualPromt"], "TRAINER.NAME (--trainer): unknown trainer 'MutualPromt' (did you mean "
+                                   "'MutualPrompt'?); valid trainers: MutualPrompt, ZeroshotMP"),
+    (["--trainer", "MutualPrompt", "DATASET.NAME", "ToyShape"],
+     "DATASET.NAME (--dataset-config-file): unknown dataset 'ToyShape' (did you mean 'ToyShapes'?); valid datasets: "),
+], ids=["trainer", "dataset"])
+def test_an_unknown_trainer_or_dataset_name_is_a_config_error_with_a_did_you_mean(tmp_path, flags, message):
+    toy_dataset = os.path.join(REPO_ROOT, "configs", "datasets", "toy_shapes.yaml")
+    proc = train_py(tmp_path, "--dataset-config-file", toy_dataset, "--config-file", TOY_CONFIG,
+                    "--output-dir", str(tmp_path / "out"), "--root", str(tmp_path), *flags)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"train.py: error: {message}"), last
+    assert "KeyError" not in proc.stderr and not (tmp_path / "out").exists()
+    if "DATASET" in message:
+        assert "Caltech101" in last and "ToyShapes" in last
 
 
 def test_a_missing_weights_file_is_one_error_line(caltech_root, tmp_path):
@@ -315,8 +334,9 @@ def test_unreadable_images_are_listed_before_the_first_epoch(tiny_clip_file, tmp
     proc = train_py(tmp_path, *zeroshot_args(str(root), tiny_clip_file, str(out)))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
-    match = re.fullmatch(r"train\.py: error: (\d) of the \d+ images of train_x, test cannot be opened: (.*)", last)
-    assert match, last
+    match = re.fullmatch(r"train\.py: error: (\d) of the \d+ images of train_x, test cannot be opened: (.*) "
+                         r"\(python -m mutual_prompt\.doctor --root (\S+) Caltech101 checks the whole dataset\)", last)
+    assert match and match.group(3) == str(root), last
     listed = match.group(2).split("; ")
     assert len(listed) == int(match.group(1)) >= 3  # all the class's images but those in val, which is not read
     assert all(entry.startswith(str(folder)) and entry.endswith(" (not an image file PIL can identify)")

@@ -5,6 +5,10 @@ import os
 LAYOUT_HELP = "docs/DATASETS.md ('Preparing the datasets')"
 
 
+class DatasetFileNotFound(FileNotFoundError):
+    """A folder, file or image of a dataset is missing (train.py then names the doctor's command)."""
+
+
 def dataset_folder(cfg, folder: str, dataset: str) -> str:
     """``<DATASET.ROOT>/<folder>``, which must exist."""
     root = cfg.DATASET.ROOT
@@ -24,7 +28,7 @@ def require_file(path: str, dataset: str) -> str:
 
 def _require(path: str, dataset: str, exists: bool, kind: str) -> str:
     if not exists:
-        raise FileNotFoundError(
+        raise DatasetFileNotFound(
             f"{dataset}: {kind} not found: {path}. The expected layout is described in {LAYOUT_HELP} "
             f"(subsection {dataset})."
         )

@@ -21,6 +21,7 @@ from mutual_prompt.backend import Datum
 from mutual_prompt.files import exclusive_lock, read_json_and_sha256, write_json
 
 from .listing import list_class_folders, list_images
+from .paths import DatasetFileNotFound
 
 Items = List[Datum]
 Split = Tuple[Items, Items, Items]
@@ -33,7 +34,7 @@ def make_datum(impath: str, label: int, classname: str, source: str) -> Datum:
     try:
         return Datum(impath=impath, label=label, classname=classname)
     except (FileNotFoundError, AssertionError) as e:  # Dassl's Datum asserts the file exists
-        raise FileNotFoundError(f"{source} names the image {impath}, which does not exist") from e
+        raise DatasetFileNotFound(f"{source} names the image {impath}, which does not exist") from e
 
 
 def to_records(items: Sequence[Datum], path_prefix: str) -> List[List[Any]]:
@@ -47,10 +48,16 @@ def to_records(items: Sequence[Datum], path_prefix: str) -> List[List[Any]]:
     return records
 
 
-def _from_records(records: Any, path_prefix: str, source: str, part: str) -> Items:
+Record = Tuple[str, int, str]  # (path relative to the prefix folder, label, class name)
+
+
+def records_of(data: Dict[str, Any], part: str, source: str) -> List[Record]:
+    """The checked ``[path, label, classname]`` records of ``data[part]`` (read by
+    ``read_record_file``), images not looked at; errors name ``source``, the part and the index."""
+    records = data[part]
     if not isinstance(records, list):
         raise ValueError(f"{source}: '{part}' must be a list of [path, label, classname], got {type(records).__name__}")
-    items = []
+    checked = []
     for i, record in enumerate(records):
         if not (
             isinstance(record, (list, tuple))
@@ -65,8 +72,8 @@ def _from_records(records: Any, path_prefix: str, source: str, part: str) -> Ite
                 f"{source}: '{part}'[{i}] has the label {json.dumps(label)}, which is not a JSON integer "
                 "(labels are written as 0, 1, 2, ..., not as text, decimals or true/false)"
             )
-        items.append(make_datum(os.path.join(path_prefix, record[0]), label, record[2], source))
-    return items
+        checked.append((record[0], label, record[2]))
+    return checked
 
 
 def read_record_file(filepath: str, parts: Sequence[str], kind: str) -> Tuple[Dict[str, Any], str]:
@@ -84,7 +91,8 @@ def read_record_file(filepath: str, parts: Sequence[str], kind: str) -> Tuple[Di
 
 def items_of(data: Dict[str, Any], part: str, path_prefix: str, source: str) -> Items:
     """The items of ``data[part]`` (read by ``read_record_file``); errors name ``source`` and the part."""
-    return _from_records(data[part], path_prefix, source, part)
+    return [make_datum(os.path.join(path_prefix, path), label, classname, source)
+            for path, label, classname in records_of(data, part, source)]
 
 
 def read_split(filepath: str, path_prefix: str) -> Tuple[Split, str]:

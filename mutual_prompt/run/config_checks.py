@@ -16,6 +16,7 @@ from ..clip.precision import PRECISIONS
 from .lr_schedulers import SCHEDULERS, WARMUP_TYPES
 from ..method.ftp import FTP_MODES
 from ..data.fewshot import SUBSAMPLE_CHOICES
+from ..names import unknown_name
 
 FINAL_MODELS = ("last_step", "best_val")
 TEST_SPLITS = ("val", "test")
@@ -219,10 +220,9 @@ def registered(cfg, key: str, registry, kind: str, flag: str) -> Optional[str]:
     names = sorted(registry.registered_names())
     if value in names:
         return None
-    listed = ", ".join(names) or "(none)"
     if not value:
-        return f"{key} is empty; set it ({flag}) to one of the registered {kind}s: {listed}"
-    return f"{key} {value!r} is not a registered {kind}; registered: {listed}"
+        return f"{key} is empty; set it ({flag}) to one of the registered {kind}s: {', '.join(names) or '(none)'}"
+    return f"{key} ({flag}): {unknown_name(kind, str(value), names)}"
 
 
 def _is_int(value: Any) -> bool:

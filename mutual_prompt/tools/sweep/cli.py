@@ -261,8 +261,10 @@ def plan(args: argparse.Namespace) -> Tuple[Settings, List[Variant], Optional[Sl
         options = slurm_options(args)
         if running and slurm.submitit is None:
             raise UsageError(f"--executor {args.executor}: {slurm.SUBMITIT_MISSING}")
-    if running and args.executor != "slurm":  # a cluster's nodes may see folders this machine does not
-        check_data(args.protocol, settings, args.sources)
+    if args.command == "run":  # a cluster's nodes may see folders this machine does not: SLURM only warns
+        data_table = check_data(args.protocol, settings, args.sources, stop=running and args.executor != "slurm")
+        if data_table:
+            print(data_table)
     try:
         variants = expand(args.protocol, settings, ablations)
     except (ValueError, FileNotFoundError) as e:

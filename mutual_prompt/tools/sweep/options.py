@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from .. import doctor
 from .plan import RENDERED_DATASETS, Ablation, Settings
 
 
@@ -172,12 +173,24 @@ def check_ablations(ablations: Sequence[Ablation]) -> None:
             raise UsageError(f"ablation {a.name!r}: overrides come in KEY VALUE pairs; got {list(a.opts)}")
 
 
-def check_data(protocol: str, settings: Settings, sources: Dict[str, str]) -> None:
-    """The data folder exists, unless every dataset renders itself into it (the toy world)."""
+def check_data(protocol: str, settings: Settings, sources: Dict[str, str], stop: bool) -> str:
+    """The doctor's checks of the datasets the protocol reads (the toy world renders its own), as its
+    table ("" when every dataset renders itself). With ``stop``, a missing data folder or a dataset
+    that is not usable raises ``UsageError`` (with the table) before anything runs."""
     path = os.path.join(settings.repo_root, settings.data)
-    names = {n for names in used_datasets(protocol, settings).values() for n in names}
-    if os.path.isdir(path) or names <= set(RENDERED_DATASETS):
-        return
-    if "data" in sources:
-        raise UsageError(f"{sources['data']}: no data folder {path}")
-    raise UsageError(f"no data folder {path} (the default: <repo>/data); give --data or set DATA")
+    names = [n for n in dict.fromkeys(n for names in used_datasets(protocol, settings).values() for n in names)
+             if n not in RENDERED_DATASETS]
+    if not names:
+        return ""
+    if stop and not os.path.isdir(path):
+        if "data" in sources:
+            raise UsageError(f"{sources['data']}: no data folder {path}")
+        raise UsageError(f"no data folder {path} (the default: <repo>/data); give --data or set DATA")
+    reports = doctor.check_datasets(path, names)
+    table = f"Datasets under {path} (python -m mutual_prompt.doctor):\n{doctor.table(reports)}"
+    if doctor.usable(reports):
+        return table
+    if stop:
+        raise UsageError(f"not every dataset is usable; nothing was started\n{table}")
+    return f"{table}\nwarning: not every dataset is usable here; the runs that read one fail unless it is usable " \
+           "where they run"
