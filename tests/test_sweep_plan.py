@@ -573,13 +573,14 @@ def test_a_remembered_run_that_no_longer_checks_out_is_named(fake_repo, tmp_path
     memory that is not one names its file; status with the option given works."""
     assert run_fake_sweep(fake_repo, tmp_path, "ok").returncode == 0
     memory = tmp_path / "out" / ".sweep" / "remembered" / "few_shot.json"
-    (fake_repo / "configs" / "datasets" / "toy_shapes.yaml").rename(fake_repo / "configs" / "datasets" / "toy_shape.yaml")
+    configs = fake_repo / "configs" / "datasets"
+    (configs / "toy_shapes.yaml").rename(configs / "toy_shape.yaml")
     with pytest.raises(SystemExit) as exit_info:
         fake_status(fake_repo, tmp_path, capsys)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert re.fullmatch(rf"{PROG} status: error: --datasets \(remembered from the run of [\d: -]+, {re.escape(str(memory))}"
-                        r"\): unknown dataset 'toy_shapes' \(did you mean 'toy_shape'\?\); valid datasets: toy_shape "
+    assert re.fullmatch(rf"{PROG} status: error: --datasets \(remembered from the run of [\d: -]+, "
+                        rf"{re.escape(str(memory))}\): unknown dataset 'toy_shapes' \(did you mean 'toy_shape'\?\); valid datasets: toy_shape "
                         r"\(the configs in \S+\)\n", err), err
     assert fake_status(fake_repo, tmp_path, capsys, "--datasets", "toy_shape")[0] == 0
     for content, what in (("{not json", "is not valid JSON"), ('{"options": {"seedz": [1]}}', "unknown option 'seedz'"),
@@ -590,7 +591,8 @@ def test_a_remembered_run_that_no_longer_checks_out_is_named(fake_repo, tmp_path
         assert exit_info.value.code == 2
         err = capsys.readouterr().err
         if what is None:  # a value of the wrong type is checked as any option's, naming where it came from
-            assert err == f"{PROG} status: error: --seeds (remembered from the run of ?, {memory}): expected an integer; got 'one'\n"
+            assert err == (f"{PROG} status: error: --seeds (remembered from the run of ?, {memory}): expected an "
+                           "integer; got 'one'\n")
         else:
             assert err.startswith(f"{PROG} status: error: {memory}: the remembered options of the last run are "
                                   f"unreadable (") and what in err and err.endswith("; delete the file or give status "
@@ -634,7 +636,8 @@ def test_plot_without_matplotlib_is_refused_before_anything_runs(fake_repo, tmp_
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # "import matplotlib" raises ImportError
     clean_env.setenv("FAKE_TRAIN", "ok")
     args = ["few_shot", "--repo", str(fake_repo), "--data", str(tmp_path / "data"), "--output", str(tmp_path / "out"),
-            "--cfg", "toy", "--datasets", "toy_shapes", "--shot-list", "1", "--seeds", "1", "--plot", str(tmp_path / "fig")]
+            "--cfg", "toy", "--datasets", "toy_shapes", "--shot-list", "1", "--seeds", "1",
+            "--plot", str(tmp_path / "fig")]
     for command in ("run", "status"):
         with pytest.raises(SystemExit) as exit_info:
             cli.main([command, *args])
@@ -709,3 +712,32 @@ def test_the_help_reads_cleanly_shows_defaults_and_lists_the_names(repo_root, ca
         assert re.search(r"DATASETS, base2new and few_shot \(default: the 11\s+benchmark datasets\)", text)
         assert "(default: local)" in text if text is run else "--executor" not in text
     assert "else the last run into the output folder" in status and "the last run" not in run.split("what to run")[1]
+
+
+def test_two_sweeps_writing_the_memory_at_once_leave_one_whole_record(tmp_path):
+    """Each write replaces the file whole: a reader sees one run's options, never a mix or a torn file."""
+    import threading
+
+    from mutual_prompt.tools.sweep import remembered
+
+    path = remembered.remembered_path(str(tmp_path), "out", "base2new")
+    datasets = {seed: [f"dataset{seed}_{i}" for i in range(200)] for seed in (1, 2)}
+
+    def write(seed):
+        for _ in range(40):
+            remembered.remember(path, "/repo", {"seeds": [seed], "datasets": datasets[seed]}, (), ())
+
+    writers = [threading.Thread(target=write, args=(seed,)) for seed in (1, 2)]
+    for writer in writers:
+        writer.start()
+    reads = 0
+    while any(writer.is_alive() for writer in writers):
+        memory = remembered.load(path)
+        if memory is not None:
+            (seed,) = memory.options["seeds"]
+            assert memory.options["datasets"] == datasets[seed]
+            reads += 1
+    for writer in writers:
+        writer.join()
+    assert reads and remembered.load(path).options["seeds"] in ([1], [2])
+    assert os.listdir(os.path.dirname(path)) == ["base2new.json"]

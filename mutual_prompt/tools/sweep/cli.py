@@ -121,7 +121,8 @@ def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.Argument
         g.add_argument("--cfg", help=f"CFG: a config in configs/trainers/<trainer>/ ({protocol_default('cfg')})")
         g.add_argument("--shots", type=int, help=f"SHOTS, base2new and xd ({protocol_default('shots')})")
         g.add_argument("--seeds", type=int, nargs="+", help=f"SEEDS ({protocol_default('seeds')})")
-        g.add_argument("--datasets", nargs="+", help=f"DATASETS, base2new and few_shot ({protocol_default('datasets')})")
+        g.add_argument("--datasets", nargs="+",
+                       help=f"DATASETS, base2new and few_shot ({protocol_default('datasets')})")
         g.add_argument("--targets", nargs="+", help=f"TARGETS, xd: datasets to test on ({protocol_default('targets')})")
         g.add_argument("--source", help=f"SOURCE, xd: dataset to train on ({protocol_default('source')})")
         g.add_argument("--shot-list", type=int, nargs="+",
@@ -204,6 +205,7 @@ def load_remembered(args: argparse.Namespace, file: Dict[str, Any]) -> Optional[
 def use_remembered(args: argparse.Namespace, memory: Optional[remembered.Remembered]) -> str:
     """Take from ``memory`` what status was not given: the checkout, the overrides and the ablations
     (the options are taken by ``resolve``); returns the line that says what was used and from when."""
+    args.remembered_ablations = ()
     if memory is None:
         return ""
     used = {dest: memory.options[dest] for dest, source in args.sources.items() if source == memory.source(dest)}
@@ -234,7 +236,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.parse_args(argv)  # help, or the error naming the commands
     command = commands[argv[0]]
     args = command.parse_intermixed_args(argv[1:])
-    args.command, args.remembered_ablations, args.remembered_line = argv[0], (), ""
     try:
         if args.protocol not in PROTOCOLS:
             raise UsageError(unknown_name("protocol", args.protocol, PROTOCOLS))
@@ -242,8 +243,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         if file:
             command.set_defaults(**{k: v for k, v in file.items() if k not in OPTION_DESTS | {"slurm", "ablations"}})
             args = command.parse_intermixed_args(argv[1:])  # flags override the file
-            args.command, args.remembered_ablations, args.remembered_line = argv[0], (), ""
-        args.file = file
+        args.command, args.file = argv[0], file
         memory = load_remembered(args, file) if args.command == "status" else None
         args.sources = resolve(args, file, args.config, memory)
         args.remembered_line = use_remembered(args, memory)

@@ -82,7 +82,7 @@ def load(path: str) -> Optional[Remembered]:
         raise _invalid(path, f"unknown option {unknown[0]!r}; expected one of {', '.join(REMEMBERED_DESTS)}")
     ablations = []
     for item in data.get("ablations", []):
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not isinstance(item.get("cfg", ""), str):
+        if not (isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("cfg", ""), str)):
             raise _invalid(path, f"ablations: expected objects with a name, cfg and opts; got {item!r}")
         ablations.append(Ablation(item["name"], cfg=item.get("cfg", ""),
                                   opts=_strings(item.get("opts", []), path, f"ablation {item['name']!r} opts")))
