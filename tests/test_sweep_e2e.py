@@ -111,6 +111,7 @@ def test_status_given_only_the_output_folder_shows_the_last_run_into_it(repo_roo
     head, *lines = proc.stdout.splitlines()
     assert head.endswith(f"--data {tmp / 'data'} --cfg toy --shots 2 --seeds 1 2 --datasets toy_shapes caltech101 "
                          "OPTIM.MAX_EPOCH 2 TRAIN.CHECKPOINT_FREQ 1"), head
+    assert "--repo" not in head  # the run's checkout is the one status uses anyway
     assert len([line for line in lines if re.match(r"done\s+\S+  \(\d+\.\d+%\)$", line)]) == 4
     assert "[" + "#" * 15 + "." * 15 + "] 4/8 done, 2 failed, 2 blocked" in lines
 

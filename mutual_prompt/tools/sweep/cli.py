@@ -210,7 +210,7 @@ def use_remembered(args: argparse.Namespace, memory: Optional[remembered.Remembe
         return ""
     used = {dest: memory.options[dest] for dest, source in args.sources.items() if source == memory.source(dest)}
     repo = ""
-    if args.repo is None and memory.repo:
+    if args.repo is None and memory.repo and memory.repo != os.path.abspath(default_repo_root()):
         args.repo = repo = memory.repo
     opts: Sequence[str] = ()
     if not args.opts and memory.opts:

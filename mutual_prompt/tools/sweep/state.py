@@ -135,7 +135,8 @@ def holder(state: Dict[str, Any]) -> str:
 
 
 def newest_log(run_dir: str) -> Optional[str]:
-    """The log a running train.py writes: the newest of ``log.txt`` and ``log.txt-<timestamp>``."""
+    """The log a running train.py writes: the newest of ``log.txt`` and ``log.txt-<timestamp>`` (a
+    restarted run's; Dassl never overwrites a log), in the order ``results`` reads them."""
     try:
         names = [n for n in os.listdir(run_dir) if n == "log.txt" or n.startswith("log.txt-")]
     except OSError:
@@ -150,7 +151,7 @@ def _ago(seconds: float) -> str:
     return f"{seconds // 60} min ago" if seconds < 7200 else f"{seconds // 3600} h ago"
 
 
-def training_progress(run_dir: str, now: Optional[float] = None) -> str:
+def training_progress(run_dir: str) -> str:
     """"epoch 3/10, eta 0:01:23, log 12 s ago" from the newest log ("" without one; no epoch part
     before the first progress line, or for a test run, which prints none)."""
     log = newest_log(run_dir)
@@ -160,7 +161,7 @@ def training_progress(run_dir: str, now: Optional[float] = None) -> str:
         with open(log, "rb") as f:
             f.seek(max(0, os.path.getsize(log) - PROGRESS_TAIL_BYTES))
             lines = f.read().decode("utf-8", errors="replace").splitlines()
-        age = _ago((time.time() if now is None else now) - os.path.getmtime(log))
+        age = _ago(time.time() - os.path.getmtime(log))
     except OSError:
         return ""
     for line in reversed(lines):
