@@ -111,6 +111,19 @@ def test_status_on_demand(repo_root, tmp, local_run):
     assert len(re.findall(r"^failed\s", text, flags=re.M)) == 2 and "4/8 done" in text
 
 
+def test_status_given_only_the_output_folder_shows_the_last_run_into_it(repo_root, tmp, local_run):
+    out, _ = local_run
+    proc = subprocess.run([sys.executable, "-m", "mutual_prompt.sweep", "status", "base2new", "--output", str(out)],
+                          cwd=repo_root, env=dict(os.environ, **ENV), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    head, *lines = proc.stdout.splitlines()
+    assert head.endswith(f"--data {tmp / 'data'} --cfg toy --shots 2 --seeds 1 2 --datasets toy_shapes caltech101 "
+                         "OPTIM.MAX_EPOCH 2 TRAIN.CHECKPOINT_FREQ 1"), head
+    assert "--repo" not in head  # the run's checkout is the one status uses anyway
+    assert len([line for line in lines if re.match(r"done\s+\S+  \(\d+\.\d+%\)$", line)]) == 4
+    assert "[" + "#" * 15 + "." * 15 + "] 4/8 done, 2 failed, 2 blocked" in lines
+
+
 def test_rerun_runs_only_what_is_unfinished(repo_root, tmp, scripts_run, local_run):
     out, _ = local_run
     runs = protocol_runs("base2new", toy_settings(repo_root, tmp, out))

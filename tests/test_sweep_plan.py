@@ -323,12 +323,14 @@ def test_bad_shot_list_and_datasets_are_named(repo_root, tmp_path, capsys, clean
         sweep_main(repo_root, tmp_path, "--dry-run", "--datasets", "toy_shapes", "toy_shape")
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"{PROG} run: error: --datasets: unknown dataset 'toy_shape'; expected one of caltech101, ")
-    assert "toy_shapes" in err and err.count("\n") == 1
+    assert err.startswith(f"{PROG} run: error: --datasets: unknown dataset 'toy_shape' (did you mean 'toy_shapes'?); "
+                          "valid datasets: caltech101, ")
+    assert err.count("\n") == 1
     clean_env.setenv("DATASETS", "dtd eurosta")
     with pytest.raises(SystemExit):
         cli.main(["status", "base2new", "--repo", repo_root, "--output", str(tmp_path / "out")])
-    assert capsys.readouterr().err.startswith(f"{PROG} status: error: DATASETS: unknown dataset 'eurosta'; ")
+    assert capsys.readouterr().err.startswith(f"{PROG} status: error: DATASETS: unknown dataset 'eurosta' (did you mean "
+                                              "'eurosat'?); ")
     config = tmp_path / "sweep.yaml"
     config.write_text("seeds: [1, -2]\n")
     with pytest.raises(SystemExit):
@@ -501,8 +503,8 @@ def test_a_rerun_waits_for_a_run_that_outlived_its_killed_sweep(fake_repo, tmp_p
         sweep.wait()
         assert _alive(orphan)
         status = run_fake_sweep(fake_repo, tmp_path, "ok", "status")
-        assert re.search(rf"^running\s+{re.escape(run.output_dir)}  \(pid {orphan} on \S+ since ", status.stdout,
-                         flags=re.M), status.stdout
+        assert re.search(rf"^running\s+{re.escape(run.output_dir)}  \(log \d+ s ago; pid {orphan} on \S+ since ",
+                         status.stdout, flags=re.M), status.stdout
         err = tmp_path / "rerun.txt"
         with open(err, "w") as f:
             rerun = subprocess.Popen(fake_sweep_command(fake_repo, tmp_path), cwd=REPO_ROOT, env=fake_env("ok"),
@@ -532,3 +534,237 @@ def test_outside_a_checkout_the_tools_find_the_checkout_the_package_was_installe
     monkeypatch.chdir(tmp_path)
     assert cli.default_repo_root() == REPO_ROOT
     assert install_into.default_checkout() == REPO_ROOT
+
+
+# What status shows without options: the last run into the output folder, and how far a training is.
+
+
+def fake_status(repo, tmp_path, capsys, *args, protocol="few_shot"):
+    """``status`` in this process, given only the output folder (and ``args``); returns (code, stdout)."""
+    code = cli.main(["status", protocol, "--output", str(tmp_path / "out"), *args])
+    return code, capsys.readouterr().out
+
+
+def test_status_without_options_shows_the_last_run_into_the_output_folder(fake_repo, tmp_path, capsys, clean_env):
+    """After a run with non-default options, status given only --output shows that run, not the
+    protocol's default runs, and says in one line which remembered options it used and from when."""
+    run, _ = fake_run(fake_repo, tmp_path)
+    proc = run_fake_sweep(fake_repo, tmp_path, "ok")
+    assert proc.returncode == 0, proc.stderr
+    code, out = fake_status(fake_repo, tmp_path, capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert re.fullmatch(r"Using the options of the last run into this output folder \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d; "
+                        r"options given here override them\): --repo \S+ --data \S+ --cfg toy --seeds 1 "
+                        r"--datasets toy_shapes --shot-list 1", lines[0]), lines[0]
+    assert f"done        {run.output_dir}  (50.00%)" in lines
+    assert "[##############################] 1/1 done" in lines
+    assert not any(line.startswith("pending") for line in lines)
+
+
+def test_options_given_to_status_override_the_remembered_ones(fake_repo, tmp_path, capsys, clean_env):
+    run, _ = fake_run(fake_repo, tmp_path)
+    assert run_fake_sweep(fake_repo, tmp_path, "ok").returncode == 0
+    code, out = fake_status(fake_repo, tmp_path, capsys, "--seeds", "1", "2", "--shot-list", "1", "2")
+    assert code == 0
+    head, *lines = out.splitlines()
+    assert head.endswith(": --repo " + str(fake_repo) + f" --data {tmp_path / 'data'} --cfg toy --datasets toy_shapes")
+    assert f"done        {run.output_dir}  (50.00%)" in lines
+    assert sum(line.startswith("pending") for line in lines) == 3  # seed 2, and 2 shots
+    clean_env.setenv("SEEDS", "7")  # the remembered run comes before the environment
+    assert "--seeds 1" in fake_status(fake_repo, tmp_path, capsys)[1].splitlines()[0]
+
+
+def test_a_run_remembers_its_overrides_and_ablations_and_a_dry_run_nothing(fake_repo, tmp_path, capsys, clean_env):
+    out = tmp_path / "out"
+    command = fake_sweep_command(fake_repo, tmp_path)
+    assert subprocess.run([*command, "--dry-run"], cwd=REPO_ROOT, env=fake_env("ok"), timeout=120).returncode == 0
+    assert not (out / ".sweep" / "remembered").exists()
+    command[command.index("--seeds") + 1] = "3"
+    proc = subprocess.run([*command, "--ablation", "long", "OPTIM.MAX_EPOCH 2", "OPTIM.LR", "0.1"], cwd=REPO_ROOT,
+                          env=fake_env("ok"), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    code, text = fake_status(fake_repo, tmp_path, capsys)
+    assert code == 0
+    assert text.splitlines()[0].endswith("--seeds 3 --datasets toy_shapes --shot-list 1 OPTIM.LR 0.1, "
+                                         "ablation long: OPTIM.MAX_EPOCH 2")
+    assert f"{out}/ablations/long/few_shot/toy_shapes/MutualPrompt/toy_1shots/seed3  (50.00%)" in text
+    assert "2/2 done" in text
+    json_text = (out / ".sweep" / "remembered" / "few_shot.json").read_text()
+    assert json.loads(json_text)["opts"] == ["OPTIM.LR", "0.1"]
+    assert not list((out / ".sweep" / "remembered").glob(".*.tmp"))  # written atomically, nothing left over
+
+
+def test_a_remembered_run_that_no_longer_checks_out_is_named(fake_repo, tmp_path, capsys, clean_env):
+    """A dataset config deleted since the run: the error names the remembered option and its file; a
+    memory that is not one names its file; status with the option given works."""
+    assert run_fake_sweep(fake_repo, tmp_path, "ok").returncode == 0
+    memory = tmp_path / "out" / ".sweep" / "remembered" / "few_shot.json"
+    configs = fake_repo / "configs" / "datasets"
+    (configs / "toy_shapes.yaml").rename(configs / "toy_shape.yaml")
+    with pytest.raises(SystemExit) as exit_info:
+        fake_status(fake_repo, tmp_path, capsys)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(rf"{PROG} status: error: --datasets \(remembered from the run of [\d: -]+, "
+                        rf"{re.escape(str(memory))}\): unknown dataset 'toy_shapes' \(did you mean 'toy_shape'\?\); valid datasets: toy_shape "
+                        r"\(the configs in \S+\)\n", err), err
+    assert fake_status(fake_repo, tmp_path, capsys, "--datasets", "toy_shape")[0] == 0
+    for content, what in (("{not json", "is not valid JSON"), ('{"options": {"seedz": [1]}}', "unknown option 'seedz'"),
+                          ('{"options": {"seeds": ["one"]}}', None)):
+        memory.write_text(content)
+        with pytest.raises(SystemExit) as exit_info:
+            fake_status(fake_repo, tmp_path, capsys)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        if what is None:  # a value of the wrong type is checked as any option's, naming where it came from
+            assert err == (f"{PROG} status: error: --seeds (remembered from the run of ?, {memory}): expected an "
+                           "integer; got 'one'\n")
+        else:
+            assert err.startswith(f"{PROG} status: error: {memory}: the remembered options of the last run are "
+                                  f"unreadable (") and what in err and err.endswith("; delete the file or give status "
+                                                                                     "the run's options\n"), err
+
+
+DASSL_LINE = ("epoch [{e}/10] batch [20/40] time 0.101 (0.120) data 0.001 (0.002) loss 1.2345 (1.3000) "
+              "acc 50.0000 (48.0000) lr 2.0000e-03 eta {eta}\n")
+
+
+def test_status_shows_a_running_trainings_epoch_and_eta_from_its_log(fake_repo, tmp_path, capsys):
+    """Running: the sweep's lock of the run is held (or, for a run the scripts started, its folder's
+    run.lock); the epoch and ETA are the last progress line's of its newest log."""
+    from mutual_prompt.files import exclusive_lock, owner_record
+    from mutual_prompt.tools.sweep.report import status_lines
+
+    run, files = fake_run(fake_repo, tmp_path)
+    os.makedirs(files.run_dir)
+    log = os.path.join(files.run_dir, "log.txt")
+    with open(log, "w") as f:
+        f.write("Loading trainer\n" + DASSL_LINE.format(e=2, eta="0:02:00") + DASSL_LINE.format(e=3, eta="0:01:23"))
+    os.utime(log, (time.time() - 12, time.time() - 12))
+    with exclusive_lock(files.lock, wait=False):
+        files.write_state(state="running", pid=4242)
+        status = run_status(str(fake_repo), str(tmp_path / "out"), run)
+        assert status.state == "running"
+        assert re.fullmatch(r"epoch 3/10, eta 0:01:23, log 1[2-5] s ago; pid 4242 on \S+ since [\d: -]+", status.detail)
+        assert status_lines([status])[0].startswith(f"running     {run.output_dir}  (epoch 3/10, eta 0:01:23, log 1")
+        with open(os.path.join(files.run_dir, "log.txt-2026-12-06-07-00-00"), "w") as f:  # a resumed run's log
+            f.write(DASSL_LINE.format(e=9, eta="1 day, 2:03:04") + "Testing\n")
+        detail = run_status(str(fake_repo), str(tmp_path / "out"), run).detail
+        assert re.match(r"epoch 9/10, eta 1 day, 2:03:04, log \d s ago; pid 4242 ", detail), detail
+    with exclusive_lock(os.path.join(files.run_dir, "run.lock"), wait=False, owner=dict(owner_record(), pid=77)):
+        status = run_status(str(fake_repo), str(tmp_path / "out"), run)  # train.py run by the scripts
+        assert status.state == "running" and re.fullmatch(r"epoch 9/10, eta 1 day, 2:03:04, log \d+ s ago; pid 77 on "
+                                                          r"\S+ since \S+", status.detail), status.detail
+    assert run_status(str(fake_repo), str(tmp_path / "out"), run).state == "interrupted"
+
+
+def test_plot_without_matplotlib_is_refused_before_anything_runs(fake_repo, tmp_path, capsys, clean_env, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # "import matplotlib" raises ImportError
+    clean_env.setenv("FAKE_TRAIN", "ok")
+    args = ["few_shot", "--repo", str(fake_repo), "--data", str(tmp_path / "data"), "--output", str(tmp_path / "out"),
+            "--cfg", "toy", "--datasets", "toy_shapes", "--shot-list", "1", "--seeds", "1",
+            "--plot", str(tmp_path / "fig")]
+    for command in ("run", "status"):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([command, *args])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err == (f'{PROG} {command}: error: --plot: figures need matplotlib: pip install -e '
+                                           '".[plot]" (or pip install matplotlib)\n')
+    assert not (tmp_path / "out").exists() and not (tmp_path / "fig").exists()
+    assert cli.main(["run", *args, "--dry-run"]) == 0  # the plan draws nothing
+
+
+def test_the_slurm_executor_without_submitit_is_refused_before_anything_runs(fake_repo, tmp_path, capsys, clean_env,
+                                                                             monkeypatch):
+    from mutual_prompt.tools.sweep import slurm
+
+    monkeypatch.setattr(slurm, "submitit", None)
+    for executor in ("slurm", "submitit-local"):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(fake_sweep_command(fake_repo, tmp_path)[3:] + ["--executor", executor])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err == (f"{PROG} run: error: --executor {executor}: the SLURM executor needs "
+                                           'submitit: pip install -e ".[slurm]" (or pip install submitit)\n')
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "base2nw", "--dry-run"], "run: error: unknown protocol 'base2nw' (did you mean 'base2new'?); valid "
+                                      "protocols: base2new, few_shot, xd"),
+    (["status", "fewshot"], "status: error: unknown protocol 'fewshot' (did you mean 'few_shot'?); valid protocols: "
+                            "base2new, few_shot, xd"),
+    (["statsu", "base2new"], ": error: unknown command 'statsu' (did you mean 'status'?); valid commands: run, status"),
+])
+def test_a_misspelt_protocol_or_command_gets_a_did_you_mean(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"{PROG}{' ' if argv[0] != 'statsu' else ''}{message}\n"
+
+
+def test_a_dry_run_refuses_an_unknown_dataset_with_a_did_you_mean(repo_root, tmp_path, capsys, clean_env):
+    for protocol, flag, name, guess in (("base2new", "--datasets", "eurosta", "eurosat"),
+                                        ("xd", "--targets", "imagenet_skecth", "imagenet_sketch"),
+                                        ("xd", "--source", "imagenett", "imagenet")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["run", protocol, "--repo", repo_root, "--dry-run", flag, name])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err.startswith(f"{PROG} run: error: {flag}: unknown dataset {name!r} (did you mean "
+                                                  f"{guess!r}")
+
+
+def help_text(capsys, *argv):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*argv, "--help"])
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_the_help_reads_cleanly_shows_defaults_and_lists_the_names(repo_root, capsys):
+    parser, commands = cli.build_parser()
+    texts = [help_text(capsys), help_text(capsys, "run"), help_text(capsys, "status")]
+    for text in texts:  # no reStructuredText: literals, roles, directives
+        assert not re.search(r"``|:(?:class|func|meth|mod|attr):`|^\s*\.\. \w", text, flags=re.M), text
+    for name, command in commands.items():
+        for action in command._actions:
+            if action.help and action.dest not in ("help", "dry_run", "detach", "config", "protocol"):
+                assert "default" in action.help, (name, action.dest)
+    run, status = texts[1:]
+    for text in (run, status):
+        assert "one of base2new, xd, few_shot" in text and "protocols: base2new, xd, few_shot" in text
+        for dataset in ("caltech101", "imagenet_sketch", "toy_shapes"):
+            assert dataset in text
+        assert re.search(r"SEEDS \(default: 1 2 3\)", text)
+        assert re.search(r"DATASETS, base2new and few_shot \(default: the 11\s+benchmark datasets\)", text)
+        assert "(default: local)" in text if text is run else "--executor" not in text
+    assert "else the last run into the output folder" in status and "the last run" not in run.split("what to run")[1]
+
+
+def test_two_sweeps_writing_the_memory_at_once_leave_one_whole_record(tmp_path):
+    """Each write replaces the file whole: a reader sees one run's options, never a mix or a torn file."""
+    import threading
+
+    from mutual_prompt.tools.sweep import remembered
+
+    path = remembered.remembered_path(str(tmp_path), "out", "base2new")
+    datasets = {seed: [f"dataset{seed}_{i}" for i in range(200)] for seed in (1, 2)}
+
+    def write(seed):
+        for _ in range(40):
+            remembered.remember(path, "/repo", {"seeds": [seed], "datasets": datasets[seed]}, (), ())
+
+    writers = [threading.Thread(target=write, args=(seed,)) for seed in (1, 2)]
+    for writer in writers:
+        writer.start()
+    reads = 0
+    while any(writer.is_alive() for writer in writers):
+        memory = remembered.load(path)
+        if memory is not None:
+            (seed,) = memory.options["seeds"]
+            assert memory.options["datasets"] == datasets[seed]
+            reads += 1
+    for writer in writers:
+        writer.join()
+    assert reads and remembered.load(path).options["seeds"] in ([1], [2])
+    assert os.listdir(os.path.dirname(path)) == ["base2new.json"]

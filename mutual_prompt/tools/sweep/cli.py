@@ -1,31 +1,26 @@
 """Command line of ``python -m mutual_prompt.sweep``: run a whole protocol (plan, execute, report).
 
-    python -m mutual_prompt.sweep run base2new --gpus 0,1,2,3           # every local GPU, one run each
-    python -m mutual_prompt.sweep run base2new --jobs 2 --dry-run       # the plan: runs, commands, done
-    python -m mutual_prompt.sweep run few_shot --executor slurm --partition gpu --time 720
-    python -m mutual_prompt.sweep status base2new                       # on demand, from any shell
-    python -m mutual_prompt.sweep run base2new ... OPTIM.MAX_EPOCH 5    # trailing KEY VALUE overrides
-
-Defaults are the scripts' (each protocol's from scripts/protocols.sh, and the same environment
-variables: DATA, OUTPUT, TRAINER, CFG, SHOTS, SEEDS, DATASETS, TARGETS, SOURCE, SHOT_LIST, SUB,
-LOADEP), so a sweep makes exactly the runs of ``scripts/reproduce_<protocol>.sh`` into the same
-folders; ``--config FILE`` reads any option from a YAML file (``slurm:`` and ``ablations:`` sections
-included), flags override it. Every option is checked before anything runs (``options``); a bad one
-ends the sweep with one line and status 2.
+The help texts (``DESCRIPTION`` and each option's) are plain text with true defaults: the protocols'
+come from ``scripts/protocols.sh``, the dataset names from ``configs/datasets/``. Every option is
+checked before anything runs (``options``); a bad one ends the sweep with one line and status 2.
 """
 import argparse
 import os
 import signal
 import sys
+import textwrap
 import time
 from dataclasses import replace
 from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 import yaml
 
-from .. import PACKAGE_CHECKOUT
+from mutual_prompt.names import unknown_name
+
+from .. import PACKAGE_CHECKOUT, protocols
 from ..protocols import ProtocolFileError
-from . import slurm
+from ..results import BENCHMARK_DATASETS
+from . import remembered, slurm
 from .options import (
     OPTION_DESTS,
     UsageError,
@@ -34,15 +29,33 @@ from .options import (
     check_data,
     check_datasets,
     check_values,
+    dataset_names,
     resolve,
 )
 from .plan import PROTOCOLS, Ablation, Settings, Variant, all_runs, expand, with_defaults
+from .plots import require_matplotlib
 from .report import STATE_WIDTH, progress_bar, status_lines, summary_lines
 from .slurm import SLURM_OPTIONS, SlurmOptions
 from .state import BLOCKED, FAILED, sweep_status
 
 PROG = "python -m mutual_prompt.sweep"
 EXECUTORS = ("local", "slurm", "submitit-local")
+
+
+DESCRIPTION = """Run a whole protocol (base-to-new, cross-dataset, few-shot) as exactly the runs of
+scripts/reproduce_<protocol>.sh, into the same folders, on every local GPU, N CPU processes or SLURM.
+
+  python -m mutual_prompt.sweep run base2new --gpus 0,1,2,3         every local GPU, one run each
+  python -m mutual_prompt.sweep run base2new --jobs 2 --dry-run     the plan: runs, commands, done
+  python -m mutual_prompt.sweep run few_shot --executor slurm --partition gpu --time 720
+  python -m mutual_prompt.sweep status base2new --output OUT        the last run into OUT, any shell
+  python -m mutual_prompt.sweep run base2new ... OPTIM.MAX_EPOCH 5  trailing KEY VALUE overrides
+
+An option not given takes its value from the --config file, else from the scripts' environment
+variable (DATA, OUTPUT, TRAINER, CFG, SHOTS, SEEDS, DATASETS, TARGETS, SOURCE, SHOT_LIST, SUB,
+LOADEP), else the protocol's default in scripts/protocols.sh. status first uses the options of the
+last run into the output folder (flags and --config given to status override them).
+Details: docs/SWEEP.md. "run --help" and "status --help" list the options."""
 
 
 def default_repo_root() -> str:
@@ -52,56 +65,103 @@ def default_repo_root() -> str:
     return PACKAGE_CHECKOUT
 
 
+def _shown(value: Any) -> str:
+    if value == BENCHMARK_DATASETS:
+        return f"the {len(value)} benchmark datasets"
+    return " ".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+
+
+def protocol_default(field_name: str) -> str:
+    """"default: X" from scripts/protocols.sh, or "default: base2new X; xd Y" where the protocols differ."""
+    try:
+        values = {name: protocols.protocol(name).defaults.get(field_name) for name in PROTOCOLS}
+    except (ProtocolFileError, OSError):
+        return "default: see scripts/protocols.sh"
+    values = {name: value for name, value in values.items() if value not in (None, "", ())}
+    if len(set(values.values())) == 1:  # the protocols that use the option agree
+        return f"default: {_shown(next(iter(values.values())))}"
+    return "default: " + "; ".join(f"{name} {_shown(value)}" for name, value in values.items())
+
+
+def names_epilog(repo_root: str) -> str:
+    """The valid protocols and dataset names, for the end of a command's help."""
+    datasets = ", ".join(dataset_names(repo_root)) or "(none: no configs/datasets/ folder)"
+    return "\n".join([f"protocols: {', '.join(PROTOCOLS)}",
+                      *textwrap.wrap(f"datasets (configs/datasets/ of {repo_root}): {datasets}", width=100,
+                                     subsequent_indent="  ")])
+
+
 def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.ArgumentParser]]:
     """The parser and its two sub-parsers (run, status), which share the options of what to run."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,status}")
+    epilog = names_epilog(default_repo_root())
+    slurm_defaults = SlurmOptions()
     commands = {}
     for name, help_text in (("run", "execute the unfinished runs of a protocol"),
-                            ("status", "show each run's state and the results so far")):
-        p = commands[name] = sub.add_parser(name, help=help_text)
-        p.add_argument("protocol", choices=PROTOCOLS)
-        p.add_argument("opts", nargs="*", metavar="KEY VALUE", help="config overrides passed to every run")
+                            ("status", "show each run's state and the results so far (by default, of the "
+                                       "last run into the output folder)")):
+        p = commands[name] = sub.add_parser(name, help=help_text, description=help_text, epilog=epilog,
+                                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("protocol", metavar="PROTOCOL", help=f"one of {', '.join(PROTOCOLS)}")
+        p.add_argument("opts", nargs="*", metavar="KEY VALUE",
+                       help="config overrides passed to every run, e.g. OPTIM.MAX_EPOCH 5 (default: none)")
         p.add_argument("--config", help="YAML file with any of these options (flags override it)")
-        g = p.add_argument_group("what to run (the scripts' environment variables are the defaults)")
-        g.add_argument("--repo", default=None, help="checkout holding train.py (default: here or the package's)")
-        g.add_argument("--data", help="DATA (default: <repo>/data)")
-        g.add_argument("--output", help="OUTPUT (default: output)")
+        order = "the last run into the output folder, else " if name == "status" else ""
+        g = p.add_argument_group("what to run", textwrap.fill(
+            f"Each from its flag, else --config, else {order}the scripts' environment variable named first, else "
+            "its default.", width=100))
+        g.add_argument("--repo", default=None, help="checkout holding train.py (default: the current folder if it "
+                                                    "holds train.py, else the checkout of this package)")
+        g.add_argument("--data", help="DATA: the datasets' root folder (default: <repo>/data)")
+        g.add_argument("--output", help="OUTPUT: where the runs write, relative to --repo unless absolute "
+                                        "(default: output)")
         g.add_argument("--trainer", help="TRAINER (default: MutualPrompt)")
-        g.add_argument("--cfg", help="CFG (default: the protocol's config)")
-        g.add_argument("--shots", type=int, help="SHOTS (default: 16)")
-        g.add_argument("--seeds", type=int, nargs="+", help="SEEDS (default: 1 2 3)")
-        g.add_argument("--datasets", nargs="+", help="DATASETS (default: the 11 benchmark datasets)")
-        g.add_argument("--targets", nargs="+", help="TARGETS, xd: datasets to test on")
-        g.add_argument("--source", help="SOURCE, xd: dataset to train on (default: imagenet)")
-        g.add_argument("--shot-list", type=int, nargs="+", help="SHOT_LIST, few_shot (default: 1 2 4 8 16)")
-        g.add_argument("--sub", choices=["new", "base"], help="SUB, base2new: classes the test runs use (default: new)")
+        g.add_argument("--cfg", help=f"CFG: a config in configs/trainers/<trainer>/ ({protocol_default('cfg')})")
+        g.add_argument("--shots", type=int, help=f"SHOTS, base2new and xd ({protocol_default('shots')})")
+        g.add_argument("--seeds", type=int, nargs="+", help=f"SEEDS ({protocol_default('seeds')})")
+        g.add_argument("--datasets", nargs="+",
+                       help=f"DATASETS, base2new and few_shot ({protocol_default('datasets')})")
+        g.add_argument("--targets", nargs="+", help=f"TARGETS, xd: datasets to test on ({protocol_default('targets')})")
+        g.add_argument("--source", help=f"SOURCE, xd: dataset to train on ({protocol_default('source')})")
+        g.add_argument("--shot-list", type=int, nargs="+",
+                       help=f"SHOT_LIST, few_shot: the numbers of shots ({protocol_default('shot_list')})")
+        g.add_argument("--sub", choices=["new", "base"],
+                       help=f"SUB, base2new: classes the test runs use ({protocol_default('sub')})")
         g.add_argument("--load-epoch", type=int,
                        help="LOADEP: checkpoint the tests load (default: the training's last epoch)")
         g.add_argument("--ablation", nargs=2, action="append", default=[], metavar=("NAME", "'KEY VALUE ...'"),
-                       help="also run the protocol with these overrides, under <output>/ablations/NAME")
+                       help="also run the protocol with these overrides, under <output>/ablations/NAME (default: none)")
         g.add_argument("--ablation-cfg", nargs=2, action="append", default=[], metavar=("NAME", "CFG"),
-                       help="also run the protocol with another config file (beside the main runs)")
-        g.add_argument("--plot", metavar="DIR", help="write the figures (PNG) into DIR at the end")
+                       help="also run the protocol with another config file, beside the main runs (default: none)")
+        g.add_argument("--plot", metavar="DIR", help="write the figures (PNG) into DIR at the end; needs matplotlib: "
+                                                     'pip install -e ".[plot]" (default: no figures)')
         if name == "run":
             e = p.add_argument_group("how to run")
             e.add_argument("--dry-run", action="store_true", help="print the plan and stop")
             e.add_argument("--executor", choices=EXECUTORS, default="local",
-                           help="local processes, SLURM via submitit, or submitit's local executor (no cluster)")
-            e.add_argument("--gpus", help="local: comma-separated GPU ids, one run on each at a time")
-            e.add_argument("--jobs", type=int, help="local: N CPU processes at a time (no GPU)")
+                           help="local processes, SLURM via submitit, or submitit's local executor (no cluster); "
+                                'the last two need submitit: pip install -e ".[slurm]" (default: local)')
+            e.add_argument("--gpus", help="local: comma-separated GPU ids, one run on each at a time "
+                                          "(default: one run at a time on the default device)")
+            e.add_argument("--jobs", type=int, help="local: N CPU processes at a time, no GPU (default: one run at "
+                                                    "a time on the default device)")
             e.add_argument("--detach", action="store_true", help="slurm: return after submitting")
             s = p.add_argument_group("SLURM (also the 'slurm:' section of --config)")
-            s.add_argument("--partition")
-            s.add_argument("--gpus-per-node", type=int)
-            s.add_argument("--cpus-per-task", type=int)
-            s.add_argument("--mem-gb", type=float)
-            s.add_argument("--time", dest="timeout_min", type=int, help="time limit of each job, minutes")
-            s.add_argument("--array-parallelism", type=int, help="array tasks running at once")
-            s.add_argument("--max-timeouts", type=int, help="requeues after a time-out (preemptions: unlimited)")
+            s.add_argument("--partition", help="(default: the cluster's default partition)")
+            s.add_argument("--gpus-per-node", type=int, help=f"(default: {slurm_defaults.gpus_per_node})")
+            s.add_argument("--cpus-per-task", type=int, help=f"(default: {slurm_defaults.cpus_per_task})")
+            s.add_argument("--mem-gb", type=float, help=f"(default: {slurm_defaults.mem_gb:g})")
+            s.add_argument("--time", dest="timeout_min", type=int,
+                           help=f"time limit of each job, minutes (default: {slurm_defaults.timeout_min})")
+            s.add_argument("--array-parallelism", type=int,
+                           help=f"array tasks running at once (default: {slurm_defaults.array_parallelism})")
+            s.add_argument("--max-timeouts", type=int, help="requeues after a time-out; preemptions: unlimited "
+                                                            f"(default: {slurm_defaults.max_timeouts})")
             s.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
-                           help="any other #SBATCH option, e.g. --sbatch account=proj --sbatch qos=high")
+                           help="any other #SBATCH option, e.g. --sbatch account=proj --sbatch qos=high "
+                                "(default: none)")
     return parser, commands
 
 
@@ -134,27 +194,64 @@ def load_config_file(path: str, command: argparse.ArgumentParser) -> Dict[str, A
     return out
 
 
+def load_remembered(args: argparse.Namespace, file: Dict[str, Any]) -> Optional[remembered.Remembered]:
+    """The last run into the output folder that ``status`` is given (flag, --config, OUTPUT or the default)."""
+    probe = argparse.Namespace(**vars(args))
+    resolve(probe, file, args.config, dests=("output",))
+    repo = os.path.abspath(args.repo or default_repo_root())
+    return remembered.load(remembered.remembered_path(repo, probe.output or "output", args.protocol))
+
+
+def use_remembered(args: argparse.Namespace, memory: Optional[remembered.Remembered]) -> str:
+    """Take from ``memory`` what status was not given: the checkout, the overrides and the ablations
+    (the options are taken by ``resolve``); returns the line that says what was used and from when."""
+    args.remembered_ablations = ()
+    if memory is None:
+        return ""
+    used = {dest: memory.options[dest] for dest, source in args.sources.items() if source == memory.source(dest)}
+    repo = ""
+    if args.repo is None and memory.repo and memory.repo != os.path.abspath(default_repo_root()):
+        args.repo = repo = memory.repo
+    opts: Sequence[str] = ()
+    if not args.opts and memory.opts:
+        args.opts = list(memory.opts)
+        opts = memory.opts
+    given_ablations = args.ablation or args.ablation_cfg or args.file.get("ablations")
+    args.remembered_ablations = () if given_ablations else memory.ablations
+    if not (used or repo or opts or args.remembered_ablations):
+        return ""
+    return (f"Using the options of the last run into this output folder ({memory.time}; options given here override "
+            f"them): {remembered.command_line(used, opts, args.remembered_ablations, repo)}")
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    """The command line, the --config file and the environment, checked; errors exit with status 2."""
+    """The command line, the --config file and the environment (for status also the last run's
+    options), checked; errors exit with status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, commands = build_parser()
     if not argv or argv[0] not in commands:
+        if argv and not argv[0].startswith("-"):
+            sys.stderr.write(f"{PROG}: error: {unknown_name('command', argv[0], commands)}\n")
+            sys.exit(2)
         parser.parse_args(argv)  # help, or the error naming the commands
     command = commands[argv[0]]
     args = command.parse_intermixed_args(argv[1:])
     try:
+        if args.protocol not in PROTOCOLS:
+            raise UsageError(unknown_name("protocol", args.protocol, PROTOCOLS))
         file = load_config_file(args.config, command) if args.config else {}
         if file:
             command.set_defaults(**{k: v for k, v in file.items() if k not in OPTION_DESTS | {"slurm", "ablations"}})
             args = command.parse_intermixed_args(argv[1:])  # flags override the file
-        args.sources = resolve(args, file, args.config)
+        args.command, args.file = argv[0], file
+        memory = load_remembered(args, file) if args.command == "status" else None
+        args.sources = resolve(args, file, args.config, memory)
+        args.remembered_line = use_remembered(args, memory)
         check_values(args, args.sources)
         if len(args.opts) % 2:
             raise UsageError(f"config overrides come in KEY VALUE pairs; got {args.opts}")
     except UsageError as e:
         usage_exit(argv[0], str(e))
-    args.command = argv[0]
-    args.file = file
     return args
 
 
@@ -179,7 +276,7 @@ def ablations_from_args(args: argparse.Namespace) -> List[Ablation]:
         if not isinstance(spec, dict) or set(spec) - {"cfg", "opts"}:
             raise UsageError(f"{args.config}: ablation {name!r} takes 'cfg' and/or 'opts' (a list of KEY, VALUE)")
         ablations.append(Ablation(str(name), cfg=spec.get("cfg", ""), opts=tuple(str(o) for o in spec.get("opts", []))))
-    return ablations
+    return ablations or list(args.remembered_ablations)
 
 
 def slurm_options(args: argparse.Namespace) -> SlurmOptions:
@@ -228,6 +325,13 @@ def report(settings: Settings, variants: Sequence[Variant], plot_dir: Optional[s
     return 1 if any(s.state in (FAILED, BLOCKED) for s in statuses) else 0
 
 
+def remember(args: argparse.Namespace, settings: Settings) -> None:
+    """Record what this run was given, for ``status`` without options (``remembered``)."""
+    given = {dest: getattr(args, dest) for dest in args.sources}
+    remembered.remember(remembered.remembered_path(settings.repo_root, settings.output, args.protocol),
+                        settings.repo_root, given, settings.opts, ablations_from_args(args))
+
+
 def execute(args: argparse.Namespace, settings: Settings, variants: Sequence[Variant],
             options: Optional[SlurmOptions]) -> None:
     runs = all_runs(variants)
@@ -256,6 +360,8 @@ def plan(args: argparse.Namespace) -> Tuple[Settings, List[Variant], Optional[Sl
     check_datasets(args.protocol, settings, args.sources)
     check_configs(args.protocol, settings, ablations, args.sources)
     running = args.command == "run" and not args.dry_run
+    if args.plot and (running or args.command == "status"):  # not after hours of runs
+        require_matplotlib()
     options = None
     if args.command == "run" and args.executor != "local":
         options = slurm_options(args)
@@ -282,9 +388,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.dry_run:
             print_plan(settings, variants)
             return 0
+        remember(args, settings)
         started = time.time()
         # A terminated sweep stops the runs it started (their checkpoints stay; a re-run resumes them).
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
         execute(args, settings, variants, options)
         print(f"\nSweep finished in {time.time() - started:.1f} s")
+    elif args.remembered_line:
+        print(args.remembered_line)
     return report(settings, variants, args.plot)

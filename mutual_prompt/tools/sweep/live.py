@@ -54,7 +54,8 @@ def run_submitit(settings: Settings, runs: Sequence[Run], options: SlurmOptions,
     print(f"Submitted {len(submitted)} jobs ({cluster}): " + ", ".join(str(job.job_id) for job, _ in submitted),
           file=sys.stderr)
     if detach:
-        print("Follow them with: python -m mutual_prompt.sweep status ... (same options)", file=sys.stderr)
+        print(f"Follow them with: python -m mutual_prompt.sweep status <protocol> --output {settings.output} "
+              "(it remembers this run's options)", file=sys.stderr)
         return
     follow(settings, runs, [job for job, _ in submitted], poll_s)
 

@@ -1,16 +1,22 @@
 """The sweep's option values: where each comes from, and the checks they pass before anything runs.
 
-An option is taken from its flag, else from the ``--config`` file, else from the scripts' environment
-variable (empty counts as unset, as in the scripts), else the scripts' default. Every error names
-where the bad value came from: ``--seeds``, ``SEEDS`` or ``sweep.yaml: seeds``.
+An option is taken from its flag, else from the ``--config`` file, else (``status`` only) from the
+last run into the output folder (``remembered``), else from the scripts' environment variable (empty
+counts as unset, as in the scripts), else the scripts' default. Every error names where the bad value
+came from: ``--seeds``, ``SEEDS``, ``sweep.yaml: seeds`` or ``--seeds (remembered from the run of ...)``.
 """
 import argparse
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
+
+from mutual_prompt.names import unknown_name
 
 from .. import doctor
 from .plan import RENDERED_DATASETS, Ablation, Settings
+
+if TYPE_CHECKING:
+    from .remembered import Remembered
 
 
 class UsageError(ValueError):
@@ -68,18 +74,22 @@ def convert(option: Option, raw: Any, source: str) -> Any:
     return [_cast(option, item, source) for item in items]
 
 
-def resolve(args: argparse.Namespace, file: Dict[str, Any], config: Optional[str]) -> Dict[str, str]:
-    """Fill each option the command line left out from the config file, else from its environment
-    variable; returns where each given value came from (options left at their default are absent)."""
+def resolve(args: argparse.Namespace, file: Dict[str, Any], config: Optional[str],
+            remembered: Optional["Remembered"] = None, dests: Optional[Sequence[str]] = None) -> Dict[str, str]:
+    """Fill each option the command line left out from the config file, else from ``remembered`` (the
+    last run's options, for ``status``), else from its environment variable; returns where each given
+    value came from (options left at their default are absent). ``dests``: only these options."""
     sources: Dict[str, str] = {}
     for option in OPTIONS:
-        if not hasattr(args, option.dest):  # an option of the other command
-            continue
+        if not hasattr(args, option.dest) or (dests is not None and option.dest not in dests):
+            continue  # an option of the other command, or one not asked for
         if getattr(args, option.dest) is not None:
             sources[option.dest] = option.flag
             continue
         if option.dest in file:
             source, raw = f"{config}: {option.dest}", file[option.dest]
+        elif remembered is not None and option.dest in remembered.options:
+            source, raw = remembered.source(option.dest), remembered.options[option.dest]
         elif option.env and os.environ.get(option.env, "").strip():
             source, raw = option.env, os.environ[option.env]
         else:
@@ -148,12 +158,13 @@ def used_datasets(protocol: str, settings: Settings) -> Dict[str, Sequence[str]]
 
 
 def check_datasets(protocol: str, settings: Settings, sources: Dict[str, str]) -> None:
+    """Every dataset the protocol's options name has a config (a did-you-mean for a misspelt one)."""
     known = dataset_names(settings.repo_root)
     for dest, names in used_datasets(protocol, settings).items():
         for name in names:
             if name not in known:
                 source = sources.get(dest, Option(dest).flag + " (default)")
-                raise UsageError(f"{source}: unknown dataset {name!r}; expected one of {', '.join(known)} "
+                raise UsageError(f"{source}: {unknown_name('dataset', name, known)} "
                                  f"(the configs in {os.path.join(settings.repo_root, 'configs', 'datasets')})")
 
 

@@ -6,8 +6,20 @@ from typing import List, Sequence
 from mutual_prompt.tools import figures
 from mutual_prompt.tools.results import base2new_rows
 
+from .options import UsageError
 from .plan import Run, Variant
 from .report import few_shot_table
+
+
+PLOT_MISSING = 'figures need matplotlib: pip install -e ".[plot]" (or pip install matplotlib)'
+
+
+def require_matplotlib() -> None:
+    """Refuse --plot at once, not after the sweep, where matplotlib does not import."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageError(f"--plot: {PLOT_MISSING}") from None
 
 
 def variant_label(variant: Variant) -> str:

@@ -8,7 +8,9 @@ as either lives: two sweeps never start the same run, and ``status`` sees it run
 also when its sweep was killed and the process runs on. ``state.json`` beside the lock records the
 last attempt (host, process or SLURM job, exit code) and ``output.txt`` everything the run printed,
 tracebacks included. A run that state.json calls running while nobody holds its lock, or whose
-folder has a log but no result, was *interrupted*: a re-run resumes it from its last checkpoint.
+folder has a log but no result, was *interrupted*: a re-run resumes it from its last checkpoint. A
+run started outside the sweep (by the scripts) is running while train.py holds its folder's
+``run.lock``. A running training's epoch and ETA come from the last progress line of its newest log.
 """
 import json
 import os
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 from mutual_prompt.files import atomic_path, is_lock_held
+from mutual_prompt.run.output_dir import LOCK_FILE
 from mutual_prompt.tools.results import parse_run
 
 from .plan import Run
@@ -31,6 +34,10 @@ ATTEMPT_HEADER = re.compile(r"^=== \d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
 # Lines that say why a run stopped: an argparse error (train.py's own), train.py's "Error: ..." and
 # its line on SIGINT/SIGTERM. A traceback's exception line is found by its position instead.
 ERROR_LINE = re.compile(r"^(?:\S+: error: |Error: |Interrupted by SIG[A-Z0-9]+ )")
+# The progress line of a training, Dassl's and the built-in trainer's alike:
+# "epoch [3/10] batch [20/40] time ... lr 2.0000e-03 eta 0:01:23" (an ETA over a day: "1 day, 2:03:04").
+PROGRESS_LINE = re.compile(r"\bepoch \[(\d+)/(\d+)\] batch \[\d+/\d+\] .*\beta (\S.*?)\s*$")
+PROGRESS_TAIL_BYTES = 256 * 1024  # how much of the end of a log is searched for the last progress line
 
 
 def sweep_dir(output_root: str) -> str:
@@ -127,6 +134,63 @@ def holder(state: Dict[str, Any]) -> str:
     return f"{where} on {state.get('host', '?')} since {state.get('time', '?')}"
 
 
+def newest_log(run_dir: str) -> Optional[str]:
+    """The log a running train.py writes: the newest of ``log.txt`` and ``log.txt-<timestamp>`` (a
+    restarted run's; Dassl never overwrites a log), in the order ``results`` reads them."""
+    try:
+        names = [n for n in os.listdir(run_dir) if n == "log.txt" or n.startswith("log.txt-")]
+    except OSError:
+        return None
+    return os.path.join(run_dir, max(names, key=lambda n: (n != "log.txt", n))) if names else None
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s ago"
+    return f"{seconds // 60} min ago" if seconds < 7200 else f"{seconds // 3600} h ago"
+
+
+def training_progress(run_dir: str) -> str:
+    """"epoch 3/10, eta 0:01:23, log 12 s ago" from the newest log ("" without one; no epoch part
+    before the first progress line, or for a test run, which prints none)."""
+    log = newest_log(run_dir)
+    if log is None:
+        return ""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, os.path.getsize(log) - PROGRESS_TAIL_BYTES))
+            lines = f.read().decode("utf-8", errors="replace").splitlines()
+        age = _ago(time.time() - os.path.getmtime(log))
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        match = PROGRESS_LINE.search(line)
+        if match:
+            epoch, epochs, eta = match.groups()
+            return f"epoch {epoch}/{epochs}, eta {eta}, log {age}"
+    return f"log {age}"
+
+
+def folder_lock_holder(run_dir: str) -> Optional[str]:
+    """"pid P on H since T" of the train.py holding the run folder's ``run.lock`` (None if none holds it)."""
+    path = os.path.join(run_dir, LOCK_FILE)
+    if not is_lock_held(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            owner = json.load(f)
+    except (OSError, ValueError):
+        owner = {}
+    owner = owner if isinstance(owner, dict) else {}
+    return f"pid {owner.get('pid', '?')} on {owner.get('host', '?')} since {owner.get('started', '?')}"
+
+
+def running_detail(run_dir: str, who: str) -> str:
+    progress = training_progress(run_dir)
+    return f"{progress}; {who}" if progress else who
+
+
 def is_done(repo_root: str, run: Run) -> bool:
     return parse_run(os.path.join(repo_root, run.output_dir), end_signal=run.end_signal) is not None
 
@@ -152,7 +216,10 @@ def run_status(repo_root: str, output_root: str, run: Run) -> RunStatus:
         return RunStatus(run, DONE, result)
     state = files.read_state()
     if is_lock_held(files.lock):
-        return RunStatus(run, RUNNING, detail=holder(state))
+        return RunStatus(run, RUNNING, detail=running_detail(files.run_dir, holder(state)))
+    outside = folder_lock_holder(files.run_dir)  # started by the scripts, not by a sweep
+    if outside is not None:
+        return RunStatus(run, RUNNING, detail=running_detail(files.run_dir, outside))
     if state.get("state") == RUNNING:
         return RunStatus(run, INTERRUPTED, detail=f"{holder(state)}, ended without a result; {resumes(run)}")
     if state.get("state") == FAILED:
