@@ -6,7 +6,10 @@ from ``setup_cfg``); the end-to-end test runs the kit's scripts in such a host u
 """
 import ast
 import io
+import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from typing import Dict, Sequence
@@ -20,8 +23,10 @@ from mutual_prompt.tools.install_into import (
     EXTEND_IMPORT,
     HOST_SCRIPT_DIR,
     KIT_SCRIPTS,
+    MANIFEST,
     TRAINER_IMPORT,
     InstallError,
+    file_sha256,
     install,
     kit_files,
     patch_train_py,
@@ -239,15 +244,100 @@ def test_second_install_changes_nothing_and_says_so(tmp_path):
     assert snapshot(host) == before
 
 
-def test_install_updates_a_kit_file_that_differs(tmp_path):
+def kit_checkout(root):
+    """A copy of this checkout's kit (trainer, configs, scripts) that a test may change."""
+    shutil.copytree(os.path.join(REPO_ROOT, CONFIG_DIR), root / CONFIG_DIR)
+    shutil.copytree(os.path.join(REPO_ROOT, "scripts"), root / "scripts")
+    (root / "trainers").mkdir()
+    shutil.copy2(os.path.join(REPO_ROOT, "trainers", "mutual_prompt.py"), root / "trainers" / "mutual_prompt.py")
+    return root
+
+
+def test_install_updates_a_kit_file_that_changed_in_the_checkout(tmp_path):
+    checkout = kit_checkout(tmp_path / "mutual-prompt")
     host = make_host(tmp_path / "PromptSRC", "promptsrc")
-    install(str(host), REPO_ROOT, out=io.StringIO())
-    stale = host / CONFIG_DIR / "vit_b16_c4_ep10_batch1_ctxv1.yaml"
-    stale.write_text("old\n")
+    install(str(host), str(checkout), out=io.StringIO())
+    config = checkout / CONFIG_DIR / "vit_b16_c4_ep10_batch1_ctxv1.yaml"
+    config.write_text(config.read_text() + "# changed upstream\n")
     out = io.StringIO()
-    assert install(str(host), REPO_ROOT, out=out)
-    assert out.getvalue().splitlines()[0] == f"update {os.path.join(CONFIG_DIR, stale.name)}"
-    assert stale.read_text() != "old\n"
+    assert install(str(host), str(checkout), out=out)
+    assert out.getvalue().splitlines()[0] == f"update {os.path.join(CONFIG_DIR, config.name)}"
+    assert (host / CONFIG_DIR / config.name).read_text() == config.read_text()
+    assert json.loads((host / MANIFEST).read_text())["files"][f"{CONFIG_DIR}/{config.name}"] == file_sha256(str(config))
+
+
+def test_install_refuses_to_overwrite_kit_files_edited_in_the_host_and_names_them(tmp_path):
+    checkout = kit_checkout(tmp_path / "mutual-prompt")
+    host = make_host(tmp_path / "CoOp")
+    install(str(host), str(checkout), out=io.StringIO())
+    (host / "trainers" / "mutual_prompt.py").write_text("# my edits\n")
+    script = host / HOST_SCRIPT_DIR / "base2new_train.sh"
+    script.write_text(script.read_text() + "# my edits\n")
+    (checkout / "trainers" / "mutual_prompt.py").write_text("# a new version upstream\n")  # would be updated
+    (checkout / CONFIG_DIR / "new.yaml").write_text("OPTIM:\n  MAX_EPOCH: 1\n")  # would be added
+    before = snapshot(host)
+    with pytest.raises(InstallError) as info:
+        install(str(host), str(checkout), out=io.StringIO())
+    message = str(info.value)
+    assert f"  {os.path.join('trainers', 'mutual_prompt.py')}\n" in message
+    assert f"  {os.path.join(HOST_SCRIPT_DIR, 'base2new_train.sh')}\n" in message
+    assert "Nothing was written. --force overwrites them, keeping each as <file>.orig" in message
+    assert message.count("\n  ") == 2  # the unchanged kit files are not named
+    assert snapshot(host) == before
+
+
+def test_force_overwrites_an_edited_kit_file_keeping_a_copy(tmp_path):
+    host = make_host(tmp_path / "CoOp")
+    install(str(host), REPO_ROOT, out=io.StringIO())
+    trainer = host / "trainers" / "mutual_prompt.py"
+    trainer.write_text("# my edits\n")
+    (host / "trainers" / "mutual_prompt.py.orig").write_text("# an earlier copy\n")
+    out = io.StringIO()
+    assert install(str(host), REPO_ROOT, force=True, out=out)
+    kept = os.path.join("trainers", "mutual_prompt.py.orig.2")
+    assert out.getvalue().splitlines()[0] == f"overwrite {os.path.join('trainers', 'mutual_prompt.py')} " \
+                                             f"(your version is kept as {kept})"
+    assert (host / kept).read_text() == "# my edits\n"
+    assert (host / "trainers" / "mutual_prompt.py.orig").read_text() == "# an earlier copy\n"
+    with open(os.path.join(REPO_ROOT, "trainers", "mutual_prompt.py")) as f:
+        assert trainer.read_text() == f.read()
+    assert not install(str(host), REPO_ROOT, out=io.StringIO())  # recorded: the next install is quiet
+
+
+def test_without_a_manifest_identical_files_pass_and_differing_ones_are_refused(tmp_path):
+    """A host installed by a version that kept no manifest: what is identical to the kit is ours."""
+    host = make_host(tmp_path / "MaPLe", "maple")
+    install(str(host), REPO_ROOT, out=io.StringIO())
+    (host / MANIFEST).unlink()
+    out = io.StringIO()
+    assert not install(str(host), REPO_ROOT, out=out)
+    assert "already installed and up to date" in out.getvalue()
+    assert (host / MANIFEST).is_file()
+    (host / MANIFEST).unlink()
+    (host / CONFIG_DIR / "vit_b16_c4_ep10_batch1_ctxv1.yaml").write_text("old\n")
+    with pytest.raises(InstallError, match=f"differ from the kit, and {re.escape(MANIFEST)} .* is missing"):
+        install(str(host), REPO_ROOT, out=io.StringIO())
+
+
+def test_a_broken_manifest_is_named(tmp_path):
+    host = make_host(tmp_path / "CoOp")
+    install(str(host), REPO_ROOT, out=io.StringIO())
+    (host / MANIFEST).write_text("[1, 2]")
+    with pytest.raises(InstallError, match=f"{re.escape(str(host / MANIFEST))} is not the kit's manifest"):
+        install(str(host), REPO_ROOT, out=io.StringIO())
+
+
+def test_dry_run_names_the_overwrites_force_would_make(tmp_path):
+    host = make_host(tmp_path / "CoOp")
+    install(str(host), REPO_ROOT, out=io.StringIO())
+    (host / "trainers" / "mutual_prompt.py").write_text("# my edits\n")
+    before = snapshot(host)
+    out = io.StringIO()
+    assert install(str(host), REPO_ROOT, dry_run=True, force=True, out=out)
+    assert out.getvalue().splitlines() == [
+        f"would overwrite {os.path.join('trainers', 'mutual_prompt.py')} (your version would be kept as "
+        f"{os.path.join('trainers', 'mutual_prompt.py.orig')})"]
+    assert snapshot(host) == before
 
 
 def test_dry_run_writes_nothing(tmp_path):
