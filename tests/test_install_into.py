@@ -418,3 +418,96 @@ def test_kit_scripts_train_and_test_base_to_new_in_the_host(tmp_path, vit_b16_sh
     assert parse_run(str(test_dir), end_signal=TEST_END_SIGNAL) is not None
     log = (test_dir / "log.txt").read_text()
     assert "model.pth.tar-1" in log and "# classes  2" in log
+
+
+RECORDER = """#!/bin/bash
+if [ "$1" = train.py ]; then
+  "{python}" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "${{@:2}}" >> "{record}"
+else
+  exec "{python}" "$@"
+fi
+"""
+B2N_TAIL = os.path.join("caltech101", "shots_{shots}", "MutualPrompt", "vit_b16_c4_ep10_batch1_ctxv1", "seed1")
+
+
+def run_kit_script(tmp_path, host, script, *args, **env):
+    """A kit script in ``host`` with a ``PYTHON`` that records train.py's arguments instead of running it:
+    (exit status, stderr, recorded argument lists)."""
+    record = tmp_path / "record.jsonl"
+    record.unlink(missing_ok=True)
+    shim = tmp_path / "python"
+    shim.write_text(RECORDER.format(python=sys.executable, record=record))
+    shim.chmod(0o755)
+    proc = subprocess.run(["bash", str(host / HOST_SCRIPT_DIR / script), *args], cwd=str(tmp_path),
+                          env=dict(os.environ, PYTHON=str(shim), DATA=str(tmp_path / "data"), **env),
+                          capture_output=True, text=True, timeout=120)
+    recorded = [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
+    return proc.returncode, proc.stderr, recorded
+
+
+def value_after(args, flag):
+    return args[args.index(flag) + 1]
+
+
+@pytest.fixture
+def installed_host(tmp_path):
+    host = make_host(tmp_path / "CoOp")
+    install(str(host), REPO_ROOT, out=io.StringIO())
+    return host
+
+
+def test_kit_test_script_loads_the_last_epoch_of_a_training_run_with_its_own_max_epoch(tmp_path, installed_host):
+    train_dir = installed_host / "output" / "base2new" / "train_base" / B2N_TAIL.format(shots=16)
+    (train_dir / "prompt_learner").mkdir(parents=True)
+    for epoch in (1, 2):
+        (train_dir / "prompt_learner" / f"model.pth.tar-{epoch}").write_bytes(b"")
+    (train_dir / "log.txt").write_text("epoch [2/2] batch [1/1]\nFinish training\n* accuracy: 50.0%\n")
+    rc, err, runs = run_kit_script(tmp_path, installed_host, "base2new_test.sh", "caltech101", "1")
+    assert rc == 0, err
+    assert value_after(runs[0], "--load-epoch") == "2"
+    assert installed_host / value_after(runs[0], "--model-dir") == train_dir
+    rc, err, runs = run_kit_script(tmp_path, installed_host, "base2new_test.sh", "caltech101", "1",
+                                   "OPTIM.MAX_EPOCH", "5")
+    assert rc == 0, err
+    assert value_after(runs[0], "--load-epoch") == "5"  # the test's own override comes first
+    (train_dir / "log.txt").write_text("epoch [1/2] batch [1/1]\n")  # interrupted: not its last epoch
+    rc, err, runs = run_kit_script(tmp_path, installed_host, "base2new_test.sh", "caltech101", "1")
+    assert rc == 0, err
+    assert value_after(runs[0], "--load-epoch") == "10"  # the config's OPTIM.MAX_EPOCH
+
+
+@pytest.mark.parametrize("script, args", [
+    ("base2new_train.sh", ("caltech101", "1")),
+    ("base2new_test.sh", ("caltech101", "1")),
+])
+def test_kit_scripts_name_the_shots_folder_after_a_num_shots_override(tmp_path, installed_host, script, args):
+    rc, err, runs = run_kit_script(tmp_path, installed_host, script, *args, "DATASET.NUM_SHOTS", "4", LOADEP="1")
+    assert rc == 0, err
+    assert value_after(runs[0], "--output-dir").endswith(B2N_TAIL.format(shots=4))
+    assert runs[0][-2:] == ["DATASET.NUM_SHOTS", "4"]
+    assert runs[0][runs[0].index("DATASET.NUM_SHOTS") + 1] == "4"  # the protocol's own value agrees
+
+
+def test_kit_scripts_refuse_shots_that_disagree_with_the_num_shots_override(tmp_path, installed_host):
+    rc, err, runs = run_kit_script(tmp_path, installed_host, "base2new_train.sh", "caltech101", "1",
+                                   "DATASET.NUM_SHOTS", "4", SHOTS="16")
+    assert rc == 2 and runs == []
+    assert err.strip() == ("SHOTS=16 names the folders shots_16, but the override DATASET.NUM_SHOTS 4 trains on 4 "
+                           "shots: give one of them, or the same number to both")
+    rc, err, runs = run_kit_script(tmp_path, installed_host, "few_shot.sh", "caltech101", "8",
+                                   "DATASET.NUM_SHOTS", "2")
+    assert rc == 2 and runs == [] and "SHOTS=8 names the folders shots_8" in err
+    rc, err, runs = run_kit_script(tmp_path, installed_host, "few_shot.sh", "caltech101", "8",
+                                   "DATASET.NUM_SHOTS", "8", SEEDS="1")
+    assert rc == 0 and len(runs) == 1, err
+
+
+def test_help_reads_cleanly_and_shows_the_defaults():
+    proc = run_module("--help")
+    assert proc.returncode == 0
+    text = proc.stdout
+    description = text.split("\n\n")[1]
+    assert not description.rstrip().endswith(":"), description
+    assert "--force" in text and "<file>.orig" in text
+    assert f"(default: {REPO_ROOT}," in " ".join(text.split())
+    assert " ".join(text.split()).count("(default:") == 3
