@@ -175,9 +175,9 @@ def read_manifest(host: str) -> Dict[str, str]:
     try:
         files = read_json(path).get("files")
     except (ValueError, AttributeError) as e:
-        raise InstallError(f"{path} is not the kit's manifest ({e}); delete it and run again with --force") from e
+        raise InstallError(f"{path} is not the kit's manifest ({e}); delete it and run again") from e
     if not isinstance(files, dict):
-        raise InstallError(f"{path} has no 'files' object; delete it and run again with --force")
+        raise InstallError(f"{path} has no 'files' object; delete it and run again")
     return files
 
 
