@@ -418,6 +418,11 @@ def test_kit_scripts_train_and_test_base_to_new_in_the_host(tmp_path, vit_b16_sh
     assert parse_run(str(test_dir), end_signal=TEST_END_SIGNAL) is not None
     log = (test_dir / "log.txt").read_text()
     assert "model.pth.tar-1" in log and "# classes  2" in log
+    train_log = (train_dir / "log.txt").read_text()
+    # MaPLe's and PromptSRC's parse_test_res.py wait for the first line, CoOp's for the second
+    assert train_log.index("\nFinished training\n") < train_log.index("\nFinish training\n") < train_log.index(
+        "* accuracy:")
+    assert "\nBackend: built-in runtime (MUTUAL_PROMPT_BACKEND=builtin)\n" in train_log
 
 
 RECORDER = """#!/bin/bash
