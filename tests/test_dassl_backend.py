@@ -1,5 +1,6 @@
 """Running under the real Dassl toolbox (skipped where ``import dassl`` fails), forcing it where it is
 missing, and the config keys our trainers add to Dassl's defaults."""
+import ast
 import math
 import os
 import re
@@ -170,3 +171,17 @@ def test_mutual_prompt_resumes_through_the_weights_only_reader_under_dassl(tmp_p
     assert torch.equal(model2.weight, model.weight) and sched2.last_epoch == sched.last_epoch == 1
     assert optim2.state_dict()["state"][0]["momentum_buffer"].equal(optim.state_dict()["state"][0]["momentum_buffer"])
     assert trainer.best_result == 70.0
+
+
+def test_mutual_prompt_reads_init_weights_with_the_weights_only_reader_under_either_host():
+    """MODEL.INIT_WEIGHTS goes through our reader, not Dassl's ``load_checkpoint`` (torch.load's default):
+    imported from ``run/checkpoints.py``, not from the backend (which gives Dassl's under Dassl)."""
+    import trainers.mutual_prompt as mp
+    from mutual_prompt.run import checkpoints
+
+    with open(mp.__file__, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    sources = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               and any(alias.name == "load_pretrained_weights" for alias in node.names)]
+    assert sources == ["mutual_prompt.run.checkpoints"]
+    assert mp.load_pretrained_weights is checkpoints.load_pretrained_weights

@@ -15,11 +15,16 @@ from mutual_prompt.backend import (
     TrainerX,
     build_optimizer,
     compute_accuracy,
-    load_pretrained_weights,
 )
 from mutual_prompt.clip import autocast, grad_scaler, load_frozen_clip, resolve_precision
 from mutual_prompt.method import MutualPromptCLIP
-from mutual_prompt.run.checkpoints import best_val_so_far, config_difference_hint, load_trained_models, resume_models
+from mutual_prompt.run.checkpoints import (
+    best_val_so_far,
+    config_difference_hint,
+    load_pretrained_weights,
+    load_trained_models,
+    resume_models,
+)
 from mutual_prompt.run.config import add_keys_dassl_lacks
 from mutual_prompt.run.config_checks import validate_backbone_fit, validate_cfg
 from mutual_prompt.run.lr_schedulers import build_lr_scheduler
