@@ -36,11 +36,34 @@ fill() {
   printf '%s\n' "$text"
 }
 
-# max_epoch [KEY VALUE ...]: the epoch whose checkpoint a test loads unless LOADEP is set: the
-# training's OPTIM.MAX_EPOCH, from these overrides, else from $TRAINER's $CFG config.
+# max_epoch MODEL_DIR [KEY VALUE ...]: the epoch whose checkpoint a test loads unless LOADEP is set:
+# OPTIM.MAX_EPOCH from these overrides, else the last epoch of the finished training in MODEL_DIR
+# (trained with its own OPTIM.MAX_EPOCH override), else from $TRAINER's $CFG config.
 max_epoch() {
-  "$PYTHON" -c 'import sys; from mutual_prompt.tools.protocols import max_epoch; print(max_epoch(sys.argv[1], sys.argv[2:]))' \
+  "$PYTHON" -c 'import sys; from mutual_prompt.tools.protocols import max_epoch; print(max_epoch(sys.argv[1], sys.argv[3:], sys.argv[2]))' \
     "configs/trainers/${TRAINER}/${CFG}.yaml" "$@"
+}
+
+# set_shots DEFAULT [KEY VALUE ...]: SHOTS, the N of the folders' shots_N, kept in step with the
+# shots the run uses: a DATASET.NUM_SHOTS override (the last one; it comes after the protocol's
+# own) sets it, else $SHOTS, else DEFAULT. A SHOTS that disagrees with the override is an error.
+set_shots() {
+  local default="$1" given="" key
+  shift
+  while [ "$#" -ge 2 ]; do
+    key="$1"
+    [ "$key" != DATASET.NUM_SHOTS ] || given="$2"
+    shift 2
+  done
+  if [ -z "$given" ]; then
+    SHOTS="${SHOTS:-$default}"
+  elif [ -n "${SHOTS:-}" ] && [ "$SHOTS" != "$given" ]; then
+    echo "SHOTS=$SHOTS names the folders shots_$SHOTS, but the override DATASET.NUM_SHOTS $given trains on" \
+      "$given shots: give one of them, or the same number to both" >&2
+    exit 2
+  else
+    SHOTS="$given"
+  fi
 }
 
 # run_once DIR END_SIGNAL DATASET SEED train.py-args...: skip DIR when it already holds a finished

@@ -5,6 +5,6 @@ require_args 2 "bash scripts/base2new_train.sh DATASET SEED [KEY VALUE ...]" "$@
 DATASET=$1
 SEED=$2
 CFG=${CFG:-$BASE2NEW_CFG}
-SHOTS=${SHOTS:-$BASE2NEW_SHOTS}
+set_shots "$BASE2NEW_SHOTS" "${@:3}"
 DIR=$(fill "$BASE2NEW_TRAIN_DIR")/seed${SEED}
 run_train "$DIR" "$DATASET" "$SEED" "$BASE2NEW_TRAIN_OPTS" "${@:3}"

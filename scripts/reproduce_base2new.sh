@@ -6,7 +6,7 @@ source "$(dirname "$0")/_common.sh"
 [ -z "${SWEEP+x}" ] || DATA="$DATA" OUTPUT="$OUTPUT" TRAINER="$TRAINER" \
   exec "$PYTHON" -m mutual_prompt.sweep run base2new $SWEEP "$@"
 CFG=${CFG:-$BASE2NEW_CFG}
-SHOTS=${SHOTS:-$BASE2NEW_SHOTS}
+set_shots "$BASE2NEW_SHOTS" "$@"
 DATASETS=${DATASETS:-$BASE2NEW_DATASETS}
 SEEDS=${SEEDS:-$BASE2NEW_SEEDS}
 for DATASET in $DATASETS; do

@@ -6,7 +6,7 @@ source "$(dirname "$0")/_common.sh"
 [ -z "${SWEEP+x}" ] || DATA="$DATA" OUTPUT="$OUTPUT" TRAINER="$TRAINER" \
   exec "$PYTHON" -m mutual_prompt.sweep run xd $SWEEP "$@"
 CFG=${CFG:-$XD_CFG}
-SHOTS=${SHOTS:-$XD_SHOTS}
+set_shots "$XD_SHOTS" "$@"
 SOURCE=${SOURCE:-$XD_SOURCE}
 TARGETS=${TARGETS:-$XD_TARGETS}
 for SEED in ${SEEDS:-$XD_SEEDS}; do

@@ -6,9 +6,9 @@ require_args 2 "bash scripts/xd_test.sh DATASET SEED [KEY VALUE ...]" "$@"
 DATASET=$1
 SEED=$2
 CFG=${CFG:-$XD_CFG}
-SHOTS=${SHOTS:-$XD_SHOTS}
+set_shots "$XD_SHOTS" "${@:3}"
 SOURCE=${SOURCE:-$XD_SOURCE}
-LOADEP=${LOADEP:-$(max_epoch "${@:3}")}
 MODEL_DIR=$(fill "$XD_TRAIN_DIR")/seed${SEED}
+LOADEP=${LOADEP:-$(max_epoch "$MODEL_DIR" "${@:3}")}
 DIR=$(fill "$XD_TEST_DIR")/seed${SEED}
 run_test "$DIR" "$MODEL_DIR" "$DATASET" "$SEED" "$XD_TEST_OPTS" "${@:3}"

@@ -1,9 +1,12 @@
 """Running under the real Dassl toolbox (skipped where ``import dassl`` fails), forcing it where it is
 missing, and the config keys our trainers add to Dassl's defaults."""
+import ast
+import math
 import os
 import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 from yacs.config import CfgNode as CN
@@ -95,14 +98,90 @@ def test_zeroshot_eval_only_through_train_py_under_real_dassl(tmp_path, tiny_cli
 @pytest.mark.dassl
 @pytest.mark.slow
 @needs_dassl
-def test_mutual_prompt_trains_and_tests_through_train_py_under_real_dassl(tmp_path, repo_root):
+def test_mutual_prompt_trains_resumes_and_tests_through_train_py_under_real_dassl(tmp_path, repo_root):
+    """Under Dassl: the log's environment block and worker cap, both parsers' end-of-training lines, a
+    resume through our weights_only reader (with the optimizer and scheduler) and an eval-only run."""
     env = dict(os.environ, MUTUAL_PROMPT_BACKEND="dassl")
-    cmd = [sys.executable, "train.py", "--root", str(tmp_path / "data"), "--trainer", "MutualPrompt", "--seed", "1",
-           "--dataset-config-file", "configs/datasets/toy_shapes.yaml",
-           "--config-file", "configs/trainers/MutualPrompt/toy.yaml", "--output-dir", str(tmp_path / "out"),
-           "DATASET.NUM_SHOTS", "2", "DATASET.SUBSAMPLE_CLASSES", "base", "OPTIM.MAX_EPOCH", "1"]
-    proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
+    out = tmp_path / "out"
+    common = [sys.executable, "train.py", "--root", str(tmp_path / "data"), "--trainer", "MutualPrompt", "--seed", "1",
+              "--dataset-config-file", "configs/datasets/toy_shapes.yaml",
+              "--config-file", "configs/trainers/MutualPrompt/toy.yaml"]
+    opts = ["DATASET.NUM_SHOTS", "2", "DATASET.SUBSAMPLE_CLASSES", "base", "DATALOADER.NUM_WORKERS", "512"]
+    proc = subprocess.run(common + ["--output-dir", str(out), *opts, "OPTIM.MAX_EPOCH", "1"], cwd=repo_root, env=env,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    log = (tmp_path / "out" / "log.txt").read_text()
-    assert "Finish training" in log and "* accuracy:" in log
-    assert (tmp_path / "out" / "prompt_learner" / "model.pth.tar-1").is_file()
+    log = (out / "log.txt").read_text()
+    assert "\nBackend: Dassl 0.6" in log and "\nDevice: " in log and "DATALOADER.NUM_WORKERS 512 -> " in log
+    assert log.index("\nFinished training\n") < log.index("\nFinish training\n") < log.index("* accuracy:")
+    assert (out / "prompt_learner" / "model.pth.tar-1").is_file()
+
+    proc = subprocess.run(common + ["--output-dir", str(out), "--force-resume", *opts, "OPTIM.MAX_EPOCH", "2"],
+                          cwd=repo_root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = "".join(p.read_text() for p in out.iterdir() if p.name.startswith("log.txt-"))
+    assert f'Found checkpoint at "{out}" (will resume training)' in resumed  # ours; Dassl's has no quotes
+    assert "Loaded optimizer" in resumed and "Loaded scheduler" in resumed and "Previous epoch: 1" in resumed
+    assert (out / "prompt_learner" / "model.pth.tar-2").is_file()
+
+    proc = subprocess.run(common + ["--output-dir", str(tmp_path / "test"), "--eval-only", "--model-dir", str(out),
+                                    "--load-epoch", "2", *opts], cwd=repo_root, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "* accuracy:" in (tmp_path / "test" / "log.txt").read_text()
+
+
+def test_mutual_prompt_resumes_through_the_weights_only_reader_under_dassl(tmp_path, monkeypatch):
+    """Dassl 0.6.3's resume calls torch.load with the default (full unpickling before torch 2.6): the
+    trainer resumes through ``resume_models`` instead, restoring optimizer, scheduler and best result."""
+    import torch
+
+    import trainers.mutual_prompt as mp
+    from mutual_prompt.run.checkpoints import BEST_MODEL_FILE, save_checkpoint
+    from mutual_prompt.run.lr_schedulers import build_lr_scheduler
+
+    def trained_parts():
+        torch.manual_seed(0)
+        model = torch.nn.Linear(2, 2)
+        optim = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        sched = build_lr_scheduler(optim, CN({"LR_SCHEDULER": "cosine", "STEPSIZE": (-1,), "MAX_EPOCH": 4,
+                                              "GAMMA": 0.1, "WARMUP_EPOCH": 1, "WARMUP_TYPE": "constant",
+                                              "WARMUP_CONS_LR": 1e-5, "WARMUP_MIN_LR": 1e-5,
+                                              "WARMUP_RECOUNT": True}))
+        return model, optim, sched
+
+    model, optim, sched = trained_parts()
+    model(torch.ones(1, 2)).sum().backward()
+    optim.step()
+    sched.step()
+    state = {"state_dict": model.state_dict(), "epoch": 1, "optimizer": optim.state_dict(),
+             "scheduler": sched.state_dict(), "val_result": 70.0}
+    save_checkpoint(state, str(tmp_path / "prompt_learner"))
+    save_checkpoint(state, str(tmp_path / "prompt_learner"), model_name=BEST_MODEL_FILE)
+
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **kw: loads.append(kw.get("weights_only")) or real_load(*a, **kw))
+    monkeypatch.setattr(mp, "BACKEND", "dassl")
+    model2, optim2, sched2 = trained_parts()
+    trainer = SimpleNamespace(_models={"prompt_learner": model2}, _optims={"prompt_learner": optim2},
+                              _scheds={"prompt_learner": sched2}, get_model_names=lambda: ["prompt_learner"],
+                              best_result=-math.inf)
+    assert mp.MutualPrompt.resume_model_if_exist(trainer, str(tmp_path)) == 1
+    assert loads and all(loads), loads  # every read with weights_only=True
+    assert torch.equal(model2.weight, model.weight) and sched2.last_epoch == sched.last_epoch == 1
+    assert optim2.state_dict()["state"][0]["momentum_buffer"].equal(optim.state_dict()["state"][0]["momentum_buffer"])
+    assert trainer.best_result == 70.0
+
+
+def test_mutual_prompt_reads_init_weights_with_the_weights_only_reader_under_either_host():
+    """MODEL.INIT_WEIGHTS goes through our reader, not Dassl's ``load_checkpoint`` (torch.load's default):
+    imported from ``run/checkpoints.py``, not from the backend (which gives Dassl's under Dassl)."""
+    import trainers.mutual_prompt as mp
+    from mutual_prompt.run import checkpoints
+
+    with open(mp.__file__, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    sources = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               and any(alias.name == "load_pretrained_weights" for alias in node.names)]
+    assert sources == ["mutual_prompt.run.checkpoints"]
+    assert mp.load_pretrained_weights is checkpoints.load_pretrained_weights

@@ -6,7 +6,10 @@ from ``setup_cfg``); the end-to-end test runs the kit's scripts in such a host u
 """
 import ast
 import io
+import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from typing import Dict, Sequence
@@ -20,8 +23,10 @@ from mutual_prompt.tools.install_into import (
     EXTEND_IMPORT,
     HOST_SCRIPT_DIR,
     KIT_SCRIPTS,
+    MANIFEST,
     TRAINER_IMPORT,
     InstallError,
+    file_sha256,
     install,
     kit_files,
     patch_train_py,
@@ -239,15 +244,100 @@ def test_second_install_changes_nothing_and_says_so(tmp_path):
     assert snapshot(host) == before
 
 
-def test_install_updates_a_kit_file_that_differs(tmp_path):
+def kit_checkout(root):
+    """A copy of this checkout's kit (trainer, configs, scripts) that a test may change."""
+    shutil.copytree(os.path.join(REPO_ROOT, CONFIG_DIR), root / CONFIG_DIR)
+    shutil.copytree(os.path.join(REPO_ROOT, "scripts"), root / "scripts")
+    (root / "trainers").mkdir()
+    shutil.copy2(os.path.join(REPO_ROOT, "trainers", "mutual_prompt.py"), root / "trainers" / "mutual_prompt.py")
+    return root
+
+
+def test_install_updates_a_kit_file_that_changed_in_the_checkout(tmp_path):
+    checkout = kit_checkout(tmp_path / "mutual-prompt")
     host = make_host(tmp_path / "PromptSRC", "promptsrc")
-    install(str(host), REPO_ROOT, out=io.StringIO())
-    stale = host / CONFIG_DIR / "vit_b16_c4_ep10_batch1_ctxv1.yaml"
-    stale.write_text("old\n")
+    install(str(host), str(checkout), out=io.StringIO())
+    config = checkout / CONFIG_DIR / "vit_b16_c4_ep10_batch1_ctxv1.yaml"
+    config.write_text(config.read_text() + "# changed upstream\n")
     out = io.StringIO()
-    assert install(str(host), REPO_ROOT, out=out)
-    assert out.getvalue().splitlines()[0] == f"update {os.path.join(CONFIG_DIR, stale.name)}"
-    assert stale.read_text() != "old\n"
+    assert install(str(host), str(checkout), out=out)
+    assert out.getvalue().splitlines()[0] == f"update {os.path.join(CONFIG_DIR, config.name)}"
+    assert (host / CONFIG_DIR / config.name).read_text() == config.read_text()
+    assert json.loads((host / MANIFEST).read_text())["files"][f"{CONFIG_DIR}/{config.name}"] == file_sha256(str(config))
+
+
+def test_install_refuses_to_overwrite_kit_files_edited_in_the_host_and_names_them(tmp_path):
+    checkout = kit_checkout(tmp_path / "mutual-prompt")
+    host = make_host(tmp_path / "CoOp")
+    install(str(host), str(checkout), out=io.StringIO())
+    (host / "trainers" / "mutual_prompt.py").write_text("# my edits\n")
+    script = host / HOST_SCRIPT_DIR / "base2new_train.sh"
+    script.write_text(script.read_text() + "# my edits\n")
+    (checkout / "trainers" / "mutual_prompt.py").write_text("# a new version upstream\n")  # would be updated
+    (checkout / CONFIG_DIR / "new.yaml").write_text("OPTIM:\n  MAX_EPOCH: 1\n")  # would be added
+    before = snapshot(host)
+    with pytest.raises(InstallError) as info:
+        install(str(host), str(checkout), out=io.StringIO())
+    message = str(info.value)
+    assert f"  {os.path.join('trainers', 'mutual_prompt.py')}\n" in message
+    assert f"  {os.path.join(HOST_SCRIPT_DIR, 'base2new_train.sh')}\n" in message
+    assert "Nothing was written. --force overwrites them, keeping each as <file>.orig" in message
+    assert message.count("\n  ") == 2  # the unchanged kit files are not named
+    assert snapshot(host) == before
+
+
+def test_force_overwrites_an_edited_kit_file_keeping_a_copy(tmp_path):
+    host = make_host(tmp_path / "CoOp")
+    install(str(host), REPO_ROOT, out=io.StringIO())
+    trainer = host / "trainers" / "mutual_prompt.py"
+    trainer.write_text("# my edits\n")
+    (host / "trainers" / "mutual_prompt.py.orig").write_text("# an earlier copy\n")
+    out = io.StringIO()
+    assert install(str(host), REPO_ROOT, force=True, out=out)
+    kept = os.path.join("trainers", "mutual_prompt.py.orig.2")
+    assert out.getvalue().splitlines()[0] == f"overwrite {os.path.join('trainers', 'mutual_prompt.py')} " \
+                                             f"(your version is kept as {kept})"
+    assert (host / kept).read_text() == "# my edits\n"
+    assert (host / "trainers" / "mutual_prompt.py.orig").read_text() == "# an earlier copy\n"
+    with open(os.path.join(REPO_ROOT, "trainers", "mutual_prompt.py")) as f:
+        assert trainer.read_text() == f.read()
+    assert not install(str(host), REPO_ROOT, out=io.StringIO())  # recorded: the next install is quiet
+
+
+def test_without_a_manifest_identical_files_pass_and_differing_ones_are_refused(tmp_path):
+    """A host installed by a version that kept no manifest: what is identical to the kit is ours."""
+    host = make_host(tmp_path / "MaPLe", "maple")
+    install(str(host), REPO_ROOT, out=io.StringIO())
+    (host / MANIFEST).unlink()
+    out = io.StringIO()
+    assert not install(str(host), REPO_ROOT, out=out)
+    assert "already installed and up to date" in out.getvalue()
+    assert (host / MANIFEST).is_file()
+    (host / MANIFEST).unlink()
+    (host / CONFIG_DIR / "vit_b16_c4_ep10_batch1_ctxv1.yaml").write_text("old\n")
+    with pytest.raises(InstallError, match=f"differ from the kit, and {re.escape(MANIFEST)} .* is missing"):
+        install(str(host), REPO_ROOT, out=io.StringIO())
+
+
+def test_a_broken_manifest_is_named(tmp_path):
+    host = make_host(tmp_path / "CoOp")
+    install(str(host), REPO_ROOT, out=io.StringIO())
+    (host / MANIFEST).write_text("[1, 2]")
+    with pytest.raises(InstallError, match=f"{re.escape(str(host / MANIFEST))} is not the kit's manifest"):
+        install(str(host), REPO_ROOT, out=io.StringIO())
+
+
+def test_dry_run_names_the_overwrites_force_would_make(tmp_path):
+    host = make_host(tmp_path / "CoOp")
+    install(str(host), REPO_ROOT, out=io.StringIO())
+    (host / "trainers" / "mutual_prompt.py").write_text("# my edits\n")
+    before = snapshot(host)
+    out = io.StringIO()
+    assert install(str(host), REPO_ROOT, dry_run=True, force=True, out=out)
+    assert out.getvalue().splitlines() == [
+        f"would overwrite {os.path.join('trainers', 'mutual_prompt.py')} (your version would be kept as "
+        f"{os.path.join('trainers', 'mutual_prompt.py.orig')})"]
+    assert snapshot(host) == before
 
 
 def test_dry_run_writes_nothing(tmp_path):
@@ -328,3 +418,101 @@ def test_kit_scripts_train_and_test_base_to_new_in_the_host(tmp_path, vit_b16_sh
     assert parse_run(str(test_dir), end_signal=TEST_END_SIGNAL) is not None
     log = (test_dir / "log.txt").read_text()
     assert "model.pth.tar-1" in log and "# classes  2" in log
+    train_log = (train_dir / "log.txt").read_text()
+    # MaPLe's and PromptSRC's parse_test_res.py wait for the first line, CoOp's for the second
+    assert train_log.index("\nFinished training\n") < train_log.index("\nFinish training\n") < train_log.index(
+        "* accuracy:")
+    assert "\nBackend: built-in runtime (MUTUAL_PROMPT_BACKEND=builtin)\n" in train_log
+
+
+RECORDER = """#!/bin/bash
+if [ "$1" = train.py ]; then
+  "{python}" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "${{@:2}}" >> "{record}"
+else
+  exec "{python}" "$@"
+fi
+"""
+B2N_TAIL = os.path.join("caltech101", "shots_{shots}", "MutualPrompt", "vit_b16_c4_ep10_batch1_ctxv1", "seed1")
+
+
+def run_kit_script(tmp_path, host, script, *args, **env):
+    """A kit script in ``host`` with a ``PYTHON`` that records train.py's arguments instead of running it:
+    (exit status, stderr, recorded argument lists)."""
+    record = tmp_path / "record.jsonl"
+    record.unlink(missing_ok=True)
+    shim = tmp_path / "python"
+    shim.write_text(RECORDER.format(python=sys.executable, record=record))
+    shim.chmod(0o755)
+    proc = subprocess.run(["bash", str(host / HOST_SCRIPT_DIR / script), *args], cwd=str(tmp_path),
+                          env=dict(os.environ, PYTHON=str(shim), DATA=str(tmp_path / "data"), **env),
+                          capture_output=True, text=True, timeout=120)
+    recorded = [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
+    return proc.returncode, proc.stderr, recorded
+
+
+def value_after(args, flag):
+    return args[args.index(flag) + 1]
+
+
+@pytest.fixture
+def installed_host(tmp_path):
+    host = make_host(tmp_path / "CoOp")
+    install(str(host), REPO_ROOT, out=io.StringIO())
+    return host
+
+
+def test_kit_test_script_loads_the_last_epoch_of_a_training_run_with_its_own_max_epoch(tmp_path, installed_host):
+    train_dir = installed_host / "output" / "base2new" / "train_base" / B2N_TAIL.format(shots=16)
+    (train_dir / "prompt_learner").mkdir(parents=True)
+    for epoch in (1, 2):
+        (train_dir / "prompt_learner" / f"model.pth.tar-{epoch}").write_bytes(b"")
+    (train_dir / "log.txt").write_text("epoch [2/2] batch [1/1]\nFinish training\n* accuracy: 50.0%\n")
+    rc, err, runs = run_kit_script(tmp_path, installed_host, "base2new_test.sh", "caltech101", "1")
+    assert rc == 0, err
+    assert value_after(runs[0], "--load-epoch") == "2"
+    assert installed_host / value_after(runs[0], "--model-dir") == train_dir
+    rc, err, runs = run_kit_script(tmp_path, installed_host, "base2new_test.sh", "caltech101", "1",
+                                   "OPTIM.MAX_EPOCH", "5")
+    assert rc == 0, err
+    assert value_after(runs[0], "--load-epoch") == "5"  # the test's own override comes first
+    (train_dir / "log.txt").write_text("epoch [1/2] batch [1/1]\n")  # interrupted: not its last epoch
+    rc, err, runs = run_kit_script(tmp_path, installed_host, "base2new_test.sh", "caltech101", "1")
+    assert rc == 0, err
+    assert value_after(runs[0], "--load-epoch") == "10"  # the config's OPTIM.MAX_EPOCH
+
+
+@pytest.mark.parametrize("script, args", [
+    ("base2new_train.sh", ("caltech101", "1")),
+    ("base2new_test.sh", ("caltech101", "1")),
+])
+def test_kit_scripts_name_the_shots_folder_after_a_num_shots_override(tmp_path, installed_host, script, args):
+    rc, err, runs = run_kit_script(tmp_path, installed_host, script, *args, "DATASET.NUM_SHOTS", "4", LOADEP="1")
+    assert rc == 0, err
+    assert value_after(runs[0], "--output-dir").endswith(B2N_TAIL.format(shots=4))
+    assert runs[0][-2:] == ["DATASET.NUM_SHOTS", "4"]
+    assert runs[0][runs[0].index("DATASET.NUM_SHOTS") + 1] == "4"  # the protocol's own value agrees
+
+
+def test_kit_scripts_refuse_shots_that_disagree_with_the_num_shots_override(tmp_path, installed_host):
+    rc, err, runs = run_kit_script(tmp_path, installed_host, "base2new_train.sh", "caltech101", "1",
+                                   "DATASET.NUM_SHOTS", "4", SHOTS="16")
+    assert rc == 2 and runs == []
+    assert err.strip() == ("SHOTS=16 names the folders shots_16, but the override DATASET.NUM_SHOTS 4 trains on 4 "
+                           "shots: give one of them, or the same number to both")
+    rc, err, runs = run_kit_script(tmp_path, installed_host, "few_shot.sh", "caltech101", "8",
+                                   "DATASET.NUM_SHOTS", "2")
+    assert rc == 2 and runs == [] and "SHOTS=8 names the folders shots_8" in err
+    rc, err, runs = run_kit_script(tmp_path, installed_host, "few_shot.sh", "caltech101", "8",
+                                   "DATASET.NUM_SHOTS", "8", SEEDS="1")
+    assert rc == 0 and len(runs) == 1, err
+
+
+def test_help_reads_cleanly_and_shows_the_defaults():
+    proc = run_module("--help")
+    assert proc.returncode == 0
+    text = proc.stdout
+    description = text.split("\n\n")[1]
+    assert not description.rstrip().endswith(":"), description
+    assert "--force" in text and "<file>.orig" in text
+    assert f"(default: {REPO_ROOT}," in " ".join(text.split())
+    assert " ".join(text.split()).count("(default:") == 3

@@ -15,15 +15,24 @@ from mutual_prompt.backend import (
     TrainerX,
     build_optimizer,
     compute_accuracy,
-    load_pretrained_weights,
 )
 from mutual_prompt.clip import autocast, grad_scaler, load_frozen_clip, resolve_precision
 from mutual_prompt.method import MutualPromptCLIP
-from mutual_prompt.run.checkpoints import best_val_so_far, config_difference_hint, load_trained_models
+from mutual_prompt.run.checkpoints import (
+    best_val_so_far,
+    config_difference_hint,
+    load_pretrained_weights,
+    load_trained_models,
+    resume_models,
+)
 from mutual_prompt.run.config import add_keys_dassl_lacks
 from mutual_prompt.run.config_checks import validate_backbone_fit, validate_cfg
 from mutual_prompt.run.lr_schedulers import build_lr_scheduler
+from mutual_prompt.run.machine import cap_num_workers, run_header
 
+# Printed before Dassl's "Finish training": MaPLe's and PromptSRC's parse_test_res.py wait for this line
+# before they read the accuracy, CoOp's (and ours) for Dassl's.
+FINISHED_TRAINING_LINE = "Finished training"
 NO_CHECKPOINT_MESSAGE = (
     "MutualPrompt: load_model() was given no directory (--eval-only without --model-dir), so the result "
     "would be the accuracy of untrained prompts. Pass --model-dir <the --output-dir of the training run> "
@@ -94,6 +103,14 @@ class MutualPrompt(TrainerX):
         """``validate_cfg`` with this trainer's block, when the trainer is built."""
         validate_cfg(cfg, trainer="MutualPrompt")
 
+    def build_data_loader(self) -> None:
+        """Under Dassl, first the run's environment block and the worker cap (the built-in runtime
+        does both itself, for every trainer): Dassl builds the loaders from ``cfg`` here."""
+        if BACKEND == "dassl":
+            print(run_header(BACKEND, self.device))
+            cap_num_workers(self.cfg)
+        super().build_data_loader()
+
     def build_model(self) -> None:
         cfg = self.cfg
         classnames = self.dm.dataset.classnames
@@ -118,11 +135,19 @@ class MutualPrompt(TrainerX):
         self.scaler = grad_scaler(self.precision, self.device)
 
     def resume_model_if_exist(self, directory: str) -> int:
-        start_epoch = super().resume_model_if_exist(directory)
-        if BACKEND == "dassl" and start_epoch > 0:
-            # Dassl restarts best_result at -inf; the built-in runtime restores it itself.
+        """Under Dassl, ``resume_models`` (read with ``weights_only=True`` on every torch) instead of
+        Dassl's ``torch.load`` with the default, and the best validation result so far, which Dassl
+        restarts at -inf; the built-in runtime does both itself."""
+        if BACKEND != "dassl":
+            return super().resume_model_if_exist(directory)
+        start_epoch = resume_models(directory, self._models, self._optims, self._scheds)
+        if start_epoch > 0:
             self.best_result, _ = best_val_so_far(directory, self.get_model_names())
         return start_epoch
+
+    def after_train(self) -> None:
+        print(FINISHED_TRAINING_LINE)
+        super().after_train()
 
     def forward_backward(self, batch):
         image, label = self.parse_batch_train(batch)

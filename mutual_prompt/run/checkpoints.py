@@ -308,6 +308,25 @@ def resume_from_checkpoint(fdir: str, model: nn.Module, optimizer=None, schedule
     return start_epoch
 
 
+def resume_models(directory: str, models: Mapping[str, nn.Module], optims: Mapping[str, Any],
+                  scheds: Mapping[str, Any]) -> int:
+    """A trainer's ``resume_model_if_exist``, under either host: each model, with its optimizer and
+    scheduler, from the checkpoint its ``<directory>/<name>/checkpoint`` pointer names, read with
+    ``weights_only=True``; returns the epoch to start from (0, training from scratch, when a pointer
+    is missing). Dassl 0.6.3's own resume reads with ``torch.load``'s default, which unpickles
+    anything before torch 2.6 and refuses a pickled scheduler from torch 2.6 on."""
+    names = list(models)
+    if not names or not all(os.path.exists(os.path.join(directory, n, POINTER_FILE)) for n in names):
+        print("No checkpoint found, train from scratch")
+        return 0
+    print(f'Found checkpoint at "{directory}" (will resume training)')
+    start_epoch = 0
+    for name in names:
+        start_epoch = resume_from_checkpoint(os.path.join(directory, name), unwrapped(models[name]),
+                                             optims.get(name), scheds.get(name))
+    return start_epoch
+
+
 def best_val_so_far(directory: str, names: Sequence[str]) -> Tuple[float, Optional[int]]:
     """(best val result, its 1-based epoch) recorded for the checkpoints under ``directory``, so that
     with ``TEST.FINAL_MODEL best_val`` a resumed run's later, worse epoch does not replace ``model-best``.

@@ -11,8 +11,9 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from ..run.checkpoints import (BEST_MODEL_FILE, POINTER_FILE, best_val_so_far, load_trained_models,
-                               resume_from_checkpoint, rng_state, save_checkpoint, unwrapped)
+from ..run.checkpoints import (BEST_MODEL_FILE, best_val_so_far, load_trained_models, resume_models, rng_state,
+                               save_checkpoint, unwrapped)
+from ..run.machine import run_header
 from .config import check_supported
 from .data.data_manager import DataManager
 from .distributed import barrier, init_distributed, is_distributed, is_main_process
@@ -105,16 +106,7 @@ class TrainerBase:
         return {}
 
     def resume_model_if_exist(self, directory: str) -> int:
-        names = self.get_model_names()
-        if not names or not all(os.path.exists(os.path.join(directory, n, POINTER_FILE)) for n in names):
-            print("No checkpoint found, train from scratch")
-            return 0
-        print(f'Found checkpoint at "{directory}" (will resume training)')
-        start_epoch = 0
-        for name in names:
-            model = unwrapped(self._models[name])
-            start_epoch = resume_from_checkpoint(os.path.join(directory, name), model, self._optims[name], self._scheds[name])
-        return start_epoch
+        return resume_models(directory, self._models, self._optims, self._scheds)
 
     def load_model(self, directory: str, epoch: Optional[int] = None) -> None:
         """Load ``<directory>/<name>/model.pth.tar-<epoch>`` (``model-best.pth.tar`` without an epoch)
@@ -254,6 +246,7 @@ class SimpleTrainer(TrainerBase):
         self.check_cfg(cfg)
         check_supported(cfg)
         self.device = init_distributed(cfg.USE_CUDA)
+        print(run_header("builtin", self.device))
         self.start_epoch = self.epoch = 0
         self.max_epoch = cfg.OPTIM.MAX_EPOCH
         self.output_dir = cfg.OUTPUT_DIR

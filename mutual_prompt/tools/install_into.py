@@ -1,6 +1,6 @@
-"""Add MutualPrompt to a CoOp-style repository (CoOp, CoCoOp, MaPLe, PromptSRC, ...):
+"""Add MutualPrompt to a CoOp-style repository (CoOp, CoCoOp, MaPLe, PromptSRC, ...).
 
-    python -m mutual_prompt.install_into PATH_TO_REPO [--dry-run]
+    python -m mutual_prompt.install_into PATH_TO_REPO [--dry-run] [--force]
 
 Copies the drop-in kit from this checkout of mutual-prompt into the host repository:
 
@@ -9,21 +9,25 @@ Copies the drop-in kit from this checkout of mutual-prompt into the host reposit
     scripts/<run script>.sh                       -> scripts/mutual_prompt/
 
 and adds two things to the host's ``train.py``: ``import trainers.mutual_prompt`` after its last
-trainer import, and a call of our ``extend_cfg`` at the start of its ``extend_cfg(cfg)``. Running
-it again changes nothing (kit files that changed here are updated). The diff of ``train.py`` is
-printed; a ``train.py`` without CoOp's structure is refused, and nothing is written then.
+trainer import, and a call of our ``extend_cfg`` at the start of its ``extend_cfg(cfg)``. The diff of
+``train.py`` is printed; a ``train.py`` without CoOp's structure is refused, and nothing is written then.
+
+``.mutual_prompt_kit.json`` in the host records the SHA-256 of each kit file as installed. Running it
+again changes nothing, or updates the kit files that changed in this checkout; a kit file edited in
+the host (neither what was installed nor what would be) is refused, naming each, before anything is
+written: ``--force`` overwrites it after keeping a copy as ``<file>.orig``.
 """
 import argparse
 import ast
 import difflib
-import filecmp
+import hashlib
 import os
 import shutil
 import sys
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from mutual_prompt.files import atomic_path
+from mutual_prompt.files import atomic_path, read_json, write_json
 from mutual_prompt.tools import PACKAGE_CHECKOUT
 
 TRAINER_MODULE = "trainers.mutual_prompt"
@@ -37,6 +41,8 @@ HOST_SCRIPT_DIR = os.path.join("scripts", "mutual_prompt")
 KIT_SCRIPTS = ("_common.sh", "protocols.sh", "base2new_train.sh", "base2new_test.sh", "xd_train.sh",
                "xd_test.sh", "dg_test.sh", "few_shot.sh")
 TOY_CONFIG_PREFIX = "toy"
+MANIFEST = ".mutual_prompt_kit.json"  # in the host: {"files": {kit target: SHA-256 as installed}}
+BACKUP_SUFFIX = ".orig"
 
 
 class InstallError(Exception):
@@ -152,8 +158,83 @@ def _copy(source: str, target: str) -> None:
     shutil.copymode(source, target)
 
 
-def install(host: str, checkout: Optional[str] = None, dry_run: bool = False, out=sys.stdout) -> bool:
-    """Install the kit into ``host``; returns whether anything changed (or would, with ``dry_run``)."""
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(host: str) -> Dict[str, str]:
+    """The SHA-256 of each kit file as the last install wrote it (empty before the first install, or
+    after one by a version that kept no manifest). Keys are targets with ``/`` separators."""
+    path = os.path.join(host, MANIFEST)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        files = read_json(path).get("files")
+    except (ValueError, AttributeError) as e:
+        raise InstallError(f"{path} is not the kit's manifest ({e}); delete it and run again") from e
+    if not isinstance(files, dict):
+        raise InstallError(f"{path} has no 'files' object; delete it and run again")
+    return files
+
+
+def _key(target: str) -> str:
+    return target.replace(os.sep, "/")
+
+
+def backup_path(target: str) -> str:
+    """``<target>.orig``, or ``.orig.2``, ``.orig.3``, ... when earlier copies are there."""
+    path, n = target + BACKUP_SUFFIX, 1
+    while os.path.exists(path):
+        n += 1
+        path = f"{target}{BACKUP_SUFFIX}.{n}"
+    return path
+
+
+@dataclass(frozen=True)
+class Plan:
+    add: List[KitFile]  # missing in the host
+    update: List[KitFile]  # as the last install wrote them, changed in this checkout since
+    edited: List[KitFile]  # changed in the host since the last install (or not installed by a manifest)
+    hashes: Dict[str, str]  # the manifest after the install
+
+
+def plan_install(host: str, files: Sequence[KitFile]) -> Plan:
+    """Sort the kit files by what installing would do to the host's copy of each."""
+    installed = read_manifest(host)
+    add, update, edited, hashes = [], [], [], {}
+    for kit in files:
+        target = os.path.join(host, kit.target)
+        ours = file_sha256(kit.source)
+        hashes[_key(kit.target)] = ours
+        if not os.path.isfile(target):  # missing (or not a file: writing it is the error that names it)
+            add.append(kit)
+            continue
+        there = file_sha256(target)
+        if there == ours:
+            continue
+        (update if installed.get(_key(kit.target)) == there else edited).append(kit)
+    return Plan(add, update, edited, hashes)
+
+
+def edited_files_message(host: str, edited: Sequence[KitFile], manifest_found: bool) -> str:
+    why = ("changed since the last install" if manifest_found
+           else f"differ from the kit, and {MANIFEST} (what the last install wrote) is missing")
+    names = "\n".join(f"  {kit.target}" for kit in edited)
+    return (f"{host}: these kit files {why}, so they may hold your edits:\n{names}\n"
+            f"Nothing was written. --force overwrites them, keeping each as <file>{BACKUP_SUFFIX}; "
+            "or move your changes elsewhere (e.g. a config of your own beside the kit's) and run again.")
+
+
+def install(host: str, checkout: Optional[str] = None, dry_run: bool = False, force: bool = False,
+            out=sys.stdout) -> bool:
+    """Install the kit into ``host``; returns whether anything changed (or would, with ``dry_run``).
+
+    A kit file edited in the host is an ``InstallError`` naming each, before anything is written;
+    ``force`` overwrites it after copying it to ``<file>.orig``."""
     checkout = checkout or default_checkout()
     train_py = os.path.join(host, "train.py")
     if not os.path.isfile(train_py):
@@ -165,19 +246,26 @@ def install(host: str, checkout: Optional[str] = None, dry_run: bool = False, ou
     with open(train_py, encoding="utf-8", newline="") as f:
         old = f.read()
     new = patch_train_py(old, train_py)  # refuses before anything is copied
-    files = kit_files(checkout)
+    plan = plan_install(host, kit_files(checkout))
+    if plan.edited and not force:
+        raise InstallError(edited_files_message(host, plan.edited, os.path.isfile(os.path.join(host, MANIFEST))))
     verb = "would " if dry_run else ""
-    changed = False
-    for kit in files:
-        target = os.path.join(host, kit.target)
-        if os.path.isfile(target) and filecmp.cmp(kit.source, target, shallow=False):
-            continue
-        action = "update" if os.path.exists(target) else "add"
-        print(f"{verb}{action} {kit.target}", file=out)
-        changed = True
-        if not dry_run:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            _copy(kit.source, target)
+    for action, kits in (("add", plan.add), ("update", plan.update), ("overwrite", plan.edited)):
+        for kit in kits:
+            target = os.path.join(host, kit.target)
+            if action == "overwrite":
+                backup = backup_path(target)
+                kept = "would be kept" if dry_run else "is kept"
+                print(f"{verb}overwrite {kit.target} (your version {kept} as {os.path.relpath(backup, host)})",
+                      file=out)
+                if not dry_run:
+                    _copy(target, backup)
+            else:
+                print(f"{verb}{action} {kit.target}", file=out)
+            if not dry_run:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                _copy(kit.source, target)
+    changed = bool(plan.add or plan.update or plan.edited)
     if new != old:
         changed = True
         print(f"{verb}change train.py:", file=out)
@@ -185,6 +273,9 @@ def install(host: str, checkout: Optional[str] = None, dry_run: bool = False, ou
             old.splitlines(keepends=True), new.splitlines(keepends=True), "a/train.py", "b/train.py"))
         if not dry_run:
             _write_text(train_py, new)
+    manifest = os.path.join(host, MANIFEST)
+    if not dry_run and (not os.path.isfile(manifest) or read_manifest(host) != plan.hashes):
+        write_json({"files": plan.hashes}, manifest)
     if not changed:
         print(f"{host}: MutualPrompt is already installed and up to date", file=out)
     elif not dry_run:
@@ -195,14 +286,19 @@ def install(host: str, checkout: Optional[str] = None, dry_run: bool = False, ou
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mutual_prompt.install_into", description=__doc__.split("\n", 1)[0])
+        prog="python -m mutual_prompt.install_into", description=__doc__.split("\n", 1)[0],
+        epilog="Kit files edited in the host are refused, named, unless --force; see docs/DROP_IN.md.")
     parser.add_argument("host", metavar="PATH_TO_REPO", help="root of the CoOp-style repository (holds train.py)")
-    parser.add_argument("--dry-run", action="store_true", help="show what would change, write nothing")
+    parser.add_argument("--dry-run", action="store_true", help="show what would change, write nothing (default: off)")
+    parser.add_argument("--force", action="store_true",
+                        help=f"overwrite kit files edited in the host, keeping each as <file>{BACKUP_SUFFIX} "
+                             "(default: off, refuse and name them)")
     parser.add_argument("--checkout", default=None,
-                        help="mutual-prompt checkout to copy the kit from (default: the one this package is in)")
+                        help=f"mutual-prompt checkout to copy the kit from (default: {default_checkout()}, "
+                             "the one this package is installed from)")
     args = parser.parse_args(argv)
     try:
-        install(args.host, args.checkout, args.dry_run)
+        install(args.host, args.checkout, args.dry_run, args.force)
     except (InstallError, OSError) as e:  # OSError: a file of the host that cannot be read or written
         parser.exit(2, f"{parser.prog}: error: {e}\n")
     return 0

@@ -13,6 +13,7 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 import yaml
 
 from mutual_prompt.tools import PACKAGE_CHECKOUT
+from mutual_prompt.tools.results import TRAIN_END_SIGNAL, parse_run
 
 PROTOCOLS_FILE = os.path.join(PACKAGE_CHECKOUT, "scripts", "protocols.sh")
 # The sweep's protocols, by the prefix of their names in the file.
@@ -25,6 +26,7 @@ _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)")
 _VALUE = re.compile(r"""'(?P<single>[^']*)'|"(?P<double>[^"\\`]*)"|(?P<bare>[A-Za-z0-9_.,:+%@/{}-]*)""")
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_EPOCH_CHECKPOINT = re.compile(r"^model\.pth\.tar-(\d+)$")  # Dassl's name; run/checkpoints.py would import torch
 
 
 class ProtocolFileError(ValueError):
@@ -179,17 +181,33 @@ def protocol(name: str) -> Protocol:
     return load(PROTOCOLS_FILE)[name]
 
 
-def max_epoch(config_file: str, opts: Sequence[str] = ()) -> int:
+def max_epoch(config_file: str, opts: Sequence[str] = (), model_dir: str = "") -> int:
     """The epoch whose checkpoint a test loads unless LOADEP is set: the training's OPTIM.MAX_EPOCH,
-    from the KEY VALUE overrides ``opts``, else from ``config_file``, else 10 (the config default)."""
+    from the KEY VALUE overrides ``opts``, else the last epoch of the finished training in ``model_dir``
+    (so that a training run with ``OPTIM.MAX_EPOCH N`` is tested at epoch N without repeating the
+    override), else from ``config_file``, else 10 (the config default)."""
     for key, value in zip(opts[::2], opts[1::2]):
         if key == "OPTIM.MAX_EPOCH":
             try:
                 return int(value)
             except ValueError:
                 raise ValueError(f"override OPTIM.MAX_EPOCH: expected an integer; got {value!r}") from None
+    trained = last_trained_epoch(model_dir) if model_dir else None
+    if trained is not None:
+        return trained
     if not os.path.isfile(config_file):
         raise FileNotFoundError(f"Config file {config_file} not found")
     with open(config_file, encoding="utf-8") as f:
         data = yaml.safe_load(f) or {}
     return int((data.get("OPTIM") or {}).get("MAX_EPOCH", 10))
+
+
+def last_trained_epoch(model_dir: str) -> Optional[int]:
+    """The newest epoch checkpoint (``<model>/model.pth.tar-N``) of the training in ``model_dir`` when
+    its log says it finished (under Dassl or not, the last epoch is always saved), else None."""
+    if parse_run(model_dir, end_signal=TRAIN_END_SIGNAL) is None:
+        return None
+    epochs = [int(match.group(1))
+              for folder in os.listdir(model_dir) if os.path.isdir(os.path.join(model_dir, folder))
+              for match in map(_EPOCH_CHECKPOINT.match, os.listdir(os.path.join(model_dir, folder))) if match]
+    return max(epochs) if epochs else None

@@ -15,6 +15,7 @@ from tabulate import tabulate
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
+from ...run.machine import cap_num_workers
 from .. import distributed
 from ..utils import read_image
 from .datasets import build_dataset
@@ -98,6 +99,7 @@ class DataManager:
         # Imported here: mutual_prompt.data imports the backend, which imports this module.
         from ...data.labels import check_labels
 
+        cap_num_workers(cfg)
         dataset = build_dataset(cfg)
         split_path = getattr(dataset, "split_path", "")
         check_labels(
