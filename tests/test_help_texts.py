@@ -37,12 +37,19 @@ def undescribed_entries(text: str) -> List[str]:
     """The option and argument entries with no help text on their line or the next (indented) one; entries
     are the lines of a section (a heading such as ``options:`` up to the next blank line)."""
     lines = text.splitlines()
-    missing, in_section = [], False
+    missing, in_section, after_heading, in_description = [], False, False, False
     for i, line in enumerate(lines):
-        if not line.strip() or not line.startswith(" "):
-            in_section = line.endswith(":")
+        if not line.strip():
+            in_section, after_heading, in_description = in_description, False, False
+            continue
+        if not line.startswith(" "):
+            in_section = after_heading = line.endswith(":")
             continue
         match = ENTRY.match(line)
+        spec = match.group(1) if match else ""
+        if after_heading and not spec.startswith("-") and len(spec.split()) > 3:
+            in_section, in_description = False, True  # a group's description: its entries follow a blank line
+        after_heading = False
         if not in_section or not match or match.group(2):
             continue
         following = lines[i + 1] if i + 1 < len(lines) else ""
@@ -65,5 +72,5 @@ def test_help_reads_cleanly(command):
 def test_the_checker_finds_an_undescribed_option_and_accepts_described_ones():
     text = ("options:\n  -h, --help   show this help\n  --seed SEED\n  --lr LR\n"
             "                 the learning rate\n  --steps STEPS  optimiser steps\n\n"
-            "trainers: A, B,\n  C, D\n")
-    assert undescribed_entries(text) == ["--seed SEED"]
+            "trainers: A, B,\n  C, D\n\nwhat to run:\n  Each from its flag, else its default.\n\n  KEY VALUE\n")
+    assert undescribed_entries(text) == ["--seed SEED", "KEY VALUE"]
