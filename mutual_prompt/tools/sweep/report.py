@@ -9,7 +9,6 @@ from mutual_prompt.tools.results import (
     SeedSummary,
     base2new_rows,
     base2new_table,
-    format_mean,
     missing_lines,
     render,
     seed_summary_lines,
@@ -73,6 +72,5 @@ def summary_lines(repo_root: str, variant: Variant) -> List[str]:
         for k, summary in by_shots.items():
             lines += seed_summary_lines(filled(p.train_dir, s, DATASET=ds, SHOTS=k), summary)
     header = ["Dataset", *(f"{k} shots" for k in s.shot_list)]
-    body = [[ds, *(format_mean(sm.mean, sm.std) for sm in by_shots.values())]
-            for ds, by_shots in table.items()]
+    body = [[ds, *by_shots.values()] for ds, by_shots in table.items()]
     return lines + [render(header, body)]
