@@ -17,6 +17,8 @@ TEST_END_SIGNAL = "=> result"
 # The 11 datasets of the base-to-new and few-shot protocols (CoCoOp's order, as the scripts run them).
 BENCHMARK_DATASETS = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
                       "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101")
+# The toy world's datasets: measured here, never beside the benchmark's published numbers.
+TOY_DATASETS = ("toy_shapes",)
 SEED_DIR = re.compile(r"^seed(\d+)$")
 
 
