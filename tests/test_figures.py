@@ -299,3 +299,21 @@ def test_parse_test_res_plot(repo_root, tmp_path):
                            "--plot", str(out)], cwd=repo_root, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert f"figure: {out}" in proc.stdout and out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_sweeps_few_shot_figure_has_the_zero_shot_line(repo_root, tmp_path, monkeypatch):
+    from mutual_prompt.tools.sweep import plots
+    from mutual_prompt.tools.sweep.plan import Settings, expand
+
+    s = Settings(repo_root=repo_root, data=str(tmp_path / "data"), output=str(tmp_path / "out"), cfg="toy",
+                 datasets=("toy_shapes",), shot_list=(1, 2, 4), seeds=(1,))
+    variants = expand("few_shot", s)
+    for run in variants[0].runs:
+        write_log(run.output_dir, f"{run.end_signal}\n* accuracy: {70.0 if run.kind == 'zero_shot' else 60.0}%\n")
+    drawn = {}
+    monkeypatch.setattr(figures, "save", lambda fig, path: drawn.setdefault(os.path.basename(path), fig) and path)
+    plots.write_figures(repo_root, variants, str(tmp_path / "figures"))
+    (ax,) = [ax for ax in drawn["few_shot.png"].axes if ax.get_visible()]
+    (line,) = zero_shot_lines(ax)
+    assert list(line.get_ydata()) == [70.0, 70.0]
+    assert tick_labels(ax) == ["1", "2", "4"]

@@ -195,3 +195,39 @@ def test_help_shows_defaults_and_explains_each_flag(repo_root):
         if line.startswith("  -") and len(line.split()) <= 2:
             following = options.splitlines()[options.splitlines().index(line) + 1]
             assert following.startswith(" " * 10) and following.strip(), line
+
+
+def few_shot_variant(repo_root, tmp_path, **kw):
+    from mutual_prompt.tools.sweep.plan import Settings, expand
+
+    s = Settings(repo_root=repo_root, data=str(tmp_path / "data"), output=str(tmp_path / "out"), cfg="toy",
+                 datasets=("toy_shapes", "dtd"), shot_list=(1, 2), seeds=(1, 2), **kw)
+    (variant,) = expand("few_shot", s)
+    for i, run in enumerate(variant.runs):
+        if run.kind == "train":
+            _write(os.path.join(run.output_dir, "log.txt"), TRAIN_LOG.format(c=60 + i, acc=60.0 + i, err=40.0 - i))
+    return variant
+
+
+def test_the_few_shot_table_carries_the_zero_shot_line(repo_root, tmp_path):
+    from mutual_prompt.tools.sweep.report import summary_lines
+
+    variant = few_shot_variant(repo_root, tmp_path)
+    lines = "\n".join(summary_lines(repo_root, variant)).splitlines()
+    table = lines[lines.index("(mean ± std over 2 seeds; std is the population std, as CoOp's parse_test_res.py)") - 4:]
+    assert table[0].split() == ["Dataset", "zero-shot", "CLIP", "1", "shot", "2", "shots"]
+    assert table[2].split() == ["toy_shapes", "-", "61.50", "±", "0.50", "63.50", "±", "0.50"]
+    out = tmp_path / "out"
+    assert table[-1] == (f"no zero-shot CLIP result yet for toy_shapes, dtd (its run: {out}/few_shot/toy_shapes/"
+                         "ZeroshotMP/toy/seed1, ...)")
+    for run in variant.runs:
+        if run.kind == "zero_shot":
+            _write(os.path.join(run.output_dir, "log.txt"), TEST_LOG.format(c=55, acc=55.0, err=45.0))
+    table = "\n".join(summary_lines(repo_root, variant)).splitlines()[-5:]
+    assert table[2].split()[:2] == ["toy_shapes", "55.00"] and table[3].split()[:2] == ["dtd", "55.00"]
+    assert table[-1] == ("(mean ± std over 1 to 2 seeds, population std; a value without ± is one seed; "
+                         "the missing: lines name the seeds without a result)")
+
+    no_config = few_shot_variant(repo_root, tmp_path, opts=("MODEL.BACKBONE.NAME", "RN50"))
+    last = summary_lines(repo_root, no_config)[-1]
+    assert last.startswith("no zero-shot CLIP line: no config in ") and "MODEL.BACKBONE.NAME 'RN50'" in last

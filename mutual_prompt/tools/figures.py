@@ -293,7 +293,7 @@ def few_shot_figure(series: Mapping[str, Mapping[str, Mapping[int, SeedSummary]]
     panels = datasets + (["Average"] if len(datasets) > 1 else [])
     cols = min(4, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows + 0.8), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(5.0, 3.2 * cols), 2.8 * rows + 0.8), squeeze=False)
     for ax, panel in zip(axes.flat, panels):
         shots_drawn: List[int] = []
         for label, by_ds in series.items():
