@@ -9,8 +9,9 @@ examples:
 
 A result is the last '* accuracy: X%' line after 'Finish training' (training runs) or '=> result'
 (test-only runs). A table value is the mean over seeds, with '± std' (population std) when there are
-two or more; CSV has mean, std and n (seeds) in separate columns. When nothing matches, the error
-names the folders that do exist at the nearest level, and the exit status is 2.
+two or more; CSV has mean, std and n (seeds) in separate columns, and is all that goes to stdout
+(the other lines go to stderr). When nothing matches, the error names the folders that do exist at
+the nearest level, and the exit status is 2.
 """
 import argparse
 import os
@@ -53,10 +54,15 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{action.help} (default: {shown.replace('%', '%%')})"
 
 
+def notes(args: argparse.Namespace):
+    """Where the lines around a table go: stderr for CSV, so that stdout is the CSV file alone."""
+    return sys.stderr if args.format == "csv" else sys.stdout
+
+
 def summarise_directory(directory: str, args: argparse.Namespace, end_signal: str) -> SeedSummary:
     summary = summarise_seeds(directory, args.keyword, end_signal)
     lines = seed_summary_lines(directory, summary, args.keyword, end_signal, args.ci95)
-    print("\n".join(lines))
+    print("\n".join(lines), file=notes(args))
     if not summary.values:
         folders = subfolders(directory)
         raise NoResults(f"Nothing found in {directory}: no log.txt with '* {args.keyword}: X%' after '{end_signal}' "
@@ -125,18 +131,19 @@ def nothing_matched(args: argparse.Namespace, rows) -> str:
 def summarise(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Print the table (and write the figure) that ``args`` ask for."""
     if args.base2new:
-        rows = base2new_rows(args.base2new, args.trainer, args.cfg, args.shots, args.datasets, args.seeds, args.keyword, args.base_split)
+        rows = base2new_rows(args.base2new, args.trainer, args.cfg, args.shots, args.datasets, args.seeds,
+                             args.keyword, args.base_split)
         if not any(r.base.values or r.new.values for r in rows):
             raise NoResults(nothing_matched(args, rows))
         header, body = base2new_table(rows)
         print(render(header, body, args.format))
         for line in missing_lines(rows):
-            print(line)
+            print(line, file=notes(args))
         if args.plot:
             from mutual_prompt.tools import figures
 
             fig = figures.base2new_figure({f"{args.trainer} {args.cfg}": rows}, figures.load_published())
-            print(f"figure: {figures.save(fig, args.plot)}")
+            print(f"figure: {figures.save(fig, args.plot)}", file=notes(args))
         return 0
 
     if not args.directory:
@@ -156,7 +163,7 @@ def summarise(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     body = []
     for name in subfolders(args.directory):
         body.append([name, summarise_directory(os.path.join(args.directory, name), args, end_signal)])
-    print("Average performance")
+    print("Average performance", file=notes(args))
     print(render(["Experiment", args.keyword], body, args.format))
     return 0
 

@@ -188,6 +188,11 @@ def test_toy_world_is_never_drawn_beside_published_numbers(tmp_path):
     text = " ".join(caption(fig).split())
     assert "The toy world has its own panels: the published numbers are for the 11 real benchmark datasets" in text
     assert "Hatched" not in text and "Average" not in text
+    for seed in (1, 2):  # no New result at all: a figure that says so, not an error at the end of a sweep
+        os.remove(f"{root}/test_new/toy_shapes/shots_16/MutualPrompt/cfg/seed{seed}/log.txt")
+    rows = base2new_rows(root, "MutualPrompt", "cfg", datasets=["toy_shapes"], seeds=[1, 2])
+    fig = figures.base2new_figure({"MutualPrompt": rows}, figures.load_published())
+    assert fig.axes == [] and caption(fig) == figures.NOTHING_TO_DRAW
 
 
 def test_toy_world_has_its_own_panels_beside_benchmark_datasets(tmp_path):

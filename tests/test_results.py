@@ -125,9 +125,15 @@ def test_cli_base2new_and_seed_mode(tmp_path, repo_root):
     seed_parent = os.path.dirname(_run_dir(root, "test_new", "eurosat", 1, "MP", "c"))
     out = subprocess.run(cmd + [seed_parent, "--test-log"], capture_output=True, text=True, check=True).stdout
     assert "* accuracy: 42.00% +- 2.00% (std over 2 seeds)" in out
-    out = subprocess.run(cmd + [os.path.dirname(seed_parent), "--multi-exp", "--test-log", "--format", "csv"],
-                         capture_output=True, text=True, check=True).stdout
-    assert out.splitlines()[-2:] == ["Experiment,accuracy mean,accuracy std,accuracy n", "c,42.00,2.00,2"]
+    proc = subprocess.run(cmd + [os.path.dirname(seed_parent), "--multi-exp", "--test-log", "--format", "csv"],
+                          capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines() == ["Experiment,accuracy mean,accuracy std,accuracy n", "c,42.00,2.00,2"]
+    assert "Parsing files in" in proc.stderr  # CSV alone on stdout, the rest on stderr
+    proc = subprocess.run(cmd + ["--base2new", root, "--trainer", "MP", "--cfg", "c", "--format", "csv"],
+                          capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines() == ["Dataset,Base mean,Base std,Base n,New mean,New std,New n,HM",
+                                        "eurosat,61.00,1.00,2,42.00,2.00,2,49.75", "Average,61.00,,,42.00,,,49.75"]
+    assert proc.stderr == "missing: eurosat train_base seed3\nmissing: eurosat test_new seed3\n"
     bad = subprocess.run(cmd + [seed_parent], capture_output=True, text=True)
     assert bad.returncode != 0 and "Nothing found" in bad.stderr
 

@@ -29,6 +29,7 @@ from mutual_prompt.tools.results import (
 
 PUBLISHED_BASE2NEW = os.path.join(os.path.dirname(os.path.abspath(__file__)), "published_base2new_vitb16.csv")
 METRICS = ("Base", "New", "HM")
+NOTHING_TO_DRAW = "No dataset has both a Base and a New result yet: nothing to draw."
 PUBLISHED_DATASETS = BENCHMARK_DATASETS + ("Average",)
 
 
@@ -181,7 +182,8 @@ def _draw_part(fig, grid, row: int, part: _Part) -> int:
             xs = [part.groups.index(name) + i * width - 0.4 + width / 2 for name in names]
             ys = [vals[name][0][m] for name in names]
             published_bar = label.endswith("(published)")
-            ax.bar(xs, ys, width, label=label, hatch="//" if published_bar else None, alpha=0.6 if published_bar else 1.0)
+            ax.bar(xs, ys, width, label=label, hatch="//" if published_bar else None,
+                   alpha=0.6 if published_bar else 1.0)
             spread = [(x, y, vals[name][1][m]) for x, y, name in zip(xs, ys, names) if not math.isnan(vals[name][1][m])]
             if spread:
                 ax.errorbar([x for x, _, _ in spread], [y for _, y, _ in spread], yerr=[e for _, _, e in spread],
@@ -224,8 +226,11 @@ def base2new_figure(measured: Mapping[str, Sequence[Base2NewRow]], published: Se
         series = {name: vals for name, vals in series.items() if vals}
         if series:
             parts.append(_Part(label, _groups(series), series))
-    if not parts:
-        raise ValueError("no dataset with both a Base and a New result to draw")
+    if not parts:  # e.g. a sweep whose runs failed: the figure says so rather than stopping the report
+        fig = plt.figure(figsize=(9.0, 2.0))
+        fig.text(0.5, 0.5, NOTHING_TO_DRAW, ha="center", va="center")
+        fig.suptitle(title)
+        return fig
     heights = [3.0 if p.stacked else 3.6 for p in parts for _ in range(3 if p.stacked else 1)]
     fig = plt.figure(figsize=(max(p.width() for p in parts), sum(heights) + 0.5))
     grid = fig.add_gridspec(len(heights), 3, height_ratios=heights)
@@ -324,7 +329,8 @@ def few_shot_figure(series: Mapping[str, Mapping[str, Mapping[int, SeedSummary]]
         ax.set_visible(False)
     axes.flat[0].legend(*_unique_handles(axes.flat), fontsize="small")
     summaries = [s for by_ds in series.values() for by_k in by_ds.values() for s in by_k.values()]
-    lines = [_seeds_phrase(summaries, "Lines") + (" Average: the mean over the datasets (no error bars)." if "Average" in panels else "")]
+    average = " Average: the mean over the datasets (no error bars)." if "Average" in panels else ""
+    lines = [_seeds_phrase(summaries, "Lines") + average]
     absent = [ds for ds in datasets if ds not in zero_shot]
     if len(absent) < len(datasets):
         lines.append("Dashed: zero-shot CLIP on the same test set (ZeroshotMP, the same backbone, no training).")

@@ -91,7 +91,8 @@ FORMATS = ("table", "markdown", "csv")
 
 def subfolders(directory: str) -> List[str]:
     """The folders in ``directory``, sorted, hidden ones left out."""
-    return sorted(d for d in os.listdir(directory) if not d.startswith(".") and os.path.isdir(os.path.join(directory, d)))
+    return sorted(d for d in os.listdir(directory)
+                  if not d.startswith(".") and os.path.isdir(os.path.join(directory, d)))
 
 
 def where_instead(path: str) -> str:
@@ -136,7 +137,8 @@ def seed_summary_lines(directory: str, summary: SeedSummary, keyword: str = "acc
     lines += [f"{name}: {keyword}: {value:.2f}%" for name, value in summary.values.items()]
     lines += [f"missing: {name} has no result after '{end_signal}'" for name in summary.missing]
     if summary.n == 1:
-        lines += ["===", f"Summary of directory: {directory}", f"* {keyword}: {summary.mean:.2f}% (1 seed, no std)", "==="]
+        lines += ["===", f"Summary of directory: {directory}", f"* {keyword}: {summary.mean:.2f}% (1 seed, no std)",
+                  "==="]
     elif summary.values:
         spread, what = (summary.ci95, "95% CI") if ci95 else (summary.std, "std")
         lines += ["===", f"Summary of directory: {directory}",
