@@ -104,6 +104,28 @@ run_test() {
     ${opts[@]+"${opts[@]}"} "$@"
 }
 
+# run_zero_shot DATASET [KEY VALUE ...]: run_once of zero-shot CLIP on all of DATASET's classes into
+# FEW_SHOT_ZEROSHOT_DIR (the few-shot tables' reference line): ZeroshotMP with its config of $CFG's
+# backbone and the MODEL.BACKBONE.* overrides among the given ones. Sets ZERO_SHOT_DIR to the folder
+# of its seeds, or, where no ZeroshotMP config has that backbone, says so, sets it empty, runs nothing.
+run_zero_shot() {
+  local dataset="$1" words
+  shift
+  ZERO_SHOT_DIR=
+  words=$("$PYTHON" -c 'import sys
+from mutual_prompt.tools.protocols import zero_shot
+try:
+    cfg, opts = zero_shot(sys.argv[1], sys.argv[2:])
+except (ValueError, FileNotFoundError) as e:
+    sys.exit(str(e))
+print(cfg, *opts)' "configs/trainers/${TRAINER}/${CFG}.yaml" "$@") || return 0
+  local -a zs
+  read -ra zs <<< "$words"
+  ZERO_SHOT_DIR=$(DATASET="$dataset" CFG="${zs[0]}" fill "$FEW_SHOT_ZEROSHOT_DIR")
+  TRAINER=ZeroshotMP CFG="${zs[0]}" run_once "$ZERO_SHOT_DIR/seed1" "=> result" "$dataset" 1 --eval-only --no-load \
+    "${zs[@]:1}"
+}
+
 require_args() {
   local n="$1" usage="$2"
   shift 2

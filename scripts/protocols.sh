@@ -45,3 +45,8 @@ FEW_SHOT_SEEDS="1 2 3"
 FEW_SHOT_SHOT_LIST="1 2 4 8 16"
 FEW_SHOT_TRAIN_DIR='{OUTPUT}/few_shot/{DATASET}/{TRAINER}/{CFG}_{SHOTS}shots'
 FEW_SHOT_TRAIN_OPTS='DATASET.NUM_SHOTS {SHOTS}'
+# Zero-shot CLIP on each dataset's test set, all classes: the reference line of the few-shot tables
+# and figures. One run per dataset (seed 1; nothing is trained), trainer ZeroshotMP with its config of
+# the same backbone as CFG (configs/trainers/ZeroshotMP/: vit_b16 for ViT-B/16, toy for the toy CLIP),
+# so {CFG} here is that config.
+FEW_SHOT_ZEROSHOT_DIR='{OUTPUT}/few_shot/{DATASET}/ZeroshotMP/{CFG}'

@@ -1,11 +1,14 @@
 #!/bin/bash
-# Few-shot learning with 1, 2, 4, 8 and 16 shots on the 11 datasets, seeds 1-3, then one summary each.
+# Few-shot learning with 1, 2, 4, 8 and 16 shots on the 11 datasets, seeds 1-3, then one summary each;
+# first, once per dataset, zero-shot CLIP (the reference line of the few-shot tables and figures).
 source "$(dirname "$0")/_common.sh"
 # SWEEP="--gpus 0,1,2,3" (or any sweep options, "" for the defaults) hands the same runs to the sweep:
 [ -z "${SWEEP+x}" ] || DATA="$DATA" OUTPUT="$OUTPUT" TRAINER="$TRAINER" \
   exec "$PYTHON" -m mutual_prompt.sweep run few_shot $SWEEP "$@"
 CFG=${CFG:-$FEW_SHOT_CFG}
 for DATASET in ${DATASETS:-$FEW_SHOT_DATASETS}; do
+  run_zero_shot "$DATASET" "$@"
+  [ -z "$ZERO_SHOT_DIR" ] || "$PYTHON" parse_test_res.py "$ZERO_SHOT_DIR" --test-log
   for SHOTS in ${SHOT_LIST:-$FEW_SHOT_SHOT_LIST}; do
     bash scripts/few_shot.sh "$DATASET" "$SHOTS" "$@"
     DIR=$(fill "$FEW_SHOT_TRAIN_DIR")

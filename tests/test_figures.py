@@ -44,7 +44,7 @@ def bars_per_group(ax):
 
 
 def caption(fig):
-    return "\n".join(t.get_text() for t in fig.texts)
+    return "\n".join(t.get_text() for t in fig.texts if t.get_text() != fig.get_suptitle())
 
 
 PUBLISHED_HEADER = "method,dataset,base,new,hm,source\n"
@@ -168,29 +168,120 @@ def test_per_dataset_published_bars_beside_ours(tmp_path):
     assert f"No published number for B on: {', '.join(others)}." in " ".join(caption(fig).split())
 
 
-def test_toy_world_keeps_published_averages_in_their_own_group(tmp_path):
+def published_bars(ax):
+    return [p for p in bars(ax) if (p.get_label() or "").endswith("(published)") or p.get_hatch()]
+
+
+def tick_labels(ax):
+    return [t.get_text() for t in ax.get_xticklabels()]
+
+
+def test_toy_world_is_never_drawn_beside_published_numbers(tmp_path):
     root = str(tmp_path / "base2new")
     base2new_tree(root, ["toy_shapes"])
     rows = base2new_rows(root, "MutualPrompt", "cfg", datasets=["toy_shapes"], seeds=[1, 2])
     fig = figures.base2new_figure({"MutualPrompt": rows}, figures.load_published())
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["toy_shapes", "Average", "11-dataset average"]
-    assert bars_per_group(fig.axes[2]) == {0: 1, 1: 1, 2: 5}  # no published bar beside toy_shapes
-    assert "No published number for CLIP, CoOp, CoCoOp, MaPLe, PromptSRC on: toy_shapes." in " ".join(caption(fig).split())
+    assert [ax.get_title() for ax in fig.axes] == ["Base: toy world", "New: toy world", "HM: toy world"]
+    for ax in fig.axes:
+        assert tick_labels(ax) == ["toy_shapes"] and published_bars(ax) == [] and len(bars(ax)) == 1
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["MutualPrompt (measured)"]
+    text = " ".join(caption(fig).split())
+    assert "The toy world has its own panels: the published numbers are for the 11 real benchmark datasets" in text
+    assert "Hatched" not in text and "Average" not in text
+    for seed in (1, 2):  # no New result at all: a figure that says so, not an error at the end of a sweep
+        os.remove(f"{root}/test_new/toy_shapes/shots_16/MutualPrompt/cfg/seed{seed}/log.txt")
+    rows = base2new_rows(root, "MutualPrompt", "cfg", datasets=["toy_shapes"], seeds=[1, 2])
+    fig = figures.base2new_figure({"MutualPrompt": rows}, figures.load_published())
+    assert fig.axes == [] and caption(fig) == figures.NOTHING_TO_DRAW
+
+
+def test_toy_world_has_its_own_panels_beside_benchmark_datasets(tmp_path):
+    root = str(tmp_path / "base2new")
+    base2new_tree(root, ["toy_shapes", "dtd", "eurosat"])
+    rows = base2new_rows(root, "MutualPrompt", "cfg", datasets=["toy_shapes", "dtd", "eurosat"], seeds=[1, 2])
+    fig = figures.base2new_figure({"MutualPrompt": rows}, figures.load_published())
+    benchmark, toy = fig.axes[:3], fig.axes[3:]
+    assert [ax.get_title() for ax in benchmark] == ["Base", "New", "HM"]
+    assert [ax.get_title() for ax in toy] == ["Base: toy world", "New: toy world", "HM: toy world"]
+    for ax in benchmark:
+        assert tick_labels(ax) == ["dtd", "eurosat", "Average", "11-dataset average"]
+        assert bars_per_group(ax) == {0: 6, 1: 6, 2: 1, 3: 5}  # ours + 5 published on dtd and eurosat
+    for ax in toy:
+        assert tick_labels(ax) == ["toy_shapes"] and published_bars(ax) == []
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend.count("MutualPrompt (measured)") == 1 and len(legend) == 6
+    text = " ".join(caption(fig).split())
+    assert "No published number" not in text  # our 2-dataset Average is not comparable with theirs
+    assert "Hatched: published numbers" in text and "The toy world has its own panels" in text
+
+
+def error_bars(ax):
+    return [c for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
+
+
+def test_caption_says_what_bars_and_error_bars_are(tmp_path):
+    root = str(tmp_path / "base2new")
+    base2new_tree(root, ["dtd", "eurosat"], seeds=(1, 2, 3))
+    three = base2new_rows(root, "MutualPrompt", "cfg", datasets=["dtd", "eurosat"], seeds=[1, 2, 3])
+    fig = figures.base2new_figure({"MutualPrompt": three})
+    assert " ".join(caption(fig).split()) == (
+        "Bars: mean over 3 seeds; error bars: ± 1 std over the seeds (population std). Average: the mean of the "
+        "datasets' means; HM: the harmonic mean of Base and New (neither has error bars).")
+    (base_errors,) = error_bars(fig.axes[0])
+    assert len(base_errors.lines[2][0].get_segments()) == 2  # dtd and eurosat; none on the Average
+    one = base2new_rows(root, "MutualPrompt", "cfg", datasets=["dtd", "eurosat"], seeds=[1])
+    for row in one:
+        row.base.values.pop("seed2"), row.base.values.pop("seed3"), row.new.values.pop("seed2"), row.new.values.pop("seed3")
+    fig = figures.base2new_figure({"MutualPrompt": one})
+    assert caption(fig).startswith("Bars: one seed's result (no error bars).")
+    assert all(error_bars(ax) == [] for ax in fig.axes)
+
+
+def summary(v):
+    return SeedSummary(values={"seed1": v, "seed2": v + 2})
+
+
+def few_shot_series():
+    return {"MutualPrompt": {ds: {k: summary(50 + k + i) for k in (1, 2, 4, 8, 16)} for i, ds in enumerate(["dtd", "eurosat"])},
+            "ablation": {ds: {k: summary(40 + k) for k in (1, 2, 4, 8, 16)} for ds in ["dtd", "eurosat"]}}
 
 
 def test_few_shot_curves():
-    def summary(v):
-        return SeedSummary(values={"seed1": v, "seed2": v + 2})
-
-    series = {"MutualPrompt": {ds: {k: summary(50 + k + i) for k in (1, 2, 4, 8, 16)} for i, ds in enumerate(["dtd", "eurosat"])},
-              "ablation": {ds: {k: summary(40 + k) for k in (1, 2, 4, 8, 16)} for ds in ["dtd", "eurosat"]}}
-    fig = figures.few_shot_figure(series)
+    fig = figures.few_shot_figure(few_shot_series())
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in visible] == ["dtd", "eurosat", "Average"]
     for ax in visible:
         assert len(ax.get_lines()) >= 2
         assert list(ax.get_lines()[0].get_xdata()) == [1, 2, 4, 8, 16]
+        assert tick_labels(ax) == ["1", "2", "4", "8", "16"] and list(ax.get_xticks()) == [1, 2, 4, 8, 16]
+        assert ax.xaxis.get_minor_ticks() == []
     assert list(visible[2].get_lines()[0].get_ydata()) == [51.5 + k for k in (1, 2, 4, 8, 16)]
+    text = " ".join(caption(fig).split())
+    assert text.startswith("Lines: mean over 2 seeds; error bars: ± 1 std over the seeds (population std). Average: "
+                           "the mean over the datasets (no error bars).")
+    assert "No zero-shot result for: dtd, eurosat" in text
+
+
+def zero_shot_lines(ax):
+    return [line for line in ax.get_lines() if line.get_label() == "zero-shot CLIP"]
+
+
+def test_few_shot_figure_carries_the_zero_shot_line():
+    zero_shot = {"dtd": SeedSummary(values={"seed1": 44.0}), "eurosat": SeedSummary(values={"seed1": 48.0})}
+    fig = figures.few_shot_figure(few_shot_series(), zero_shot)
+    dtd, eurosat, average = [ax for ax in fig.axes if ax.get_visible()]
+    for ax, value in ((dtd, 44.0), (eurosat, 48.0), (average, 46.0)):
+        (line,) = zero_shot_lines(ax)
+        assert list(line.get_ydata()) == [value, value] and line.get_linestyle() == "--"
+    assert "zero-shot CLIP" in [t.get_text() for t in dtd.get_legend().get_texts()]
+    text = " ".join(caption(fig).split())
+    assert "Dashed: zero-shot CLIP on the same test set" in text and "No zero-shot result" not in text
+
+    fig = figures.few_shot_figure(few_shot_series(), {"dtd": SeedSummary(), "eurosat": zero_shot["eurosat"]})
+    dtd, eurosat, average = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(zero_shot_lines(eurosat)) == 1 and zero_shot_lines(dtd) == zero_shot_lines(average) == []
+    assert "zero-shot CLIP" in [t.get_text() for t in dtd.get_legend().get_texts()]  # the one legend names it
+    assert "No zero-shot result for: dtd (" in " ".join(caption(fig).split())
 
 
 def test_training_curves_from_logs_resumed_run_overrides_repeated_epochs(tmp_path):
@@ -213,3 +304,21 @@ def test_parse_test_res_plot(repo_root, tmp_path):
                            "--plot", str(out)], cwd=repo_root, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert f"figure: {out}" in proc.stdout and out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_sweeps_few_shot_figure_has_the_zero_shot_line(repo_root, tmp_path, monkeypatch):
+    from mutual_prompt.tools.sweep import plots
+    from mutual_prompt.tools.sweep.plan import Settings, expand
+
+    s = Settings(repo_root=repo_root, data=str(tmp_path / "data"), output=str(tmp_path / "out"), cfg="toy",
+                 datasets=("toy_shapes",), shot_list=(1, 2, 4), seeds=(1,))
+    variants = expand("few_shot", s)
+    for run in variants[0].runs:
+        write_log(run.output_dir, f"{run.end_signal}\n* accuracy: {70.0 if run.kind == 'zero_shot' else 60.0}%\n")
+    drawn = {}
+    monkeypatch.setattr(figures, "save", lambda fig, path: drawn.setdefault(os.path.basename(path), fig) and path)
+    plots.write_figures(repo_root, variants, str(tmp_path / "figures"))
+    (ax,) = [ax for ax in drawn["few_shot.png"].axes if ax.get_visible()]
+    (line,) = zero_shot_lines(ax)
+    assert list(line.get_ydata()) == [70.0, 70.0]
+    assert tick_labels(ax) == ["1", "2", "4"]

@@ -36,8 +36,9 @@ def accuracy(root, split, trainer, cfg):
 def test_quickstart_prints_both_tables(quickstart):
     _, stdout = quickstart
     assert stdout.count("Dataset     Base") == 2
-    rows = re.findall(r"^toy_shapes\s+(\S+) ± \S+\s+(\S+) ± \S+\s+(\S+)$", stdout, flags=re.M)
-    assert len(rows) == 2  # zero-shot and MutualPrompt
+    rows = re.findall(r"^toy_shapes\s+(\d+\.\d\d)\s+(\d+\.\d\d)\s+(\d+\.\d\d)$", stdout, flags=re.M)
+    assert len(rows) == 2  # zero-shot and MutualPrompt, one seed each: the values alone, no "± 0.00"
+    assert stdout.count("(1 seed: each value is that seed's result, with no std)") == 2
 
 
 def test_mutual_prompt_beats_zero_shot_on_the_base_classes(quickstart):

@@ -5,8 +5,9 @@ import os
 import pytest
 
 from mutual_prompt.tools import protocols
-from mutual_prompt.tools.protocols import ProtocolFileError, load, max_epoch
+from mutual_prompt.tools.protocols import ProtocolFileError, load, max_epoch, zero_shot
 from mutual_prompt.tools.sweep import cli
+from mutual_prompt.tools.sweep.plan import Ablation, Settings, expand
 
 
 def test_the_definition_gives_each_protocols_defaults_and_templates():
@@ -22,6 +23,8 @@ def test_the_definition_gives_each_protocols_defaults_and_templates():
     assert base2new.test_dir.fill(OUTPUT="out", TRAINER="T", CFG="c", SHOTS=16, DATASET="dtd", SUB="new") == \
         "out/base2new/test_new/dtd/shots_16/T/c"
     assert xd.test_opts.fill() == ""
+    assert few_shot.zeroshot_dir.fill(OUTPUT="out", CFG="vit_b16", DATASET="dtd") == "out/few_shot/dtd/ZeroshotMP/vit_b16"
+    assert base2new.zeroshot_dir is None and xd.zeroshot_dir is None
 
 
 def written(tmp_path, edit):
@@ -106,3 +109,37 @@ def test_max_epoch_reads_the_overrides_then_the_config(repo_root, tmp_path):
         max_epoch(toy, ["OPTIM.MAX_EPOCH", "x"])
     with pytest.raises(FileNotFoundError, match=r"^Config file .*missing.yaml not found$"):
         max_epoch(str(tmp_path / "missing.yaml"))
+
+
+def test_zero_shot_takes_the_zeroshot_config_of_the_trainings_backbone(repo_root, tmp_path):
+    trainers = os.path.join(repo_root, "configs", "trainers")
+    fewshot = os.path.join(trainers, "MutualPrompt", "vit_b16_c4_ep10_batch4_ctxv1_fewshot.yaml")
+    assert zero_shot(fewshot) == ("vit_b16", ())
+    assert zero_shot(os.path.join(trainers, "MutualPrompt", "toy_cocoop.yaml")) == ("toy", ())
+    # The same weights: MODEL.BACKBONE.* overrides go with it, the method's do not.
+    assert zero_shot(fewshot, ["OPTIM.LR", "0.1", "MODEL.BACKBONE.PATH", "/w/ViT-B-16.pt"]) == \
+        ("vit_b16", ("MODEL.BACKBONE.PATH", "/w/ViT-B-16.pt"))
+    with pytest.raises(ValueError, match=r"^no zero-shot CLIP line: no config in .*ZeroshotMP has "
+                                         r"MODEL.BACKBONE.NAME 'RN50', the backbone of .*fewshot.yaml$"):
+        zero_shot(fewshot, ["MODEL.BACKBONE.NAME", "RN50"])
+
+
+def test_the_few_shot_plan_runs_zero_shot_clip_once_per_dataset(repo_root, tmp_path):
+    s = Settings(repo_root=repo_root, data="data", output="out", cfg="toy", datasets=("toy_shapes", "dtd"),
+                 shot_list=(1, 2), seeds=(1, 2))
+    main, cocoop, no_tvp = expand("few_shot", s, [Ablation("cocoop", cfg="toy_cocoop"),
+                                                  Ablation("no_tvp", opts=("TRAINER.MUTUAL_PROMPT.TVP.ENABLED", "False"))])
+    zero_shot_runs = [r for r in main.runs if r.kind == "zero_shot"]
+    assert [r.output_dir for r in zero_shot_runs] == [f"out/few_shot/{ds}/ZeroshotMP/toy/seed1" for ds in ("toy_shapes", "dtd")]
+    assert main.runs[0] == zero_shot_runs[0] and main.runs[5] == zero_shot_runs[1]  # each dataset's first run
+    args = zero_shot_runs[1].args
+    assert args[args.index("--trainer") + 1] == "ZeroshotMP"
+    assert args[args.index("--config-file") + 1] == "configs/trainers/ZeroshotMP/toy.yaml"
+    assert args[-2:] == ("--eval-only", "--no-load") and "TRAINER.MUTUAL_PROMPT.TVP.ENABLED" not in args
+    assert [r for r in cocoop.runs if r.kind == "zero_shot"] == []  # the same runs as main's: made once
+    assert [r.output_dir for r in no_tvp.runs if r.kind == "zero_shot"] == [
+        f"out/ablations/no_tvp/few_shot/{ds}/ZeroshotMP/toy/seed1" for ds in ("toy_shapes", "dtd")]
+    no_match = expand("few_shot", Settings(repo_root=repo_root, data="data", output="out", cfg="toy",
+                                           datasets=("dtd",), shot_list=(1,), seeds=(1,),
+                                           opts=("MODEL.BACKBONE.NAME", "RN50")))[0]
+    assert [r.kind for r in no_match.runs] == ["train"]  # no ZeroshotMP config of RN50: the table says so

@@ -22,6 +22,10 @@ PREFIXES = {"base2new": "BASE2NEW_", "xd": "XD_", "few_shot": "FEW_SHOT_"}
 DEFAULT_FIELDS = {"CFG": "cfg", "SHOTS": "shots", "SEEDS": "seeds", "DATASETS": "datasets", "SOURCE": "source",
                   "TARGETS": "targets", "SHOT_LIST": "shot_list", "SUB": "sub"}
 
+# The trainer of the zero-shot CLIP reference runs (few_shot).
+ZERO_SHOT_TRAINER = "ZeroshotMP"
+ZERO_SHOT_SEED = 1
+
 _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)")
 _VALUE = re.compile(r"""'(?P<single>[^']*)'|"(?P<double>[^"\\`]*)"|(?P<bare>[A-Za-z0-9_.,:+%@/{}-]*)""")
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -53,6 +57,7 @@ class Protocol:
     train_opts: Template
     test_dir: Optional[Template] = None  # protocols without test runs have none
     test_opts: Optional[Template] = None
+    zeroshot_dir: Optional[Template] = None  # zero-shot CLIP's folder of seeds, once per dataset (few_shot)
 
 
 Parse = Callable[[str], object]  # a value's text -> its typed value; raises ValueError(expected)
@@ -117,6 +122,7 @@ SCHEMA: Dict[str, Parse] = {
     "FEW_SHOT_CFG": _word, "FEW_SHOT_DATASETS": _words, "FEW_SHOT_SEEDS": _numbers, "FEW_SHOT_SHOT_LIST": _numbers,
     "FEW_SHOT_TRAIN_DIR": _template(*_RUN, "DATASET"),
     "FEW_SHOT_TRAIN_OPTS": _template(*_RUN, "DATASET", pairs=True),
+    "FEW_SHOT_ZEROSHOT_DIR": _template("OUTPUT", "CFG", "DATASET"),
 }
 
 
@@ -171,7 +177,8 @@ def load(path: str) -> Dict[str, Protocol]:
     protocols = {}
     for protocol, prefix in PREFIXES.items():
         defaults = {field: values[prefix + key] for key, field in DEFAULT_FIELDS.items() if prefix + key in values}
-        runs = {key: values.get(prefix + key.upper()) for key in ("train_dir", "train_opts", "test_dir", "test_opts")}
+        runs = {key: values.get(prefix + key.upper())
+                for key in ("train_dir", "train_opts", "test_dir", "test_opts", "zeroshot_dir")}
         protocols[protocol] = Protocol(protocol, defaults, **runs)
     return protocols
 
@@ -179,6 +186,33 @@ def load(path: str) -> Dict[str, Protocol]:
 def protocol(name: str) -> Protocol:
     """The protocol ``name`` as ``PROTOCOLS_FILE`` (``scripts/protocols.sh``) defines it."""
     return load(PROTOCOLS_FILE)[name]
+
+
+def _backbone(config_file: str, opts: Sequence[str] = ()) -> str:
+    """``MODEL.BACKBONE.NAME`` of ``config_file``, or of the KEY VALUE overrides ``opts`` when they set it."""
+    for key, value in zip(opts[::2], opts[1::2]):
+        if key == "MODEL.BACKBONE.NAME":
+            return value
+    if not os.path.isfile(config_file):
+        raise FileNotFoundError(f"Config file {config_file} not found")
+    with open(config_file, encoding="utf-8") as f:
+        data = yaml.safe_load(f) or {}
+    return str(((data.get("MODEL") or {}).get("BACKBONE") or {}).get("NAME", ""))
+
+
+def zero_shot(config_file: str, opts: Sequence[str] = ()) -> Tuple[str, Tuple[str, ...]]:
+    """The zero-shot CLIP run that goes with a training of ``config_file`` (and overrides ``opts``): the
+    name of the ``configs/trainers/ZeroshotMP`` config of the same backbone, and the overrides of
+    ``opts`` it takes (``MODEL.BACKBONE.*``: the same weights). ValueError says why there is none."""
+    backbone = _backbone(config_file, opts)
+    folder = os.path.join(os.path.dirname(os.path.dirname(config_file)), ZERO_SHOT_TRAINER)
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".yaml")) if os.path.isdir(folder) else []
+    for name in names:
+        if _backbone(os.path.join(folder, name)) == backbone:
+            pairs = [(k, v) for k, v in zip(opts[::2], opts[1::2]) if k.startswith("MODEL.BACKBONE.")]
+            return name[:-len(".yaml")], tuple(word for pair in pairs for word in pair)
+    raise ValueError(f"no zero-shot CLIP line: no config in {folder} has MODEL.BACKBONE.NAME {backbone!r}, the "
+                     f"backbone of {config_file}")
 
 
 def max_epoch(config_file: str, opts: Sequence[str] = (), model_dir: str = "") -> int:

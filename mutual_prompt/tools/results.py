@@ -10,13 +10,15 @@ import os
 import re
 import statistics
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 TRAIN_END_SIGNAL = "Finish training"
 TEST_END_SIGNAL = "=> result"
 # The 11 datasets of the base-to-new and few-shot protocols (CoCoOp's order, as the scripts run them).
 BENCHMARK_DATASETS = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
                       "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101")
+# The toy world's datasets: measured here, never beside the benchmark's published numbers.
+TOY_DATASETS = ("toy_shapes",)
 SEED_DIR = re.compile(r"^seed(\d+)$")
 
 
@@ -62,6 +64,11 @@ class SeedSummary:
     missing: List[str] = field(default_factory=list)
 
     @property
+    def n(self) -> int:
+        """The number of seeds with a result."""
+        return len(self.values)
+
+    @property
     def mean(self) -> float:
         return statistics.fmean(self.values.values()) if self.values else math.nan
 
@@ -76,6 +83,31 @@ class SeedSummary:
         return 1.96 * self.std / math.sqrt(n) if n else math.nan
 
 
+# A table cell: text as it is; a number (an average, an HM) with two decimals; a seeds' summary as
+# ``mean ± std`` (the mean alone for one seed, "-" for none), or as mean, std and n columns in CSV.
+Cell = Union[str, float, SeedSummary]
+FORMATS = ("table", "markdown", "csv")
+
+
+def subfolders(directory: str) -> List[str]:
+    """The folders in ``directory``, sorted, hidden ones left out."""
+    return sorted(d for d in os.listdir(directory)
+                  if not d.startswith(".") and os.path.isdir(os.path.join(directory, d)))
+
+
+def where_instead(path: str) -> str:
+    """For a folder that holds no result: what is there instead. ``path`` itself when it exists, else
+    its nearest existing parent, and the folders in it, e.g. ``out/eurosat/shots_16: no such folder;
+    out/eurosat holds: shots_2, shots_4``."""
+    if os.path.isdir(path):
+        return f"{path} holds: {', '.join(subfolders(path)) or 'no folders'}"
+    parent = os.path.dirname(os.path.normpath(path))
+    while parent and not os.path.isdir(parent):
+        parent = os.path.dirname(parent)
+    parent = parent or "."
+    return f"{path}: no such folder; {parent} holds: {', '.join(subfolders(parent)) or 'no folders'}"
+
+
 def summarise_seeds(
     exp_dir: str,
     keyword: str = "accuracy",
@@ -84,8 +116,7 @@ def summarise_seeds(
 ) -> SeedSummary:
     """Collect the result of every ``seed*`` (or other) sub-directory of ``exp_dir``."""
     summary = SeedSummary()
-    subdirs = sorted(d for d in os.listdir(exp_dir) if not d.startswith(".") and os.path.isdir(os.path.join(exp_dir, d))) if os.path.isdir(exp_dir) else []
-    for name in subdirs:
+    for name in subfolders(exp_dir) if os.path.isdir(exp_dir) else []:
         value = parse_run(os.path.join(exp_dir, name), keyword, end_signal)
         if value is None:
             summary.missing.append(name)
@@ -100,13 +131,18 @@ def summarise_seeds(
 
 def seed_summary_lines(directory: str, summary: SeedSummary, keyword: str = "accuracy",
                        end_signal: str = TRAIN_END_SIGNAL, ci95: bool = False) -> List[str]:
-    """What CoOp's parse_test_res.py prints for one directory of seeds (each seed, then mean +- std)."""
+    """What CoOp's parse_test_res.py prints for one directory of seeds: each seed, then ``mean% +- std%``
+    and the number of seeds (one seed: the mean alone, since it has no spread)."""
     lines = [f"Parsing files in {directory}"]
     lines += [f"{name}: {keyword}: {value:.2f}%" for name, value in summary.values.items()]
     lines += [f"missing: {name} has no result after '{end_signal}'" for name in summary.missing]
-    if summary.values:
-        spread = summary.ci95 if ci95 else summary.std
-        lines += ["===", f"Summary of directory: {directory}", f"* {keyword}: {summary.mean:.2f}% +- {spread:.2f}%", "==="]
+    if summary.n == 1:
+        lines += ["===", f"Summary of directory: {directory}", f"* {keyword}: {summary.mean:.2f}% (1 seed, no std)",
+                  "==="]
+    elif summary.values:
+        spread, what = (summary.ci95, "95% CI") if ci95 else (summary.std, "std")
+        lines += ["===", f"Summary of directory: {directory}",
+                  f"* {keyword}: {summary.mean:.2f}% +- {spread:.2f}% ({what} over {summary.n} seeds)", "==="]
     return lines
 
 
@@ -182,18 +218,18 @@ def base2new_rows(
         raise FileNotFoundError(f"No datasets found under {train_root} or {os.path.join(root, 'test_new')}")
     rows = []
     for ds in datasets:
-        tail = os.path.join(ds, f"shots_{shots}", trainer, cfg)
-        base = summarise_seeds(os.path.join(root, base_split, tail), keyword, base_signal, seeds)
-        new = summarise_seeds(os.path.join(root, "test_new", tail), keyword, TEST_END_SIGNAL, seeds)
+        base_dir, new_dir = base2new_dirs(root, trainer, cfg, shots, ds, base_split)
+        base = summarise_seeds(base_dir, keyword, base_signal, seeds)
+        new = summarise_seeds(new_dir, keyword, TEST_END_SIGNAL, seeds)
         rows.append(Base2NewRow(ds, base, new, base_split))
     return rows
 
 
-def format_mean(mean: float, std: float, with_std: bool = True) -> str:
-    """``mean ± std`` (or the mean alone) with two decimals; "-" when there is no result."""
-    if math.isnan(mean):
-        return "-"
-    return f"{mean:.2f} ± {std:.2f}" if with_std else f"{mean:.2f}"
+def base2new_dirs(root: str, trainer: str, cfg: str, shots: int, dataset: str,
+                  base_split: str = "train_base") -> Tuple[str, str]:
+    """The folders of ``dataset``'s base and new seeds under ``root`` (CoOp's base-to-new layout)."""
+    tail = os.path.join(dataset, f"shots_{shots}", trainer, cfg)
+    return os.path.join(root, base_split, tail), os.path.join(root, "test_new", tail)
 
 
 def complete_rows(rows: Sequence[Base2NewRow]) -> List[Base2NewRow]:
@@ -211,14 +247,14 @@ def base2new_average(rows: Sequence[Base2NewRow]) -> Optional[Tuple[float, float
     return base, new, harmonic_mean(base, new)
 
 
-def base2new_table(rows: Sequence[Base2NewRow], with_std: bool = True) -> Tuple[List[str], List[List[str]]]:
-    """Header and rows (Dataset, Base, New, HM), with an Average row over datasets that have both."""
+def base2new_table(rows: Sequence[Base2NewRow]) -> Tuple[List[str], List[List[Cell]]]:
+    """Header and rows (Dataset, Base, New, HM), with an Average row over datasets that have both.
+    Base and New are the seeds' summaries (``render`` writes mean ± std, or mean, std and n in CSV)."""
     header = ["Dataset", "Base", "New", "HM"]
-    body = [[r.dataset, format_mean(r.base.mean, r.base.std, with_std), format_mean(r.new.mean, r.new.std, with_std),
-             format_mean(r.hm, 0.0, False)] for r in rows]
+    body: List[List[Cell]] = [[r.dataset, r.base, r.new, r.hm] for r in rows]
     average = base2new_average(rows)
     if average:
-        body.append(["Average", *(f"{value:.2f}" for value in average)])
+        body.append(["Average", *average])
     return header, body
 
 
@@ -231,21 +267,76 @@ def missing_lines(rows: Sequence[Base2NewRow]) -> List[str]:
     return lines
 
 
-def render(header: Sequence[str], body: Sequence[Sequence[str]], fmt: str = "table") -> str:
-    """Render rows as a plain tabulate table, a markdown table or CSV."""
+def format_cell(cell: Cell) -> str:
+    """A cell as the text and markdown tables show it."""
+    if isinstance(cell, SeedSummary):
+        if cell.n == 0:
+            return "-"
+        return f"{cell.mean:.2f}" if cell.n == 1 else f"{cell.mean:.2f} ± {cell.std:.2f}"
+    if isinstance(cell, float):
+        return "-" if math.isnan(cell) else f"{cell:.2f}"
+    return str(cell)
+
+
+def _csv_number(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.2f}"
+
+
+def _csv_table(header: Sequence[str], body: Sequence[Sequence[Cell]]) -> Tuple[List[str], List[List[str]]]:
+    """A column holding seeds' summaries becomes three: ``<name> mean``, ``<name> std`` (empty for
+    fewer than two seeds) and ``<name> n`` (seeds); other cells of such a column (an Average) fill the
+    mean only."""
+    summary_columns = {i for row in body for i, cell in enumerate(row) if isinstance(cell, SeedSummary)}
+    out_header: List[str] = []
+    for i, name in enumerate(header):
+        out_header += [f"{name} mean", f"{name} std", f"{name} n"] if i in summary_columns else [name]
+    out_body = []
+    for row in body:
+        out_row: List[str] = []
+        for i, cell in enumerate(row):
+            if isinstance(cell, SeedSummary):
+                out_row += [_csv_number(cell.mean), _csv_number(cell.std) if cell.n >= 2 else "", str(cell.n)]
+            else:
+                text = _csv_number(cell) if isinstance(cell, float) else str(cell)
+                out_row += [text, "", ""] if i in summary_columns else [text]
+        out_body.append(out_row)
+    return out_header, out_body
+
+
+def seeds_note(body: Sequence[Sequence[Cell]]) -> Optional[str]:
+    """What the ± in a table means and over how many seeds (None when no cell is over seeds)."""
+    counts = sorted({cell.n for row in body for cell in row if isinstance(cell, SeedSummary) and cell.n})
+    if not counts:
+        return None
+    if counts == [1]:
+        return "(1 seed: each value is that seed's result, with no std)"
+    if len(counts) == 1:
+        return f"(mean ± std over {counts[0]} seeds; std is the population std, as CoOp's parse_test_res.py)"
+    return (f"(mean ± std over {counts[0]} to {counts[-1]} seeds, population std; a value without ± is one seed; "
+            "the missing: lines name the seeds without a result)")
+
+
+def render(header: Sequence[str], body: Sequence[Sequence[Cell]], fmt: str = "table") -> str:
+    """Rows as a plain text table or a markdown table, each followed by a line saying what ± means
+    and over how many seeds (``seeds_note``), or as CSV with mean, std and n in their own columns."""
+    if fmt not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
     if fmt == "csv":
         import csv
         import io
 
+        csv_header, csv_body = _csv_table(header, body)
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(body)
+        writer.writerow(csv_header)
+        writer.writerows(csv_body)
         return buf.getvalue().rstrip("\n")
     from tabulate import tabulate
 
-    if fmt == "markdown":
-        return tabulate(body, headers=header, tablefmt="github", disable_numparse=True)
-    if fmt == "table":
-        return tabulate(body, headers=header, tablefmt="simple", disable_numparse=True)
-    raise ValueError(f"--format must be one of table, markdown, csv; got {fmt!r}")
+    cells = [[format_cell(cell) for cell in row] for row in body]
+    table = tabulate(cells, headers=header, tablefmt="github" if fmt == "markdown" else "simple",
+                     disable_numparse=True)
+    note = seeds_note(body)
+    if note is None:
+        return table
+    return f"{table}\n\n{note}" if fmt == "markdown" else f"{table}\n{note}"

@@ -27,7 +27,7 @@ class Run:
     args: Tuple[str, ...]  # train.py's arguments
     end_signal: str  # the log line after which the result is read (as the scripts' skip check)
     depends_on: Tuple[str, ...] = ()  # output_dir of runs that must be finished first
-    kind: str = "train"  # "train" or "test"
+    kind: str = "train"  # "train", "test", or "zero_shot" (few_shot's reference runs, shared by its variants)
 
     def command(self, python: str = sys.executable) -> List[str]:
         return [python, "train.py", *self.args]
@@ -122,6 +122,19 @@ def eval_run(s: Settings, p: protocols.Protocol, dataset: str, seed: int, model:
     return Run(out, _train_py_args(s, out, dataset, seed, extra), TEST_END_SIGNAL, (model.output_dir,), "test")
 
 
+def zero_shot_run(s: Settings, p: protocols.Protocol, dataset: str) -> Run:
+    """``run_zero_shot`` in ``scripts/_common.sh``: zero-shot CLIP on ``dataset`` with the ZeroshotMP
+    config of the training config's backbone; ValueError says why there is none."""
+    assert p.zeroshot_dir is not None, f"{p.name} has no zero-shot runs"
+    config = os.path.join(s.repo_root, "configs", "trainers", s.trainer, f"{s.cfg}.yaml")
+    cfg, opts = protocols.zero_shot(config, s.opts)
+    zs = replace(s, trainer=protocols.ZERO_SHOT_TRAINER, cfg=cfg)
+    seed = protocols.ZERO_SHOT_SEED
+    out = f"{filled(p.zeroshot_dir, zs, DATASET=dataset)}/seed{seed}"
+    return Run(out, _train_py_args(zs, out, dataset, seed, ("--eval-only", "--no-load", *opts)), TEST_END_SIGNAL,
+               kind="zero_shot")
+
+
 def protocol_runs(protocol: str, settings: Settings) -> List[Run]:
     """The runs of ``scripts/reproduce_<protocol>.sh``, in the order the script makes them."""
     if protocol not in PROTOCOLS:
@@ -139,8 +152,12 @@ def protocol_runs(protocol: str, settings: Settings) -> List[Run]:
             train = train_run(s, p, s.source, seed, SOURCE=s.source)
             runs += [train, *(eval_run(s, p, ds, seed, train, SOURCE=s.source, DATASET=ds) for ds in s.targets)]
     else:
-        runs = [train_run(s, p, ds, seed, DATASET=ds, SHOTS=k) for ds in s.datasets for k in s.shot_list
-                for seed in s.seeds]
+        for ds in s.datasets:
+            try:
+                runs.append(zero_shot_run(s, p, ds))
+            except ValueError:  # no ZeroshotMP config of this backbone: the few-shot table says so
+                pass
+            runs += [train_run(s, p, ds, seed, DATASET=ds, SHOTS=k) for k in s.shot_list for seed in s.seeds]
     return runs
 
 
@@ -151,20 +168,27 @@ def variant_settings(s: Settings, ablation: Ablation) -> Settings:
 
 def expand(protocol: str, settings: Settings, ablations: Sequence[Ablation] = ()) -> List[Variant]:
     """The main protocol and each ablation, with their runs (and their settings, the protocol's
-    defaults filled in); two runs into one folder are an error."""
+    defaults filled in). A zero-shot run that an earlier variant already makes (an ablation with another
+    config of the same backbone) is made once; any other two runs into one folder are an error."""
     settings = with_defaults(protocol, settings)
     variants = [Variant("main", protocol, settings, tuple(protocol_runs(protocol, settings)))]
     for ablation in ablations:
         vs = variant_settings(settings, ablation)
         variants.append(Variant(ablation.name, protocol, vs, tuple(protocol_runs(protocol, vs))))
-    seen: Dict[str, str] = {}
+    seen: Dict[str, Tuple[str, Run]] = {}
+    kept = []
     for v in variants:
+        runs = []
         for run in v.runs:
             if run.output_dir in seen:
-                raise ValueError(f"Two runs of the sweep write into {run.output_dir} ({seen[run.output_dir]} and "
+                if run.kind == "zero_shot" and seen[run.output_dir][1] == run:
+                    continue
+                raise ValueError(f"Two runs of the sweep write into {run.output_dir} ({seen[run.output_dir][0]} and "
                                  f"{v.name}); give the ablation overrides or another config")
-            seen[run.output_dir] = v.name
-    return variants
+            seen[run.output_dir] = (v.name, run)
+            runs.append(run)
+        kept.append(replace(v, runs=tuple(runs)))
+    return kept
 
 
 def all_runs(variants: Sequence[Variant]) -> List[Run]:

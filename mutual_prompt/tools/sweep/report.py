@@ -1,7 +1,7 @@
 """The sweep's status listing, its progress bar, and the summaries the scripts print at their end."""
 import os
 from collections import Counter
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 from mutual_prompt.tools.protocols import protocol
 from mutual_prompt.tools.results import (
@@ -9,14 +9,13 @@ from mutual_prompt.tools.results import (
     SeedSummary,
     base2new_rows,
     base2new_table,
-    format_mean,
     missing_lines,
     render,
     seed_summary_lines,
     summarise_seeds,
 )
 
-from .plan import Settings, Variant, filled
+from .plan import Settings, Variant, filled, zero_shot_run
 from .state import BLOCKED, DONE, FAILED, INTERRUPTED, PENDING, QUEUED, RUNNING, RunStatus
 
 ORDER = (DONE, RUNNING, QUEUED, INTERRUPTED, FAILED, BLOCKED, PENDING)
@@ -42,11 +41,37 @@ def status_lines(statuses: Sequence[RunStatus], tail_lines: int = 8) -> List[str
     return lines
 
 
-def few_shot_table(repo_root: str, s: Settings) -> Dict[str, Dict[int, SeedSummary]]:
+def few_shot_results(repo_root: str, s: Settings) -> Dict[str, Dict[int, SeedSummary]]:
     """The few-shot results by dataset and number of shots, from the folders of ``FEW_SHOT_TRAIN_DIR``."""
     folder = protocol("few_shot").train_dir
     return {ds: {k: summarise_seeds(os.path.join(repo_root, filled(folder, s, DATASET=ds, SHOTS=k)),
                                     expected_seeds=s.seeds) for k in s.shot_list} for ds in s.datasets}
+
+
+def zero_shot_results(repo_root: str, s: Settings) -> Tuple[Dict[str, SeedSummary], List[str]]:
+    """Zero-shot CLIP's result on each dataset (from ``FEW_SHOT_ZEROSHOT_DIR``; no seeds where it has not
+    run), and one line saying what is absent, if anything."""
+    p = protocol("few_shot")
+    try:
+        runs = {ds: zero_shot_run(s, p, ds) for ds in s.datasets}
+    except ValueError as e:
+        return {ds: SeedSummary() for ds in s.datasets}, [str(e)]
+    results = {ds: summarise_seeds(os.path.join(repo_root, os.path.dirname(run.output_dir)), end_signal=TEST_END_SIGNAL)
+               for ds, run in runs.items()}
+    absent = [ds for ds, summary in results.items() if not summary.n]
+    if not absent:
+        return results, []
+    return results, [f"no zero-shot CLIP result yet for {', '.join(absent)} (its run: "
+                     f"{runs[absent[0]].output_dir}{', ...' if len(absent) > 1 else ''})"]
+
+
+def few_shot_table(repo_root: str, s: Settings) -> List[str]:
+    """The few-shot table: a row per dataset, zero-shot CLIP then each number of shots, and a line for
+    an absent zero-shot result."""
+    zero_shot, absent = zero_shot_results(repo_root, s)
+    header = ["Dataset", "zero-shot CLIP", *(f"{k} shot{'s' if k > 1 else ''}" for k in s.shot_list)]
+    body = [[ds, zero_shot[ds], *by_shots.values()] for ds, by_shots in few_shot_results(repo_root, s).items()]
+    return [render(header, body)] + absent
 
 
 def summary_lines(repo_root: str, variant: Variant) -> List[str]:
@@ -67,12 +92,8 @@ def summary_lines(repo_root: str, variant: Variant) -> List[str]:
                                       expected_seeds=s.seeds)
             lines += seed_summary_lines(directory, summary, end_signal=TEST_END_SIGNAL)
         return lines
-    table = few_shot_table(repo_root, s)
     lines = list(head)
-    for ds, by_shots in table.items():
+    for ds, by_shots in few_shot_results(repo_root, s).items():
         for k, summary in by_shots.items():
             lines += seed_summary_lines(filled(p.train_dir, s, DATASET=ds, SHOTS=k), summary)
-    header = ["Dataset", *(f"{k} shots" for k in s.shot_list)]
-    body = [[ds, *(format_mean(sm.mean, sm.std) for sm in by_shots.values())]
-            for ds, by_shots in table.items()]
-    return lines + [render(header, body)]
+    return lines + few_shot_table(repo_root, s)
