@@ -58,3 +58,14 @@ def test_the_builtin_runtime_prints_the_header_and_caps_the_loaders_workers(tmp_
     assert out.index(machine.HEADER_TITLE) < out.index("DATALOADER.NUM_WORKERS 8 -> 1")
     assert "Backend: built-in runtime" in out and "Device: cpu" in out
     assert trainer.train_loader_x.num_workers == 1 and trainer.test_loader.num_workers == 1
+
+
+def test_under_dassl_our_trainers_print_the_header_and_cap_the_workers_themselves(monkeypatch, capsys):
+    monkeypatch.setattr(machine, "usable_cores", lambda: 2)
+    monkeypatch.setattr(machine, "package_version", lambda dist, module="": "0.6.3")
+    cfg = CN({"DATALOADER": CN({"NUM_WORKERS": 8})})
+    machine.start_under_dassl("builtin", torch.device("cpu"), cfg)  # the built-in runtime does both itself
+    assert capsys.readouterr().out == "" and cfg.DATALOADER.NUM_WORKERS == 8
+    machine.start_under_dassl("dassl", torch.device("cpu"), cfg)
+    out = capsys.readouterr().out
+    assert out.startswith(f"{machine.HEADER_TITLE}\nBackend: Dassl 0.6.3\n") and cfg.DATALOADER.NUM_WORKERS == 2

@@ -299,6 +299,11 @@ def sweep_main(repo_root, tmp_path, *args, protocol="base2new"):
     ([], {"SUB": "novel"}, "SUB: expected new or base; got 'novel'"),
     (["--executor", "slurm", "--sbatch", "account"], {}, "--sbatch takes KEY=VALUE (e.g. account=myproject); got "
                                                          "'account'"),
+    (["DATASET.NUM_SHOTS", "4"], {}, "the overrides (KEY VALUE): DATASET.NUM_SHOTS is set by the protocol, which names "
+                                     "the run folders after it; give --shots (or --shot-list for few_shot) instead"),
+    (["--ablation", "sub", "DATASET.SUBSAMPLE_CLASSES all"], {}, "ablation 'sub': DATASET.SUBSAMPLE_CLASSES is set by "
+                                                                 "the protocol, which names the run folders after it; "
+                                                                 "give --sub (base2new's tests) instead"),
 ])
 def test_bad_option_values_stop_the_sweep_before_anything_runs(repo_root, tmp_path, capsys, clean_env, args, env,
                                                                 message):

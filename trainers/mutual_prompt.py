@@ -28,7 +28,7 @@ from mutual_prompt.run.checkpoints import (
 from mutual_prompt.run.config import add_keys_dassl_lacks
 from mutual_prompt.run.config_checks import validate_backbone_fit, validate_cfg
 from mutual_prompt.run.lr_schedulers import build_lr_scheduler
-from mutual_prompt.run.machine import cap_num_workers, run_header
+from mutual_prompt.run.machine import start_under_dassl
 
 # Printed before Dassl's "Finish training": MaPLe's and PromptSRC's parse_test_res.py wait for this line
 # before they read the accuracy, CoOp's (and ours) for Dassl's.
@@ -106,9 +106,7 @@ class MutualPrompt(TrainerX):
     def build_data_loader(self) -> None:
         """Under Dassl, first the run's environment block and the worker cap (the built-in runtime
         does both itself, for every trainer): Dassl builds the loaders from ``cfg`` here."""
-        if BACKEND == "dassl":
-            print(run_header(BACKEND, self.device))
-            cap_num_workers(self.cfg)
+        start_under_dassl(BACKEND, self.device, self.cfg)
         super().build_data_loader()
 
     def build_model(self) -> None:

@@ -9,7 +9,7 @@ from typing import List
 import torch
 from yacs.config import CfgNode as CN
 
-from mutual_prompt.backend import TRAINER_REGISTRY, TrainerX
+from mutual_prompt.backend import BACKEND, TRAINER_REGISTRY, TrainerX
 from mutual_prompt.clip import (
     PromptImageEncoder,
     autocast,
@@ -19,6 +19,7 @@ from mutual_prompt.clip import (
     tokenize,
 )
 from mutual_prompt.run.console import detail
+from mutual_prompt.run.machine import start_under_dassl
 from mutual_prompt.run.config import add_keys_dassl_lacks
 from mutual_prompt.run.config_checks import validate_cfg
 
@@ -71,6 +72,11 @@ class ZeroshotMP(TrainerX):
     def check_cfg(self, cfg) -> None:
         """``validate_cfg`` with this trainer's block; nothing is trained, so OPTIM is not read."""
         validate_cfg(cfg, training=False, trainer="ZeroshotMP")
+
+    def build_data_loader(self) -> None:
+        """Under Dassl, first the run's environment block and the worker cap (see ``start_under_dassl``)."""
+        start_under_dassl(BACKEND, self.device, self.cfg)
+        super().build_data_loader()
 
     def build_model(self) -> None:
         cfg = self.cfg

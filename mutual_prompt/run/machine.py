@@ -91,3 +91,11 @@ def cap_num_workers(cfg) -> None:
     if frozen:
         cfg.freeze()
     print(f"DATALOADER.NUM_WORKERS {requested} -> {capped}: this process may use {capped} CPU cores")
+
+
+def start_under_dassl(backend: str, device: torch.device, cfg) -> None:
+    """Under real Dassl, what the built-in runtime does itself for every trainer before the loaders are
+    built: print the run's header and cap the worker count. Our trainers call it in ``build_data_loader``."""
+    if backend == "dassl":
+        print(run_header(backend, device))
+        cap_num_workers(cfg)

@@ -26,6 +26,7 @@ from .options import (
     UsageError,
     check_ablations,
     check_configs,
+    check_overrides,
     check_data,
     check_datasets,
     check_values,
@@ -356,6 +357,7 @@ def plan(args: argparse.Namespace) -> Tuple[Settings, List[Variant], Optional[Sl
     except ProtocolFileError as e:
         raise UsageError(str(e)) from None
     ablations = ablations_from_args(args)
+    check_overrides("the overrides (KEY VALUE)", settings.opts)
     check_ablations(ablations)
     check_datasets(args.protocol, settings, args.sources)
     check_configs(args.protocol, settings, ablations, args.sources)

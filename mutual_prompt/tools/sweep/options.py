@@ -178,10 +178,24 @@ def check_configs(protocol: str, settings: Settings, ablations: Sequence[Ablatio
             raise UsageError(f"{who}: no config file {path} (trainer {settings.trainer!r}, cfg {cfg!r})")
 
 
+# Keys the protocol sets and names its folders after: an override would put runs in folders named otherwise.
+PROTOCOL_KEYS = {"DATASET.NUM_SHOTS": "--shots (or --shot-list for few_shot)",
+                 "DATASET.SUBSAMPLE_CLASSES": "--sub (base2new's tests)"}
+
+
+def check_overrides(who: str, opts: Sequence[str]) -> None:
+    """``opts`` comes in KEY VALUE pairs and sets none of the keys the protocol sets itself."""
+    if len(opts) % 2:
+        raise UsageError(f"{who}: overrides come in KEY VALUE pairs; got {list(opts)}")
+    for key in opts[::2]:
+        if key in PROTOCOL_KEYS:
+            raise UsageError(f"{who}: {key} is set by the protocol, which names the run folders after it; "
+                             f"give {PROTOCOL_KEYS[key]} instead")
+
+
 def check_ablations(ablations: Sequence[Ablation]) -> None:
     for a in ablations:
-        if len(a.opts) % 2:
-            raise UsageError(f"ablation {a.name!r}: overrides come in KEY VALUE pairs; got {list(a.opts)}")
+        check_overrides(f"ablation {a.name!r}", a.opts)
 
 
 def check_data(protocol: str, settings: Settings, sources: Dict[str, str], stop: bool) -> str:
