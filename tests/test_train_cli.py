@@ -162,7 +162,8 @@ def test_help_lists_the_trainers_and_datasets_and_points_to_the_doctor(capsys):
     with pytest.raises(SystemExit):
         train.main(["--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "trainers (--trainer): MutualPrompt, ZeroshotMP" in out
+    trainer_names = out.split("trainers (--trainer): ")[1].split(" dataset configs")[0].split(", ")
+    assert {"MutualPrompt", "ZeroshotMP"} <= set(trainer_names)  # other tests may have registered more
     assert "caltech101, dtd, eurosat" in out and "toy_shapes" in out
     assert "dataset names (DATASET.NAME): " in out and "DescribableTextures" in out
     assert "python -m mutual_prompt.doctor" in out
