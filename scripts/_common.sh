@@ -17,6 +17,7 @@ cd "$REPO_ROOT"
 source "$SCRIPT_DIR/protocols.sh"
 
 PYTHON="${PYTHON:-python}"
+DATA_UNSET="${DATA-unset}"  # "unset" when DATA is not in the environment: run_once says which folder it reads
 DATA="${DATA:-$REPO_ROOT/data}"
 TRAINER="${TRAINER:-MutualPrompt}"
 OUTPUT="${OUTPUT:-output}"
@@ -75,6 +76,10 @@ run_once() {
   if "$PYTHON" -c 'import sys; from mutual_prompt.tools.results import parse_run; sys.exit(parse_run(sys.argv[1], end_signal=sys.argv[2]) is None)' "$dir" "$signal"; then
     echo "The results exist at ${dir} (so skip this job)"
     return 0
+  fi
+  if [ "$DATA_UNSET" = unset ] && [ "$dataset" != toy_shapes ]; then
+    echo "DATA is not set: reading ${dataset} from ${DATA}, the default (export DATA=/path/to/datasets;" \
+      "python -m mutual_prompt.doctor --root ${DATA} ${dataset} checks it)" >&2
   fi
   "$PYTHON" train.py --output-dir "$dir" --root "$DATA" --seed "$seed" --trainer "$TRAINER" \
     --dataset-config-file "configs/datasets/${dataset}.yaml" \

@@ -437,14 +437,16 @@ B2N_TAIL = os.path.join("caltech101", "shots_{shots}", "MutualPrompt", "vit_b16_
 
 def run_kit_script(tmp_path, host, script, *args, **env):
     """A kit script in ``host`` with a ``PYTHON`` that records train.py's arguments instead of running it:
-    (exit status, stderr, recorded argument lists)."""
+    (exit status, stderr, recorded argument lists). An ``env`` value of None removes that variable."""
     record = tmp_path / "record.jsonl"
     record.unlink(missing_ok=True)
     shim = tmp_path / "python"
     shim.write_text(RECORDER.format(python=sys.executable, record=record))
     shim.chmod(0o755)
+    environment = dict(os.environ, PYTHON=str(shim), DATA=str(tmp_path / "data"))
+    environment.update(env)
     proc = subprocess.run(["bash", str(host / HOST_SCRIPT_DIR / script), *args], cwd=str(tmp_path),
-                          env=dict(os.environ, PYTHON=str(shim), DATA=str(tmp_path / "data"), **env),
+                          env={k: v for k, v in environment.items() if v is not None},
                           capture_output=True, text=True, timeout=120)
     recorded = [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
     return proc.returncode, proc.stderr, recorded
@@ -491,6 +493,17 @@ def test_kit_scripts_name_the_shots_folder_after_a_num_shots_override(tmp_path, 
     assert value_after(runs[0], "--output-dir").endswith(B2N_TAIL.format(shots=4))
     assert runs[0][-2:] == ["DATASET.NUM_SHOTS", "4"]
     assert runs[0][runs[0].index("DATASET.NUM_SHOTS") + 1] == "4"  # the protocol's own value agrees
+
+
+def test_kit_scripts_say_which_data_folder_they_read_when_data_is_not_set(tmp_path, installed_host):
+    rc, err, runs = run_kit_script(tmp_path, installed_host, "base2new_train.sh", "caltech101", "1", DATA=None)
+    assert rc == 0, err
+    default = value_after(runs[0], "--root")
+    assert default == str(installed_host / "data")
+    assert err.strip() == (f"DATA is not set: reading caltech101 from {default}, the default (export "
+                           f"DATA=/path/to/datasets; python -m mutual_prompt.doctor --root {default} caltech101 checks it)")
+    rc, err, runs = run_kit_script(tmp_path, installed_host, "base2new_train.sh", "caltech101", "1")
+    assert rc == 0 and err == ""
 
 
 def test_kit_scripts_refuse_shots_that_disagree_with_the_num_shots_override(tmp_path, installed_host):
