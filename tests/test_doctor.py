@@ -130,6 +130,7 @@ def test_with_no_dataset_named_the_present_ones_are_checked_and_the_absent_ones_
     assert proc.returncode == 1
     assert re.search(r"^Absent \(no folder under .*; not checked\): imagenet, stanford_cars, ", proc.stdout, re.M)
     assert re.search(r"^oxford_pets\s+broken\s", proc.stdout, re.M)
+    assert "stanford_cars: absent" not in proc.stdout  # an absent dataset not named is that one line only
 
 
 def test_without_root_or_data_the_default_is_named(tmp_path):

@@ -408,7 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     choices = sorted(CATALOG) + sorted(RENDERED)
     parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION.format(all=CHECK_ALL_UP_TO, sample=SAMPLE_SIZE),
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=f"datasets: {', '.join(choices)} (or their DATASET.NAME, e.g. Caltech101)")
+                                     epilog=textwrap.fill(f"datasets: {', '.join(choices)} (or their DATASET.NAME, "
+                                                          "e.g. Caltech101)", width=88, subsequent_indent="  "))
     parser.add_argument("datasets", nargs="*", metavar="DATASET",
                         help="datasets to check (default: every dataset whose folder exists under the data folder)")
     parser.add_argument("--root", default=None,
@@ -437,7 +438,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"  {root} does not exist")
     print()
     reports = check_datasets(root, names)
-    print("\n".join(report_lines(reports)))
+    print("\n".join(report_lines([r for r in reports if r.status != "absent"])))  # absent: one line below
     print()
     print(table([r for r in reports if r.status != "absent"]))
     absent = [r.name for r in reports if r.status == "absent"]
