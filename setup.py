@@ -16,6 +16,8 @@ def read_readme() -> str:
 
 SLURM = ["submitit>=1.4"]
 PLOT = ["matplotlib>=3.5"]
+OPEN_CLIP = ["open-clip-torch>=3.3,<4"]  # MODEL.BACKBONE.NAME open_clip:<model>
+LINEAR_PROBE = ["scikit-learn>=1.3"]  # the LinearProbeMP trainer
 
 setup(
     name="mutual-prompt",
@@ -42,10 +44,13 @@ setup(
         "scipy>=1.7",
     ],
     extras_require={
-        # The tests cover the SLURM executor (through submitit's local executor) and the figures.
-        "test": ["pytest>=7", *SLURM, *PLOT],
+        # The tests cover the SLURM executor (through submitit's local executor), the figures, open_clip
+        # backbones and the linear probe.
+        "test": ["pytest>=7", *SLURM, *PLOT, *OPEN_CLIP, *LINEAR_PROBE],
         "slurm": SLURM,
         "plot": PLOT,
+        "open_clip": OPEN_CLIP,
+        "linear_probe": LINEAR_PROBE,
         "tensorboard": ["tensorboard>=2.0"],
     },
     license="MIT",
