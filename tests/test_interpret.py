@@ -61,6 +61,14 @@ def test_nearest_words_are_exact_euclidean_distances_nearest_first():
     assert distances[0, 0].item() == 0.0
 
 
+def test_a_context_of_another_width_or_another_vocabulary_is_an_error():
+    embedding = torch.zeros(10, 8)
+    with pytest.raises(ValueError, match="has 10 rows, OpenAI's BPE vocabulary 49,408 tokens"):
+        interpret.word_table(torch.zeros(2, 8), embedding, interpret.vocabulary(), 3)
+    with pytest.raises(ValueError, match="the context tokens are 6 wide, the backbone's token embedding 8"):
+        interpret.word_table(torch.zeros(2, 6), embedding, [str(i) for i in range(10)], 3)
+
+
 def test_the_ctx_init_words_come_back_at_distance_0_from_the_initial_prompt_learner():
     clip_model = tiny_clip()
     model = build_mutual_prompt_clip(toy_cfg(), ["red circle", "blue square", "green star"], clip_model)
@@ -164,7 +172,8 @@ def test_a_trained_toy_run_gives_tables_csv_and_figure(toy_run, tmp_path, capsys
     assert list(rows[0]) == list(interpret.CSV_COLUMNS)
     for section in ("context", "conditioned"):
         mine = [row for row in rows if row["section"] == section]
-        assert [(row["token"], row["rank"]) for row in mine] == [(str(m), str(r)) for m in range(1, 5) for r in (1, 2, 3)]
+        expected = [(str(m), str(r)) for m in range(1, 5) for r in (1, 2, 3)]
+        assert [(row["token"], row["rank"]) for row in mine] == expected
     context = [row for row in rows if row["section"] == "context"]
     assert [row["text"] for row in context if row["rank"] == "1"] == INIT_WORDS  # one epoch moves little
     recall = float(next(row["value"] for row in rows if row["section"] == "tvp_recall"))
@@ -228,6 +237,8 @@ def test_the_model_best_checkpoint_is_read_before_the_newest(tmp_path):
     assert interpret.locate_checkpoint(str(tmp_path), 2) == (str(folder / "model.pth.tar-2"), str(tmp_path))
     os.remove(folder / "model-best.pth.tar")
     assert interpret.locate_checkpoint(str(tmp_path)) == (str(folder / "model.pth.tar-2"), str(tmp_path))
+    assert interpret.locate_checkpoint(str(folder / "model.pth.tar-1")) == (str(folder / "model.pth.tar-1"),
+                                                                             str(tmp_path))  # its run's fingerprint
     with pytest.raises(ValueError, match="--load-epoch 2 goes with a run folder"):
         interpret.locate_checkpoint(str(folder / "model.pth.tar-2"), 2)
 

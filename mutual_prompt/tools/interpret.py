@@ -240,11 +240,12 @@ def render_text(result: Interpretation) -> str:
     lines.append(tabulate(_word_rows(result, result.context), headers=["token", "CTX_INIT", *ranks],
                           tablefmt="simple", disable_numparse=True))
     if result.conditioned:
-        moves = [f"{offset:.4f} ({offset / norm:.0%})" for offset, norm in zip(result.offset_norms, result.context_norms)]
+        moves = [f"{offset:.4f} ({offset / norm:.0%})"
+                 for offset, norm in zip(result.offset_norms, result.context_norms)]
         lines += ["", f"FTP: the image-conditioned context ctx + s(x0), averaged over the {result.n_images:,} images "
                       f"of the {result.split} split; 'mean |s|' is the offset's mean norm (share of |ctx|):",
-                  tabulate(_word_rows(result, result.conditioned, moves), headers=["token", "CTX_INIT", "mean |s|", *ranks],
-                           tablefmt="simple", disable_numparse=True)]
+                  tabulate(_word_rows(result, result.conditioned, moves),
+                           headers=["token", "CTX_INIT", "mean |s|", *ranks], tablefmt="simple", disable_numparse=True)]
     if result.tvp is not None:
         tvp = result.tvp
         lines += ["", f"TVP: the top-{tvp.k} classes of each image (cosine of x0 with 'a photo of a {{class}}.'), "
@@ -270,8 +271,10 @@ def csv_rows(result: Interpretation) -> List[List[Any]]:
     rows += [["offset_norm", m + 1, "", "", "", f"{norm:.6f}"] for m, norm in enumerate(result.offset_norms)]
     if result.tvp is not None:
         tvp = result.tvp
-        rows += [["tvp_recall", "", tvp.k, "", "", f"{tvp.recall:.6f}"], ["tvp_top1", "", 1, "", "", f"{tvp.top1:.6f}"]]
-        rows += [["tvp_class_set", "", i + 1, "", "|".join(names), count] for i, (names, count) in enumerate(tvp.class_sets)]
+        rows += [["tvp_recall", "", tvp.k, "", "", f"{tvp.recall:.6f}"],
+                 ["tvp_top1", "", 1, "", "", f"{tvp.top1:.6f}"]]
+        rows += [["tvp_class_set", "", i + 1, "", "|".join(names), count]
+                 for i, (names, count) in enumerate(tvp.class_sets)]
     return rows
 
 
