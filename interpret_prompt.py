@@ -12,6 +12,7 @@ not change what shapes the model's output. See mutual_prompt/tools/interpret.py 
 import argparse
 import contextlib
 import sys
+import warnings
 from typing import List, Optional
 
 from mutual_prompt.backend import build_trainer, get_cfg_default
@@ -136,7 +137,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.figure:
         from mutual_prompt.tools.figures import save
 
-        print(f"Wrote {save(interpret.draw(result), args.figure)}", file=sys.stderr)
+        with warnings.catch_warnings():  # a word the font cannot draw (an emoji token) is drawn as a box
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+            print(f"Wrote {save(interpret.draw(result), args.figure)}", file=sys.stderr)
 
 
 if __name__ == "__main__":
