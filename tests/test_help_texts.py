@@ -13,6 +13,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = [
     ["train.py"],
     ["parse_test_res.py"],
+    ["interpret_prompt.py"],
     ["-m", "mutual_prompt.doctor"],
     ["-m", "mutual_prompt.sweep"],
     ["-m", "mutual_prompt.sweep", "run"],

@@ -22,7 +22,7 @@ from helpers.real_dassl import needs_dassl
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = "mutual_prompt"
 RUNTIME = "mutual_prompt.runtime"
-SCANNED = (PACKAGE, "trainers", "datasets", "train.py", "parse_test_res.py", "benchmarks")
+SCANNED = (PACKAGE, "trainers", "datasets", "train.py", "parse_test_res.py", "interpret_prompt.py", "benchmarks")
 
 CORE = ("backend", "files", "names", "clip", "method", "data", "runtime", "run")
 TOOLING = ("tools",)

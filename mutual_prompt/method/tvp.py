@@ -1,5 +1,7 @@
 """TVP, the text-reorganised visual prompt: visual tokens built from the text of the classes an
 image is most similar to."""
+from typing import Tuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -29,17 +31,22 @@ class TextReorganizedVisualPrompt(nn.Module):
     def set_class_text_features(self, text_features: Tensor) -> None:
         self.class_text_features = text_features.detach().float().to(self.base_tokens.device)
 
-    def reorganised_text(self, x0: Tensor) -> Tensor:
-        """The weighted text description ``r`` [B, d] of each image's top-k classes."""
+    def top_classes(self, x0: Tensor) -> Tuple[Tensor, Tensor]:
+        """The similarities ``s_K`` [B, K] of each image's top-k classes and their indices [B, K],
+        most similar first (K = min(topk, C)), in float32 even under autocast."""
         t = self.class_text_features
         if t.shape[0] == 0:
             raise RuntimeError("TVP has no class text features: call set_class_text_features first")
+        with torch.autocast(device_type=x0.device.type, enabled=False):
+            return (x0.float() @ t.t()).topk(min(self.topk, t.shape[0]), dim=-1)
+
+    def reorganised_text(self, x0: Tensor) -> Tensor:
+        """The weighted text description ``r`` [B, d] of each image's top-k classes."""
+        values, index = self.top_classes(x0)
         # In float32 even under autocast: dividing by a temperature of 0.01 would magnify bf16 rounding.
         with torch.autocast(device_type=x0.device.type, enabled=False):
-            s = x0.float() @ t.t()
-            values, index = s.topk(min(self.topk, t.shape[0]), dim=-1)
             w = F.softmax(values / self.temp, dim=-1)
-            return torch.einsum("bk,bkd->bd", w, t[index])
+            return torch.einsum("bk,bkd->bd", w, self.class_text_features[index])
 
     def forward(self, x0: Tensor) -> Tensor:
         """[B, d] -> prompts [B, P, width] (depth 1) or [DEPTH, B, P, width]."""

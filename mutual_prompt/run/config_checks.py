@@ -158,7 +158,7 @@ def mutual_prompt_problems(cfg) -> List[Optional[str]]:
 
 def zeroshot_problems(cfg) -> List[Optional[str]]:
     template = lookup(cfg, "TRAINER.ZEROSHOT_MP.TEMPLATE")
-    problems = [one_of(cfg, "TRAINER.ZEROSHOT_MP.PREC", PRECISIONS)]
+    problems = [one_of(cfg, "TRAINER.ZEROSHOT_MP.PREC", PRECISIONS), boolean(cfg, "TRAINER.ZEROSHOT_MP.ENSEMBLE")]
     if isinstance(template, str) and template and template.count("{}") != 1:  # "": the dataset's template
         problems.append(f"TRAINER.ZEROSHOT_MP.TEMPLATE must contain exactly one '{{}}' for the class name, "
                         f"got {template!r}")
@@ -203,6 +203,13 @@ def positive(cfg, key: str) -> Optional[str]:
     if value is _ABSENT or (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
         return None
     return f"{key} must be > 0, got {value!r}"
+
+
+def boolean(cfg, key: str) -> Optional[str]:
+    value = lookup(cfg, key)
+    if value is _ABSENT or isinstance(value, bool):
+        return None
+    return f"{key} must be True or False, got {value!r}"
 
 
 def image_size(cfg, key: str) -> Optional[str]:
