@@ -78,6 +78,7 @@ def load_open_clip(name: str, path: str, download_root: str) -> CLIP:
         raise ValueError(f"MODEL.BACKBONE.NAME {name} needs its weights: set MODEL.BACKBONE.PATH to a local "
                          f"weights file (open_clip_pytorch_model.bin or .safetensors), or name a pretrained tag, "
                          f"{name}/<tag> (open_clip.list_pretrained_tags_by_model({parsed.model!r}))")
+    open_clip_backbone.checked_config(parsed)  # before any file is read or downloaded
     source = path or open_clip_backbone.pretrained_file(parsed, download_root)
     return open_clip_backbone.build_open_clip(parsed, read_clip_weights(source), source)
 

@@ -16,6 +16,7 @@ forward beside OpenAI's text tower (:class:`OpenClipTowerCLIP`): zero-shot and F
 visual prompts (TVP) need a ViT. Every other config feature is refused, naming it.
 """
 import difflib
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from .openai.model import CLIP, LayerNorm, Transformer
 PREFIX = "open_clip:"
 INSTALL_HINT = 'pip install -e ".[open_clip]"'
 GELU, QUICK_GELU = "gelu", "quick_gelu"
+HUB_WEIGHTS, HUB_SAFE_WEIGHTS = "open_clip_pytorch_model.bin", "open_clip_model.safetensors"  # open_clip's names
 CONTEXT_LENGTH, VOCAB_SIZE, HEAD_WIDTH, MLP_RATIO = 77, 49408, 64, 4.0
 # Strings tokenised by open_clip's and OpenAI's tokenizers, which must agree on every one.
 TOKENIZER_PROBES = ("a photo of a X X X X dog.", "Crème brûlée, 3 D-printed   things!", "a centered satellite photo of "
@@ -170,15 +172,22 @@ def check_supported(name: OpenClipName, config: Mapping[str, Any]) -> None:
 def check_tokenizer(name: OpenClipName) -> None:
     """Raise unless open_clip's tokenizer for the model is OpenAI's (same tokens, 77-token context),
     which every prompt here is tokenised with."""
+    found = _tokenizer_differs(name.model)
+    if found:
+        raise ValueError(f"{name} is not supported: its tokenizer ({found}) is not OpenAI's BPE with a 77-token "
+                         "context, which mutual-prompt's prompts are built with")
+
+
+@functools.lru_cache(maxsize=None)
+def _tokenizer_differs(model: str) -> str:
+    """"" when open_clip tokenises for ``model`` as OpenAI's tokenizer does, else its kind (once per model)."""
     open_clip = import_open_clip()
-    tokenizer = open_clip.get_tokenizer(name.model)
-    same = isinstance(tokenizer, open_clip.tokenizer.SimpleTokenizer) and tokenizer.context_length == CONTEXT_LENGTH
-    if same:
-        same = torch.equal(tokenizer(list(TOKENIZER_PROBES)), tokenize(list(TOKENIZER_PROBES)))
-    if not same:
-        raise ValueError(f"{name} is not supported: its tokenizer ({type(tokenizer).__name__}, context length "
-                         f"{getattr(tokenizer, 'context_length', '?')}) is not OpenAI's BPE with a 77-token context, "
-                         "which mutual-prompt's prompts are built with")
+    tokenizer = open_clip.get_tokenizer(model)
+    length = getattr(tokenizer, "context_length", None)
+    if (isinstance(tokenizer, open_clip.tokenizer.SimpleTokenizer) and length == CONTEXT_LENGTH
+            and torch.equal(tokenizer(list(TOKENIZER_PROBES)), tokenize(list(TOKENIZER_PROBES)))):
+        return ""
+    return f"{type(tokenizer).__name__}, context length {length}"
 
 
 def is_vit_config(config: Mapping[str, Any]) -> bool:
@@ -211,11 +220,13 @@ def pretrained_config(name: OpenClipName) -> Dict[str, Any]:
 
 
 def _hub_candidates(hf_hub: str) -> Tuple[str, List[str]]:
-    """The Hugging Face repository of an ``hf_hub`` entry and the file names open_clip tries there."""
+    """The Hugging Face repository of an ``hf_hub`` entry and the file names open_clip tries there, its
+    safetensors file first."""
     repo, filename = os.path.split(hf_hub)
-    filename = filename or "open_clip_pytorch_model.bin"
-    safe = [filename.replace(".bin", ".safetensors")] if filename.endswith(".bin") else []
-    return repo, safe + [filename]
+    if not filename or filename == HUB_WEIGHTS:
+        return repo, [HUB_SAFE_WEIGHTS, HUB_WEIGHTS]
+    stem, extension = os.path.splitext(filename)
+    return repo, ([f"{stem}.safetensors"] if extension in (".bin", ".pth") else []) + [filename]
 
 
 def cached_file(name: OpenClipName, cache_dir: str = "") -> Optional[str]:
@@ -315,12 +326,18 @@ def _set_gelu(transformer: nn.Module) -> None:
         block.mlp.gelu = nn.GELU()
 
 
-def build_open_clip(name: OpenClipName, state_dict: Mapping[str, Tensor], source: str) -> CLIP:
-    """OpenAI's ``CLIP`` (or :class:`OpenClipTowerCLIP`) with ``state_dict``, fp32, eval mode."""
+def checked_config(name: OpenClipName) -> Tuple[Dict[str, Any], str]:
+    """open_clip's config of the model and its activation, once the model is known to be built exactly
+    here (ValueError naming what is not); before any weights are looked for."""
     config = model_config(name.model)
     check_supported(name, config)
     check_tokenizer(name)
-    used = activation(name, config)
+    return config, activation(name, config)
+
+
+def build_open_clip(name: OpenClipName, state_dict: Mapping[str, Tensor], source: str) -> CLIP:
+    """OpenAI's ``CLIP`` (or :class:`OpenClipTowerCLIP`) with ``state_dict``, fp32, eval mode."""
+    config, used = checked_config(name)
     state_dict = open_clip_state_dict(state_dict)
     vision, text = config["vision_cfg"], config["text_cfg"]
     embed_dim, text_width = config["embed_dim"], text.get("width", 512)
