@@ -309,19 +309,26 @@ def test_train_then_eval_only_from_a_weights_file_and_eval_refuses_other_weights
     assert '"MODEL.BACKBONE.ARCH": "open_clip:mp-test-vit"' in fingerprint
     assert f'"MODEL.BACKBONE.SHA256": "{sha256_of_file(file)}"' in fingerprint
 
-    evaluated = train_py(tmp_path, registered, *common, "--output-dir", str(tmp_path / "eval"), *backbone,
-                         "MODEL.BACKBONE.PATH", file, "--eval-only", "--model-dir", str(out), "--load-epoch", "1")
+    eval_only = ["--eval-only", "--model-dir", str(out), "--load-epoch", "1"]
+    evaluated = train_py(tmp_path, registered, *common, "--output-dir", str(tmp_path / "eval"), *eval_only, *backbone,
+                         "MODEL.BACKBONE.PATH", file)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert result_accuracy((tmp_path / "eval" / "log.txt").read_text()) == result_accuracy((out / "log.txt").read_text())
 
-    other = weights["mp-test-vit-quickgelu"][2]  # another model and file
-    refused = train_py(tmp_path, registered, *common, "--output-dir", str(tmp_path / "other"), "MODEL.BACKBONE.NAME",
-                       "open_clip:mp-test-vit-quickgelu", "MODEL.BACKBONE.PATH", other, "USE_CUDA", "False",
-                       "--eval-only", "--model-dir", str(out), "--load-epoch", "1")
-    assert refused.returncode != 0
+    # the same weights under the QuickGELU model: another architecture and activation
+    refused = train_py(tmp_path, registered, *common, "--output-dir", str(tmp_path / "other"), *eval_only,
+                       "MODEL.BACKBONE.NAME", "open_clip:mp-test-vit-quickgelu", "MODEL.BACKBONE.PATH", file,
+                       "USE_CUDA", "False")
+    assert refused.returncode == 2
     last = refused.stderr.strip().splitlines()[-1]
     assert f"--model-dir {out} was trained with other values of keys that shape the model's output" in last
-    for key in ("MODEL.BACKBONE.ACTIVATION: 'gelu' trained, 'quick_gelu' now",
-                "MODEL.BACKBONE.ARCH: 'open_clip:mp-test-vit' trained, 'open_clip:mp-test-vit-quickgelu' now",
-                "MODEL.BACKBONE.SHA256"):
-        assert key in last, last
+    assert ("MODEL.BACKBONE.ACTIVATION: 'gelu' trained, 'quick_gelu' now; MODEL.BACKBONE.ARCH: 'open_clip:mp-test-vit' "
+            "trained, 'open_clip:mp-test-vit-quickgelu' now") in last, last
+    # the same model with other weights
+    other = save_safetensors(random_model("mp-test-vit", seed=1), tmp_path / "other.safetensors")
+    refused = train_py(tmp_path, registered, *common, "--output-dir", str(tmp_path / "other_file"), *eval_only,
+                       *backbone, "MODEL.BACKBONE.PATH", other)
+    assert refused.returncode == 2
+    last = refused.stderr.strip().splitlines()[-1]
+    assert f"MODEL.BACKBONE.SHA256: '{sha256_of_file(file)}' trained, '{sha256_of_file(other)}' now" in last, last
+    assert f"MODEL.BACKBONE.PATH: '{file}' trained" in last, last
