@@ -14,6 +14,7 @@ import torch.nn.functional as F
 open_clip = pytest.importorskip("open_clip")
 
 import train  # noqa: E402
+from helpers.method_arguments import arguments  # noqa: E402
 from helpers.open_clip_weights import (  # noqa: E402
     random_model,
     register,
@@ -37,6 +38,7 @@ from mutual_prompt.clip.open_clip_backbone import OpenClipName, OpenClipTowerCLI
 from mutual_prompt.clip.openai.model import CLIP, QuickGELU  # noqa: E402
 from mutual_prompt.clip.precision import CPU_FP16_SWITCH  # noqa: E402
 from mutual_prompt.clip.weights_cache import sha256_of_file  # noqa: E402
+from mutual_prompt.method import MutualPromptCLIP  # noqa: E402
 from mutual_prompt.run.config_checks import ConfigError  # noqa: E402
 
 CLASSNAMES = ["face", "red panda", "accordion", "dollar bill"]
@@ -118,6 +120,18 @@ def test_zero_shot_logits_equal_open_clips(weights, name):
     assert max_difference(ours.logit_scale.exp() * image @ text.t(), expected) < TOLERANCE * 100  # logits ~ 100x
 
 
+@pytest.mark.parametrize("name", ["mp-test-vit", "mp-test-convnext"])
+@torch.no_grad()
+def test_untrained_coop_from_the_hand_prompt_is_open_clips_zero_shot(weights, name):
+    """METHOD.md's third exact reduction, on an open_clip backbone: FTP none, TVP off, context "a photo of a"."""
+    model, bin_file, _ = weights[name]
+    method = MutualPromptCLIP(load_clip(f"open_clip:{name}", bin_file), CLASSNAMES,
+                              **arguments(ctx_init=HAND_PROMPT, ftp_mode="none", tvp_enabled=False))
+    x = images(name)
+    expected, _ = model.get_logits(x, open_clip.get_tokenizer(name)([f"{HAND_PROMPT} {c}." for c in CLASSNAMES]))
+    assert max_difference(method(x), expected) < TOLERANCE * 100
+
+
 @torch.no_grad()
 def test_the_activation_is_the_configs_and_the_other_one_would_differ(weights):
     gelu = load_clip("open_clip:mp-test-vit", weights["mp-test-vit"][1])
@@ -194,7 +208,8 @@ def test_an_unknown_model_gets_the_closest_names():
 
 def test_weights_of_another_model_are_refused_naming_the_file(weights):
     file = weights["mp-test-rn"][1]
-    with pytest.raises(ValueError, match=rf"^{re.escape(file)} does not hold the weights of open_clip:mp-test-vit"):
+    with pytest.raises(ValueError, match=rf"^{re.escape(file)} does not hold the weights of open_clip:mp-test-vit "
+                                         r"\(MODEL.BACKBONE.PATH\): \d+ missing keys \(first: visual.class_embedding, "):
         load_clip("open_clip:mp-test-vit", file)
 
 

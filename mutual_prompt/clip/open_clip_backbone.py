@@ -314,10 +314,19 @@ def _random_open_clip_model(model: str) -> nn.Module:
 
 
 def _load(model: nn.Module, state_dict: Mapping[str, Tensor], name: OpenClipName, source: str) -> None:
-    try:
-        model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"{source} does not hold the weights of {name} (MODEL.BACKBONE.PATH): {e}") from e
+    """Load ``state_dict`` strictly; ValueError naming the file and the first keys that do not fit."""
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in expected]
+    shapes = [f"{key} {list(state_dict[key].shape)}, not {list(expected[key].shape)}" for key in expected
+              if key in state_dict and state_dict[key].shape != expected[key].shape]
+    problems = [f"{len(found)} {what} (first: {', '.join(found[:3])})"
+                for what, found in (("missing keys", missing), ("unexpected keys", unexpected),
+                                    ("tensors of other shapes", shapes)) if found]
+    if problems:
+        raise ValueError(f"{source} does not hold the weights of {name} (MODEL.BACKBONE.PATH): "
+                         f"{'; '.join(problems)}")
+    model.load_state_dict(state_dict, strict=True)
 
 
 def _set_gelu(transformer: nn.Module) -> None:
