@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from .openai import tokenize
-from .openai.model import CLIP, LayerNorm, Transformer
+from .openai.model import CLIP, LayerNorm, Transformer, VisionTransformer
 
 PREFIX = "open_clip:"
 INSTALL_HINT = 'pip install -e ".[open_clip]"'
@@ -56,7 +56,6 @@ _SHARED_DEFAULTS: Dict[str, Tuple[Any, str]] = {
 }
 _VISION_DEFAULTS = {
     **_SHARED_DEFAULTS,
-    "head_width": (HEAD_WIDTH, "attention heads other than 64 wide"),
     "attentional_pool": (False, "the attentional pooler"),
     "no_ln_pre": (False, "no LayerNorm before the transformer"),
     "pos_embed_type": ("learnable", "another positional embedding"),
@@ -78,7 +77,7 @@ _TEXT_DEFAULTS = {
     "proj_type": ("linear", "another text projection"),
 }
 # Keys read here or with no effect on a frozen tower in eval mode (dropouts, stochastic depth).
-_VISION_SIZES = {"image_size", "layers", "width", "patch_size", "patch_dropout", "attn_pooler_queries",
+_VISION_SIZES = {"image_size", "layers", "width", "head_width", "patch_size", "patch_dropout", "attn_pooler_queries",
                  "attn_pooler_heads"}
 _TEXT_SIZES = {"width", "heads", "layers", "eos_id", "hf_model_pretrained", "hf_proj_type", "hf_pooler_type"}
 # Set on a timm image tower: under fp16 / bf16 all of its weights take the 16-bit dtype, as open_clip lays
@@ -354,9 +353,11 @@ def build_open_clip(name: OpenClipName, state_dict: Mapping[str, Tensor], source
     size = vision.get("image_size", 224)
     size = size if isinstance(size, int) else size[0]
     if is_vit_config(config):
-        model = CLIP(embed_dim, size, vision.get("layers", 12),
-                     vision.get("width", 768), vision.get("patch_size", 16), CONTEXT_LENGTH, VOCAB_SIZE, text_width,
-                     text_heads, text_layers)
+        width, patch = vision.get("width", 768), vision.get("patch_size", 16)
+        # CLIP's own image tower has width / 64 heads: built without layers, then replaced by open_clip's count
+        model = CLIP(embed_dim, size, 0, width, patch, CONTEXT_LENGTH, VOCAB_SIZE, text_width, text_heads, text_layers)
+        model.visual = VisionTransformer(size, patch, width, vision.get("layers", 12),
+                                         width // vision.get("head_width", HEAD_WIDTH), embed_dim)
     else:
         tower = _random_open_clip_model(name.model).visual
         setattr(tower, WHOLE_TOWER_LOW_PRECISION, bool(vision.get("timm_model_name")))

@@ -16,9 +16,10 @@ from .runs import REPO_ROOT
 
 TEXT = {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}
 CONFIGS: Dict[str, dict] = {
-    # open_clip's ViT and TextTransformer, GELU (like ViT-B-16) and QuickGELU (like ViT-B-16-quickgelu)
-    "mp-test-vit": {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
-                    "text_cfg": TEXT},
+    # open_clip's ViT and TextTransformer, GELU (like ViT-B-16) and QuickGELU (like ViT-B-16-quickgelu); the
+    # first with heads 32 wide (OpenAI's CLIP class builds 64-wide ones), as ViT-H-14's are 80 wide
+    "mp-test-vit": {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32,
+                                                    "patch_size": 8}, "text_cfg": TEXT},
     "mp-test-vit-quickgelu": {"embed_dim": 32, "quick_gelu": True,
                               "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
                               "text_cfg": TEXT},
