@@ -5,6 +5,7 @@ eval-only, eval refused on other weights). Random weights from small configs reg
 (tests/helpers/open_clip_weights.py); nothing is downloaded."""
 import os
 import re
+import subprocess
 import sys
 
 import pytest
@@ -254,6 +255,22 @@ def test_without_open_clip_the_error_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "open_clip", None)
     with pytest.raises(ImportError, match=re.escape('needs open_clip: pip install -e ".[open_clip]"')):
         load_clip("open_clip:ViT-B-16", "/w.bin")
+
+
+@pytest.mark.slow
+def test_without_open_clip_train_py_ends_with_one_line_saying_how_to_install_it(weights, caltech_root, tmp_path):
+    code = ("import os, sys, runpy; sys.modules['open_clip'] = None; sys.argv = sys.argv[1:]; "
+            "sys.path.insert(0, os.path.dirname(sys.argv[0])); runpy.run_path(sys.argv[0], run_name='__main__')")
+    argv = ["--root", caltech_root, "--trainer", "MutualPrompt", "--output-dir", str(tmp_path / "out"),
+            "--dataset-config-file", os.path.join(CONFIGS, "datasets", "caltech101.yaml"),
+            "--config-file", os.path.join(CONFIGS, "trainers", "MutualPrompt", "toy.yaml"),
+            "MODEL.BACKBONE.NAME", "open_clip:mp-test-vit", "MODEL.BACKBONE.PATH", weights["mp-test-vit"][1],
+            "USE_CUDA", "False"]
+    proc = subprocess.run([sys.executable, "-c", code, os.path.join(REPO_ROOT, "train.py"), *argv], cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        'train.py: error: MODEL.BACKBONE.NAME open_clip:<model> needs open_clip: pip install -e ".[open_clip]"')
 
 
 # 4. The backbone identity (run fingerprint)

@@ -13,11 +13,11 @@ Where the weights come from, in order:
 - ``open_clip:<model>[/<tag>]``: ``path``, else the tag's file in open_clip's cache, built by
   ``open_clip_backbone`` (which imports open_clip only then).
 
-A file in ``path`` under an OpenAI name is checked against the name before anything is built: the name must be one of
-``available_backbones()`` and stand for the file's architecture (``architecture.py``), or be empty,
-which takes the file's architecture. Every CLIP built here uses OpenAI's QuickGELU; a file that is
-not one of OpenAI's own (by SHA-256) read under another name than ``toy`` says so in one line, since
-open_clip's GELU models have the same keys.
+A file in ``path`` under an OpenAI name is checked against the name before anything is built: the
+name must be one of ``available_backbones()`` and stand for the file's architecture (``architecture.py``), or be empty,
+which takes the file's architecture. Every CLIP read under such a name uses OpenAI's QuickGELU; a
+file that is not one of OpenAI's own (by SHA-256) read under another name than ``toy`` says so in one
+line, since open_clip's GELU models have the same keys.
 """
 import os
 import pickle
