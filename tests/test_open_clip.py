@@ -45,7 +45,8 @@ from mutual_prompt.run.config_checks import ConfigError  # noqa: E402
 CLASSNAMES = ["face", "red panda", "accordion", "dollar bill"]
 HAND_PROMPT = "a photo of a"  # the zero-shot reduction: this context and "{class name}."
 TOLERANCE = 1e-5
-SIZES = {"mp-test-vit": 32, "mp-test-vit-quickgelu": 32, "mp-test-rn": 64, "mp-test-convnext": 32}
+SIZES = {"mp-test-vit": 32, "mp-test-vit-quickgelu": 32, "mp-test-vit-custom-text": 32, "mp-test-rn": 64,
+         "mp-test-convnext": 32}
 CONFIGS = os.path.join(REPO_ROOT, "configs")
 
 

@@ -23,6 +23,10 @@ CONFIGS: Dict[str, dict] = {
     "mp-test-vit-quickgelu": {"embed_dim": 32, "quick_gelu": True,
                               "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
                               "text_cfg": TEXT},
+    # the text tower as open_clip's CustomTextCLIP holds it (keys text.*), as EVA and MobileCLIP configs do
+    "mp-test-vit-custom-text": {"embed_dim": 32, "custom_text": True,
+                                "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 8},
+                                "text_cfg": TEXT},
     # image towers that are not open_clip's ViT: ModifiedResNet, and a timm ConvNeXt
     "mp-test-rn": {"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 8,
                                                    "patch_size": None}, "text_cfg": TEXT},
