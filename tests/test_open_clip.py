@@ -119,7 +119,7 @@ def test_zero_shot_logits_equal_open_clips(weights, name):
     expected, _ = model.get_logits(x, open_clip.get_tokenizer(name)([f"{HAND_PROMPT} {c}." for c in CLASSNAMES]))
     image = F.normalize(ours.encode_image(x), dim=-1)
     text = F.normalize(hand_prompt_features(ours), dim=-1)
-    assert max_difference(ours.logit_scale.exp() * image @ text.t(), expected) < TOLERANCE * 100  # logits ~ 100x
+    assert max_difference(ours.logit_scale.exp() * image @ text.t(), expected) < TOLERANCE
 
 
 @pytest.mark.parametrize("name", ["mp-test-vit", "mp-test-convnext"])
@@ -131,7 +131,7 @@ def test_untrained_coop_from_the_hand_prompt_is_open_clips_zero_shot(weights, na
                               **arguments(ctx_init=HAND_PROMPT, ftp_mode="none", tvp_enabled=False))
     x = images(name)
     expected, _ = model.get_logits(x, open_clip.get_tokenizer(name)([f"{HAND_PROMPT} {c}." for c in CLASSNAMES]))
-    assert max_difference(method(x), expected) < TOLERANCE * 100
+    assert max_difference(method(x), expected) < TOLERANCE
 
 
 @torch.no_grad()
