@@ -23,7 +23,7 @@ from helpers.open_clip_weights import (  # noqa: E402
     save_safetensors,
     train_py,
 )
-from helpers.runs import REPO_ROOT  # noqa: E402
+from helpers.runs import REPO_ROOT, python  # noqa: E402
 from mutual_prompt.backend import build_trainer  # noqa: E402
 from mutual_prompt.clip import (  # noqa: E402
     PromptImageEncoder,
@@ -256,6 +256,12 @@ def test_without_open_clip_the_error_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "open_clip", None)
     with pytest.raises(ImportError, match=re.escape('needs open_clip: pip install -e ".[open_clip]"')):
         load_clip("open_clip:ViT-B-16", "/w.bin")
+
+
+def test_open_clip_is_imported_only_for_an_open_clip_name():
+    proc = python("import sys, trainers, mutual_prompt.clip as c; c.load_frozen_clip('toy', '', 'cpu', 'fp32'); "
+                  "assert 'open_clip' not in sys.modules, 'imported'")
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 @pytest.mark.slow

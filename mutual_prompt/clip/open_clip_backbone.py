@@ -15,7 +15,6 @@ model such as ConvNeXt, or ``ModifiedResNet``) is kept as open_clip built it and
 forward beside OpenAI's text tower (:class:`OpenClipTowerCLIP`): zero-shot and FTP-only runs work,
 visual prompts (TVP) need a ViT. Every other config feature is refused, naming it.
 """
-import difflib
 import functools
 import logging
 import os
@@ -26,6 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..names import close_matches
 from .openai import tokenize
 from .openai.model import CLIP, LayerNorm, Transformer, VisionTransformer
 
@@ -127,8 +127,8 @@ def model_config(model: str) -> Dict[str, Any]:
     config = open_clip.get_model_config(model)
     if config is None:
         names = open_clip.list_models()
-        close = difflib.get_close_matches(model, names, n=3)
-        hint = f"did you mean {', '.join(f'{PREFIX}{n}' for n in close)}? " if close else ""
+        close = close_matches(model, names)
+        hint = f"did you mean {' or '.join(f'{PREFIX}{n}' for n in close)}? " if close else ""
         raise ValueError(f"Unknown open_clip model {model!r} (MODEL.BACKBONE.NAME {PREFIX}{model}): {hint}"
                          f"open_clip knows {len(names)} models, listed by open_clip.list_models()")
     return config
