@@ -46,7 +46,9 @@ def open_clip_identity(name: str, path: str) -> Dict[str, str]:
     config = open_clip_backbone.model_config(parsed.model)
     open_clip_backbone.check_supported(parsed, config)
     activation = open_clip_backbone.activation(parsed, config)
-    source = path or (open_clip_backbone.cached_file(parsed) if parsed.tag else "")
+    if not path and not parsed.tag:
+        raise ValueError(f"{name} names no weights: no MODEL.BACKBONE.PATH and no pretrained tag")
+    source = path or open_clip_backbone.cached_file(parsed)
     if not source or not os.path.isfile(source):
         where = path or "open_clip's cache (not downloaded yet)"
         raise FileNotFoundError(f"The weights of {name} are not in {where}")

@@ -151,9 +151,9 @@ def unsupported_features(config: Mapping[str, Any]) -> List[str]:
     """The features of an open_clip model config that are not built exactly here, in words."""
     found = [f"{feature} ({key})" for key, feature in _TOP_LEVEL_FEATURES.items() if config.get(key)]
     found += [f"config key {key!r}" for key in config if key not in _TOP_LEVEL and key not in _TOP_LEVEL_FEATURES]
-    vision, text = config.get("vision_cfg", {}), config.get("text_cfg", {})
+    vision, text = config["vision_cfg"], config["text_cfg"]
     found += _unsupported("text_cfg", text, _TEXT_DEFAULTS, _TEXT_SIZES)
-    if not vision.get("timm_model_name") and not isinstance(vision.get("layers"), (list, tuple)):
+    if is_vit_config(config):  # other towers run their own forward, whatever their config
         found += _unsupported("vision_cfg", vision, _VISION_DEFAULTS, _VISION_SIZES)
     size = vision.get("image_size", 224)
     if isinstance(size, (list, tuple)) and len(set(size)) != 1:
