@@ -360,7 +360,7 @@ def run(args: argparse.Namespace, cfg, training: bool, fingerprint: Optional[Fin
     try:
         try:
             trainer = build_trainer(cfg)
-        except (ValueError, FileNotFoundError) as e:
+        except (ValueError, FileNotFoundError, ImportError) as e:  # ImportError: an optional extra (open_clip)
             raise TrainerNotBuilt(with_doctor_command(e, cfg)) from e
         if training:
             for line in fingerprint.accept_split(trainer):

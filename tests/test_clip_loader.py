@@ -319,17 +319,17 @@ def test_another_size_of_the_named_backbone_warns_in_one_line_and_loads(tmp_path
 
 def test_an_unknown_name_with_a_file_is_refused_listing_the_names(vit_b16_shaped_file):
     with pytest.raises(ValueError) as info:
-        load_clip("open_clip:ViT-B-32", vit_b16_shaped_file)
+        load_clip("ViT-B-32", vit_b16_shaped_file)
     message = str(info.value)
-    assert f"MODEL.BACKBONE.NAME='open_clip:ViT-B-32' for MODEL.BACKBONE.PATH {vit_b16_shaped_file}" in message
+    assert f"MODEL.BACKBONE.NAME='ViT-B-32' for MODEL.BACKBONE.PATH {vit_b16_shaped_file}" in message
     assert all(f"'{name}'" in message for name in openai.available_models() + ["toy"])
-    assert "or '' to take the file's architecture" in message
+    assert "open_clip:<model> for open_clip's weights, or '' to take the file's architecture" in message
 
 
 QUICK_GELU_NOTE = ("is read with OpenAI's CLIP architecture and its QuickGELU activation. Weights trained with "
                    "open_clip's GELU models (its model names without -quickgelu, e.g. the LAION-2B and DataComp "
                    "open_clip_pytorch_model.bin) give different features under it; open_clip's own weights belong "
-                   "under open_clip:<model>, which is not supported yet")
+                   "under MODEL.BACKBONE.NAME open_clip:<model>")
 
 
 def test_a_state_dict_under_an_openai_name_is_said_to_be_read_with_quick_gelu(vit_b16_shaped_file, capsys):

@@ -31,7 +31,7 @@ ENTRY_POINTS = ("sweep", "convert", "install_into", "toy", "doctor")  # python -
 CORE_ALLOWED: Dict[str, Tuple[str, ...]] = {
     "files": (),
     "names": (),
-    "clip": ("files", "run.checkpoints"),  # the package's one torch.load, for a state-dict weights file
+    "clip": ("files", "names", "run.checkpoints"),  # run.checkpoints: the package's one torch.load
     "method": ("clip",),
     "data": ("backend", "files", "names"),
     "runtime": ("files", "names", "data", "run"),

@@ -5,7 +5,7 @@ Nothing here knows Mutual Prompt Learning; ``mutual_prompt.method`` builds the m
 another prompt-learning method can too (``docs/DEVELOPING.md`` shows one, tested in
 ``tests/test_clip_reuse.py``). The public names:
 
-- loading: :func:`load_frozen_clip` (weights by name or path, on a device, in a ``PREC``: frozen,
+- loading: :func:`load_frozen_clip` (weights by name, ``open_clip:<model>[/<tag>]`` too, or path, on a device, in a ``PREC``: frozen,
   eval mode), :func:`resolve_precision` (what a ``PREC`` runs as on a device), ``PRECISIONS``,
   :func:`load_clip` (CLIP as OpenAI's ``build_model`` leaves it), :func:`available_backbones`,
   :func:`set_clip_precision` (a CLIP built some other way, put in a ``PREC``'s weight layout),
@@ -17,7 +17,8 @@ another prompt-learning method can too (``docs/DEVELOPING.md`` shows one, tested
 - OpenAI's package under a private name (:mod:`mutual_prompt.clip.openai`, never ``import clip``):
   :func:`tokenize` and the :class:`CLIP` model class.
 
-The modules behind them: ``openai`` (OpenAI's package), ``loader``, ``architecture`` (what weights
+The modules behind them: ``openai`` (OpenAI's package), ``loader``, ``open_clip_backbone``
+(``open_clip:<model>`` as OpenAI's ``CLIP`` class; open_clip imported only then), ``architecture`` (what weights
 are built for, checked against the backbone name), ``weights_cache`` (a file's SHA-256 and
 architecture, read once per version), ``identity``, ``jit_archive`` (weights from a TorchScript archive
 without running it), ``precision``, ``text_encoder``, ``image_encoder``,

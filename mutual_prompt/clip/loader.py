@@ -9,13 +9,15 @@ Where the weights come from, in order:
 - ``name == "toy"``: the tiny CLIP shipped with the toy world;
 - an OpenAI name (``openai.available_models()``): the file in clip's download cache, downloaded there
   by ``clip`` when it is missing and the machine is online (clip checks its SHA-256 against the one in
-  OpenAI's URL).
+  OpenAI's URL);
+- ``open_clip:<model>[/<tag>]``: ``path``, else the tag's file in open_clip's cache, built by
+  ``open_clip_backbone`` (which imports open_clip only then).
 
-A file in ``path`` is checked against the name before anything is built: the name must be one of
-``available_backbones()`` and stand for the file's architecture (``architecture.py``), or be empty,
-which takes the file's architecture. Every CLIP built here uses OpenAI's QuickGELU; a file that is
-not one of OpenAI's own (by SHA-256) read under another name than ``toy`` says so in one line, since
-open_clip's GELU models have the same keys.
+A file in ``path`` under an OpenAI name is checked against the name before anything is built: the
+name must be one of ``available_backbones()`` and stand for the file's architecture (``architecture.py``), or be empty,
+which takes the file's architecture. Every CLIP read under such a name uses OpenAI's QuickGELU; a
+file that is not one of OpenAI's own (by SHA-256) read under another name than ``toy`` says so in one
+line, since open_clip's GELU models have the same keys.
 """
 import os
 import pickle
@@ -26,10 +28,11 @@ import torch
 
 from ..run.checkpoints import load_error_reason, load_torch_file
 from . import openai
+from . import open_clip_backbone
 from .architecture import (OPENAI_ARCHITECTURES, Architecture, architecture_name, architecture_of,
                            check_name_against_weights)
 from .jit_archive import read_jit_state_dict
-from .openai.model import CLIP, build_model
+from .openai.model import CLIP, build_model, convert_weights
 from .weights_cache import cached_fact, file_sha256
 
 # The tiny CLIP trained on the toy world (MODEL.BACKBONE.NAME toy), shipped beside this module;
@@ -43,17 +46,45 @@ StateDict = Dict[str, torch.Tensor]
 
 
 def available_backbones() -> List[str]:
-    """Every name ``load_clip`` accepts (and, with a weights file, ``""``: the file's architecture)."""
+    """Every name ``load_clip`` accepts (and, with a weights file, ``""``: the file's architecture), but
+    ``open_clip:<model>[/<tag>]`` for open_clip's models."""
     return openai.available_models() + [TOY_NAME]
 
 
 def load_clip(name: str, path: str = "", device: Union[str, torch.device] = "cpu", download_root: str = "") -> CLIP:
     """A CLIP model in eval mode on ``device``.
 
-    On the CPU the model is float32; elsewhere it keeps ``build_model``'s fp16 weights, as in CoOp.
-    The toy CLIP is always float32. ``download_root`` replaces clip's cache folder (``~/.cache/clip``).
+    On the CPU the model is float32; elsewhere it keeps ``build_model``'s fp16 weights, as in CoOp (an
+    open_clip model is put in the same layout). The toy CLIP is always float32. ``download_root``
+    replaces clip's cache folder (``~/.cache/clip``), or open_clip's for its tags.
     """
     check_backbone_name(name, path)
+    device = torch.device(device)
+    if open_clip_backbone.is_open_clip_name(name):
+        model = load_open_clip(name, path, download_root)  # float32, as its weights usually are
+        if device.type != "cpu":
+            convert_weights(model)
+        return model.to(device).eval()
+    model = load_openai_clip(name, path, download_root)
+    if device.type == "cpu" or (name == TOY_NAME and not path):
+        model.float()
+    return model.to(device).eval()
+
+
+def load_open_clip(name: str, path: str, download_root: str) -> CLIP:
+    """An open_clip model (``open_clip_backbone``) in float32, from ``path`` or its tag's file."""
+    parsed = open_clip_backbone.parse_name(name)
+    if not path and not parsed.tag:
+        raise ValueError(f"MODEL.BACKBONE.NAME {name} needs its weights: set MODEL.BACKBONE.PATH to a local "
+                         f"weights file (open_clip_pytorch_model.bin or .safetensors), or name a pretrained tag, "
+                         f"{name}/<tag> (open_clip.list_pretrained_tags_by_model({parsed.model!r}))")
+    open_clip_backbone.checked_config(parsed)  # before any file is read or downloaded
+    source = path or open_clip_backbone.pretrained_file(parsed, download_root)
+    return open_clip_backbone.build_open_clip(parsed, read_clip_weights(source), source)
+
+
+def load_openai_clip(name: str, path: str, download_root: str) -> CLIP:
+    """OpenAI's CLIP or the toy CLIP, rebuilt by OpenAI's ``build_model``."""
     if path:
         state_dict = read_clip_weights(path)
         check_weights_for_name(name, path, state_dict)
@@ -64,27 +95,26 @@ def load_clip(name: str, path: str = "", device: Union[str, torch.device] = "cpu
     else:
         source = cached_weights_file(name, download_root or CLIP_CACHE_DIR)
         state_dict = read_clip_weights(source)
-
-    model = build_clip(state_dict, source)
-    device = torch.device(device)
-    if device.type == "cpu" or (name == TOY_NAME and not path):
-        model.float()
-    return model.to(device).eval()
+    return build_clip(state_dict, source)
 
 
 def check_backbone_name(name: str, path: str) -> None:
-    """Raise unless ``name`` is one of ``available_backbones()``, or empty with a weights file."""
+    """Raise unless ``name`` is one of ``available_backbones()``, ``open_clip:<model>[/<tag>]`` or empty
+    with a weights file."""
     if name in available_backbones() or (path and not name):
+        return
+    if open_clip_backbone.is_open_clip_name(name):
+        open_clip_backbone.parse_name(name)
         return
     if path:
         raise ValueError(
             f"Unknown CLIP backbone MODEL.BACKBONE.NAME={name!r} for MODEL.BACKBONE.PATH {path}; expected one of "
-            f"{available_backbones()}, or '' to take the file's architecture (open_clip backbones are not "
-            "supported yet)"
+            f"{available_backbones()}, open_clip:<model> for open_clip's weights, or '' to take the file's "
+            "architecture"
         )
     raise ValueError(
         f"Unknown CLIP backbone MODEL.BACKBONE.NAME={name!r}; expected one of {available_backbones()}, "
-        "or a weights file in MODEL.BACKBONE.PATH"
+        "open_clip:<model>/<pretrained tag>, or a weights file in MODEL.BACKBONE.PATH"
     )
 
 
@@ -140,7 +170,7 @@ def quick_gelu_note(path: str) -> str:
     return (f"Note: {path} is not one of OpenAI's CLIP files ({kind}); it is read with OpenAI's CLIP architecture "
             "and its QuickGELU activation. Weights trained with open_clip's GELU models (its model names without "
             "-quickgelu, e.g. the LAION-2B and DataComp open_clip_pytorch_model.bin) give different features under "
-            "it; open_clip's own weights belong under open_clip:<model>, which is not supported yet (docs/USAGE.md)")
+            "it; open_clip's own weights belong under MODEL.BACKBONE.NAME open_clip:<model> (docs/USAGE.md)")
 
 
 def build_clip(state_dict: StateDict, source: str) -> CLIP:
@@ -157,13 +187,16 @@ def not_clip_weights(source: str, error: Exception) -> ValueError:
 
 
 def read_clip_weights(path: str) -> StateDict:
-    """The state dict in an OpenAI JIT archive, or in a file saved with ``torch.save(state_dict)``.
+    """The state dict in an OpenAI JIT archive, a ``.safetensors`` file, or a file saved with
+    ``torch.save(state_dict)``.
 
     JIT archives are read as data (``read_jit_state_dict``: their tensors, never their TorchScript
-    code); state dicts with ``weights_only=True``. Neither runs code from the file.
+    code); state dicts with ``weights_only=True``. None runs code from the file.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"CLIP weights file not found: {path} (MODEL.BACKBONE.PATH or clip's cache)")
+    if path.endswith(".safetensors"):
+        return read_safetensors(path)
     if is_torchscript_archive(path):
         try:
             return read_jit_state_dict(path)
@@ -182,6 +215,18 @@ def read_clip_weights(path: str) -> StateDict:
             "(name -> tensor) or an OpenAI JIT archive"
         )
     return state_dict
+
+
+def read_safetensors(path: str) -> StateDict:
+    try:
+        from safetensors.torch import load_file
+    except ImportError as e:
+        raise ImportError(f"Reading {path} needs safetensors: pip install safetensors (it comes with "
+                          f'pip install -e ".[open_clip]")') from e
+    try:
+        return load_file(path)
+    except Exception as e:  # safetensors raises its own error types for a damaged file
+        raise ValueError(f"Cannot read {path} as a safetensors file ({type(e).__name__}: {e})") from e
 
 
 def is_torchscript_archive(path: str) -> bool:

@@ -12,6 +12,8 @@ is computed there, in that precision. The weight layouts:
   ``LayerNorm`` computes in float32 and returns its input's dtype, so activations stay float16;
 - ``bf16``: the same layout in bfloat16;
 - ``fp32``: everything float32;
+- an open_clip timm image tower (``open_clip_backbone``) under ``fp16`` / ``bf16``: all of its weights
+  in 16 bits, as open_clip lays timm towers out;
 - ``amp``: float32 weights; the forward pass runs under :func:`autocast` (float16 with a
   :func:`grad_scaler` on CUDA, bfloat16 on the CPU, where float16 autocast has no speed to offer).
 
@@ -32,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from .loader import load_clip
+from .open_clip_backbone import WHOLE_TOWER_LOW_PRECISION
 
 PRECISIONS = ("fp16", "fp32", "amp", "bf16")
 CPU_FP16_SWITCH = "MUTUAL_PROMPT_CPU_FP16"
@@ -87,6 +90,9 @@ def set_clip_precision(model: nn.Module, precision: str) -> nn.Module:
     if dtype != torch.float32:
         for tensor in low_precision_tensors(model):
             tensor.data = tensor.data.to(dtype)
+        for module in model.modules():
+            if getattr(module, WHOLE_TOWER_LOW_PRECISION, False):
+                module.to(dtype)
     return model
 
 

@@ -12,6 +12,7 @@ import copy
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 from ..backend import DATASET_REGISTRY, TRAINER_REGISTRY
+from ..clip import is_vision_transformer
 from ..clip.precision import PRECISIONS
 from .lr_schedulers import SCHEDULERS, WARMUP_TYPES
 from ..method.ftp import FTP_MODES
@@ -69,12 +70,18 @@ def validate_cfg(cfg, training: bool = True, trainer: Optional[str] = None) -> N
 
 def validate_backbone_fit(cfg, clip_model) -> None:
     """Raise ``ConfigError`` where ``TRAINER.MUTUAL_PROMPT`` asks more of the loaded ``clip_model``
-    than it has: ``TVP.DEPTH`` deeper than its vision transformer."""
+    than it has: TVP on an image tower that is not a vision transformer, ``TVP.DEPTH`` deeper than it."""
     mp = cfg.TRAINER.MUTUAL_PROMPT
+    backbone = cfg.MODEL.BACKBONE.NAME or cfg.MODEL.BACKBONE.PATH
+    if mp.TVP.ENABLED and not is_vision_transformer(clip_model.visual):
+        raise ConfigError(f"TRAINER.MUTUAL_PROMPT.TVP.ENABLED True needs a vision transformer image tower: TVP appends "
+                          f"its prompt tokens to the tower's token sequence, and the image tower of {backbone} "
+                          f"({type(clip_model.visual).__name__}) has none; set TRAINER.MUTUAL_PROMPT.TVP.ENABLED "
+                          "False (FTP only), or use a ViT backbone")
     layers = getattr(getattr(clip_model.visual, "transformer", None), "layers", None)
     if mp.TVP.ENABLED and layers is not None and mp.TVP.DEPTH > layers:
         raise ConfigError(f"TRAINER.MUTUAL_PROMPT.TVP.DEPTH {mp.TVP.DEPTH} is deeper than the backbone's vision "
-                          f"transformer ({cfg.MODEL.BACKBONE.NAME or cfg.MODEL.BACKBONE.PATH}: {layers} layers); "
+                          f"transformer ({backbone}: {layers} layers); "
                           f"use at most {layers}")
 
 

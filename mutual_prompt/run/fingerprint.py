@@ -98,11 +98,12 @@ def is_fingerprinted(key: str) -> bool:
 
 def _weights_identity(cfg) -> Dict[str, str]:
     """``backbone_identity`` of the run's CLIP weights; empty when it cannot be told (an unknown name, a
-    missing or unreadable file: building the trainer reports that, or a trainer without CLIP)."""
+    missing or unreadable file, open_clip not installed: building the trainer reports that, or a trainer
+    without CLIP)."""
     backbone = cfg.MODEL.BACKBONE
     try:
         return backbone_identity(backbone.NAME, getattr(backbone, "PATH", ""))
-    except (ValueError, OSError):
+    except (ValueError, OSError, ImportError):
         return {}
 
 
