@@ -53,5 +53,5 @@ FEW_SHOT_ZEROSHOT_DIR='{OUTPUT}/few_shot/{DATASET}/ZeroshotMP/{CFG}'
 # Linear-probe CLIP with each number of shots and seed, all classes: the reference curve of the few-shot
 # tables and figures (CoOp's figure has it). Trainer LinearProbeMP with its config of the same backbone
 # as CFG (configs/trainers/LinearProbeMP/), so {CFG} here is that config; FEW_SHOT_TRAIN_OPTS give its
-# shots. Cheap beside a training: each image's features are computed once and cached.
+# shots. Each image's features are computed once and cached; the fits run on the CPU.
 FEW_SHOT_LINEAR_PROBE_DIR='{OUTPUT}/few_shot/{DATASET}/LinearProbeMP/{CFG}_{SHOTS}shots'
