@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -192,6 +193,18 @@ def test_features_of_other_weights_or_images_are_not_read_from_the_cache(caltech
     build(caltech, tiny_clip_file, tmp_path / "out3", "DATASET.NUM_SHOTS", "1", seed=1).features("train")
     build(caltech, tiny_clip_file, tmp_path / "out4", "DATASET.NUM_SHOTS", "1", seed=2).features("train")
     assert extracted[2:] == ["train", "train"]  # each seed's few-shot images have their own features
+
+
+def test_without_a_dataset_folder_of_its_own_the_cache_goes_to_the_output_folder(tmp_path):
+    class Dataset:
+        dataset_dir = "caltech-101"  # a class's folder name, not a folder its __init__ found
+
+    out = str(tmp_path / "out")
+    assert linear_probe_mp.features_folder(Dataset(), out) == os.path.join(out, "clip_features")
+    assert linear_probe_mp.features_folder(SimpleNamespace(dataset_dir=str(tmp_path / "gone")), out) == \
+        os.path.join(out, "clip_features")
+    assert linear_probe_mp.features_folder(SimpleNamespace(dataset_dir=str(tmp_path)), out) == \
+        os.path.join(str(tmp_path), "clip_features")
 
 
 def test_a_cache_file_from_other_weights_at_the_same_path_is_not_used(caltech, tiny_clip_file, tmp_path):

@@ -162,14 +162,16 @@ def test_linear_probe_takes_the_linear_probe_config_of_the_trainings_backbone(re
 def test_the_few_shot_plan_runs_the_linear_probe_with_each_shots_and_seed(repo_root):
     s = Settings(repo_root=repo_root, data="data", output="out", cfg="toy", datasets=("dtd",), shot_list=(1, 4),
                  seeds=(1, 2))
-    main, cocoop, no_tvp = expand("few_shot", s, [Ablation("cocoop", cfg="toy_cocoop"),
-                                                  Ablation("no_tvp", opts=("TRAINER.MUTUAL_PROMPT.TVP.ENABLED", "False"))])
+    no_tvp_ablation = Ablation("no_tvp", opts=("TRAINER.MUTUAL_PROMPT.TVP.ENABLED", "False"))
+    main, cocoop, no_tvp = expand("few_shot", s, [Ablation("cocoop", cfg="toy_cocoop"), no_tvp_ablation])
     assert [(r.kind, r.output_dir) for r in main.runs] == [
         ("zero_shot", "out/few_shot/dtd/ZeroshotMP/toy/seed1"),
-        ("train", "out/few_shot/dtd/MutualPrompt/toy_1shots/seed1"), ("train", "out/few_shot/dtd/MutualPrompt/toy_1shots/seed2"),
+        ("train", "out/few_shot/dtd/MutualPrompt/toy_1shots/seed1"),
+        ("train", "out/few_shot/dtd/MutualPrompt/toy_1shots/seed2"),
         ("linear_probe", "out/few_shot/dtd/LinearProbeMP/toy_1shots/seed1"),
         ("linear_probe", "out/few_shot/dtd/LinearProbeMP/toy_1shots/seed2"),
-        ("train", "out/few_shot/dtd/MutualPrompt/toy_4shots/seed1"), ("train", "out/few_shot/dtd/MutualPrompt/toy_4shots/seed2"),
+        ("train", "out/few_shot/dtd/MutualPrompt/toy_4shots/seed1"),
+        ("train", "out/few_shot/dtd/MutualPrompt/toy_4shots/seed2"),
         ("linear_probe", "out/few_shot/dtd/LinearProbeMP/toy_4shots/seed1"),
         ("linear_probe", "out/few_shot/dtd/LinearProbeMP/toy_4shots/seed2")]
     args = main.runs[-1].args

@@ -263,4 +263,5 @@ def test_the_few_shot_table_carries_the_linear_probe_rows(repo_root, tmp_path):
     for run in probes[-3:-1]:
         os.remove(os.path.join(run.output_dir, "log.txt"))
     assert few_shot_table(repo_root, variant.settings)[-1] == (
-        f"no linear-probe CLIP result yet for dtd (2 shots) (its runs: {out}/few_shot/dtd/LinearProbeMP/toy_2shots/seed*)")
+        f"no linear-probe CLIP result yet for dtd (2 shots) (its runs: {out}/few_shot/dtd/LinearProbeMP/toy_2shots/"
+        "seed*)")

@@ -78,7 +78,8 @@ def test_sweep_commands_are_the_scripts_commands(repo_root, tmp_path, protocol, 
     assert got == expected
     zero_shot = len(s.datasets) if protocol == "few_shot" else 0  # one zero-shot CLIP run per dataset
     # few_shot: each training beside a linear-probe CLIP run of the same shots and seed
-    assert len(got) == zero_shot + {"base2new": 2, "xd": 1 + len(s.targets), "few_shot": 2 * len(s.shot_list)}[protocol] * (
+    per_seed = {"base2new": 2, "xd": 1 + len(s.targets), "few_shot": 2 * len(s.shot_list)}[protocol]
+    assert len(got) == zero_shot + per_seed * (
         len(s.seeds) * (1 if protocol == "xd" else len(s.datasets)))
 
 

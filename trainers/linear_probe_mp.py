@@ -118,7 +118,8 @@ def as_linear(classifier, num_classes: int) -> nn.Linear:
     row ``w`` becomes rows ``0`` and ``w``."""
     classes = [int(c) for c in classifier.classes_]
     if classes != list(range(num_classes)):
-        raise ValueError(f"LinearProbeMP: the training set has labels {classes}, expected every class 0..{num_classes - 1}")
+        raise ValueError(f"LinearProbeMP: the training set has labels {classes}, expected every class "
+                         f"0..{num_classes - 1}")
     weight = torch.as_tensor(classifier.coef_, dtype=torch.float32)
     bias = torch.as_tensor(classifier.intercept_, dtype=torch.float32)
     if num_classes == 2:
@@ -142,7 +143,8 @@ def cache_key(cfg, precision: str, items: Sequence) -> Dict[str, object]:
         "input": {**{key: list(cfg.INPUT[key]) if isinstance(cfg.INPUT[key], (list, tuple)) else cfg.INPUT[key]
                      for key in FEATURE_INPUT_KEYS if key in cfg.INPUT},
                   "TRANSFORMS": [step for step in cfg.INPUT.TRANSFORMS if step in TEST_TIME_TRANSFORMS]},
-        "items_sha256": hashlib.sha256(json.dumps([[item.impath, item.label] for item in items]).encode()).hexdigest(),
+        "items_sha256": hashlib.sha256(json.dumps([[os.path.abspath(item.impath), item.label]
+                                                   for item in items]).encode()).hexdigest(),
     }
 
 
@@ -161,14 +163,16 @@ def read_cache(path: str, key: Dict[str, object], count: int) -> Optional[Tuple[
     except Exception as e:  # a damaged file is recomputed and rewritten
         detail(f"Feature cache {path} unreadable ({type(e).__name__}); recomputing")
         return None
-    if cached.get("key") != json.dumps(key, sort_keys=True) or len(cached.get("labels", ())) != count:
+    if not isinstance(cached, dict) or cached.get("key") != json.dumps(key, sort_keys=True) \
+            or len(cached.get("labels", ())) != count:
         return None
     return cached["features"], cached["labels"]
 
 
 def features_folder(dataset, output_dir: str) -> str:
-    """``<dataset folder>/clip_features`` where the dataset's folder is writable, else the run's."""
-    dataset_dir = getattr(dataset, "dataset_dir", "")
+    """``<dataset folder>/clip_features`` where the dataset's folder (the ``dataset_dir`` its
+    ``__init__`` sets, as CoOp's datasets do) is writable, else the run's."""
+    dataset_dir = vars(dataset).get("dataset_dir", "")
     if isinstance(dataset_dir, str) and os.path.isdir(dataset_dir) and os.access(dataset_dir, os.W_OK):
         return os.path.join(dataset_dir, FEATURES_FOLDER)
     return os.path.join(output_dir, FEATURES_FOLDER)

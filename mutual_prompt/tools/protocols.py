@@ -215,7 +215,8 @@ def reference(trainer: str, config_file: str, opts: Sequence[str] = ()) -> Tuple
         if _backbone(os.path.join(folder, name)) == backbone:
             pairs = [(k, v) for k, v in zip(opts[::2], opts[1::2]) if k.startswith("MODEL.BACKBONE.")]
             return name[:-len(".yaml")], tuple(word for pair in pairs for word in pair)
-    what = {ZERO_SHOT_TRAINER: "zero-shot CLIP line", LINEAR_PROBE_TRAINER: "linear-probe CLIP curve"}.get(trainer, trainer)
+    what = {ZERO_SHOT_TRAINER: "zero-shot CLIP line",
+            LINEAR_PROBE_TRAINER: "linear-probe CLIP curve"}.get(trainer, f"{trainer} run")
     raise ValueError(f"no {what}: no config in {folder} has MODEL.BACKBONE.NAME {backbone!r}, the "
                      f"backbone of {config_file}")
 

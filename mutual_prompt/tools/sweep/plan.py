@@ -189,7 +189,8 @@ def variant_settings(s: Settings, ablation: Ablation) -> Settings:
 def expand(protocol: str, settings: Settings, ablations: Sequence[Ablation] = ()) -> List[Variant]:
     """The main protocol and each ablation, with their runs (and their settings, the protocol's
     defaults filled in). A reference run (zero-shot, linear probe) that an earlier variant already makes
-    (an ablation with another config of the same backbone) is made once; any other two runs into one folder are an error."""
+    (an ablation with another config of the same backbone) is made once; any other two runs into one
+    folder are an error."""
     settings = with_defaults(protocol, settings)
     variants = [Variant("main", protocol, settings, tuple(protocol_runs(protocol, settings)))]
     for ablation in ablations:
