@@ -99,6 +99,15 @@ def test_a_training_set_without_every_class_is_refused():
         as_linear(fit_logistic_regression(x, y, 1.0, 100), 4)
 
 
+def test_stopping_before_convergence_is_a_log_line_not_a_warning(monkeypatch, recwarn):
+    logged = []
+    monkeypatch.setattr(linear_probe_mp, "detail", logged.append)
+    x = np.random.default_rng(0).normal(size=(30, 5))
+    fit_logistic_regression(x, np.arange(30) % 3, 1e6, 1)
+    assert logged == ["C=1e+06: L-BFGS stopped at MAX_ITER 1 before converging"]
+    assert len(recwarn) == 0
+
+
 def test_without_scikit_learn_the_error_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn", None)
     monkeypatch.setitem(sys.modules, "sklearn.linear_model", None)
@@ -193,6 +202,15 @@ def test_features_of_other_weights_or_images_are_not_read_from_the_cache(caltech
     build(caltech, tiny_clip_file, tmp_path / "out3", "DATASET.NUM_SHOTS", "1", seed=1).features("train")
     build(caltech, tiny_clip_file, tmp_path / "out4", "DATASET.NUM_SHOTS", "1", seed=2).features("train")
     assert extracted[2:] == ["train", "train"]  # each seed's few-shot images have their own features
+
+
+def test_without_scikit_learn_the_trainer_is_refused_before_any_feature_is_computed(caltech, tiny_clip_file, tmp_path,
+                                                                                   monkeypatch):
+    extracted = count_extractions(monkeypatch)
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    with pytest.raises(MissingDependency, match=re.escape('pip install -e ".[linear_probe]"')):
+        build(caltech, tiny_clip_file, tmp_path / "out")
+    assert extracted == []
 
 
 def test_without_a_dataset_folder_of_its_own_the_cache_goes_to_the_output_folder(tmp_path):

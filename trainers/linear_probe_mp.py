@@ -98,8 +98,9 @@ def search_c(val_accuracy: Callable[[float], float], grid: Sequence[float], step
 
 
 def fit_logistic_regression(features: np.ndarray, labels: np.ndarray, c: float, max_iter: int):
-    """scikit-learn's multinomial L2 logistic regression (L-BFGS); non-convergence is not an error
-    (CoOp's weakest regularisation rarely converges), it is reported in log.txt."""
+    """scikit-learn's multinomial L2 logistic regression (L-BFGS). Stopping at ``max_iter`` before
+    converging (likely with CoOp's largest C, little regularisation) is not an error, as in CoOp's
+    search: it is reported in log.txt instead of a warning per fit; other warnings pass through."""
     try:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression
@@ -108,8 +109,11 @@ def fit_logistic_regression(features: np.ndarray, labels: np.ndarray, c: float, 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         classifier = LogisticRegression(C=c, max_iter=max_iter).fit(features, labels)
-    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
-        detail(f"C={c:.4g}: L-BFGS stopped at MAX_ITER {max_iter} before converging")
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning):
+            detail(f"C={c:.4g}: L-BFGS stopped at MAX_ITER {max_iter} before converging")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return classifier
 
 
