@@ -13,7 +13,7 @@ import torch
 
 import train
 from helpers.clip_weights import save_state_dict, tiny_clip
-from helpers.dataset_trees import CALTECH
+from helpers.dataset_trees import CALTECH, TREES
 from helpers.runs import run_train_py
 from mutual_prompt.backend import build_trainer
 from mutual_prompt.run.config_checks import config_problems
@@ -25,6 +25,7 @@ from trainers.linear_probe_mp import (
     MissingDependency,
     as_linear,
     fit_logistic_regression,
+    per_class_sample,
     search_c,
 )
 
@@ -211,6 +212,27 @@ def test_without_scikit_learn_the_trainer_is_refused_before_any_feature_is_compu
     with pytest.raises(MissingDependency, match=re.escape('pip install -e ".[linear_probe]"')):
         build(caltech, tiny_clip_file, tmp_path / "out")
     assert extracted == []
+
+
+def test_per_class_sample_draws_that_many_of_each_label_with_the_seed():
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1, 0])
+    chosen = per_class_sample(labels, 2, seed=1)
+    assert sorted(labels[chosen].tolist()) == [0, 0, 1, 1, 2, 2] and list(chosen) == sorted(chosen)
+    np.testing.assert_array_equal(per_class_sample(labels, 2, seed=1), chosen)
+    assert sorted(labels[per_class_sample(labels, 3, seed=2)].tolist()) == [0, 0, 0, 1, 1, 1, 2, 2]
+
+
+def test_where_the_val_split_is_the_test_split_c_is_searched_on_a_few_of_its_images(tmp_path, tiny_clip_file, capsys):
+    imagenet = next(tree for tree in TREES if tree.name == "ImageNet")  # val = test, 2 images per class
+    imagenet.build(str(tmp_path / "data"))
+    args = ["--root", str(tmp_path / "data"), "--trainer", "LinearProbeMP", "--output-dir", str(tmp_path / "out"),
+            "--seed", "1", "--dataset-config-file", os.path.join(REPO_ROOT, "configs", "datasets", "imagenet.yaml"),
+            "--config-file", os.path.join(CONFIGS, "toy.yaml"), "MODEL.BACKBONE.PATH", tiny_clip_file,
+            "USE_CUDA", "False", "DATASET.NUM_SHOTS", "1"]
+    trainer = build_trainer(train.setup_cfg(train.build_parser().parse_args(args)))
+    features, labels = trainer.validation_features()
+    assert sorted(labels.tolist()) == list(range(5)) and features.shape[0] == 5  # 1 per class, not all 10
+    assert "C is searched on 1 of its images per class (seed 1)" in capsys.readouterr().out
 
 
 def test_without_a_dataset_folder_of_its_own_the_cache_goes_to_the_output_folder(tmp_path):

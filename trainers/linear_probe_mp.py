@@ -49,6 +49,7 @@ FEATURES_FOLDER = "clip_features"
 # CoOp's coarse grid of C (lpclip/linear_probe.py), strongest regularisation last.
 COOP_C_GRID = [1e6, 1e4, 1e2, 1.0, 1e-2, 1e-4, 1e-6]
 FEATURE_INPUT_KEYS = ("SIZE", "INTERPOLATION", "PIXEL_MEAN", "PIXEL_STD", "NO_TRANSFORM")  # beside the test-time steps
+VAL_SHOTS = 4  # CoOp's images per class of a few-shot validation set (at most)
 SKLEARN_MISSING = 'LinearProbeMP needs scikit-learn: pip install -e ".[linear_probe]" (or pip install scikit-learn)'
 
 
@@ -133,6 +134,15 @@ def as_linear(classifier, num_classes: int) -> nn.Linear:
         linear.weight.copy_(weight)
         linear.bias.copy_(bias)
     return linear
+
+
+def per_class_sample(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Indices of ``per_class`` items of each label (all of a label that has fewer), drawn with
+    ``seed`` (negative: unseeded), in index order."""
+    rng = np.random.default_rng(seed if seed >= 0 else None)
+    chosen = [rng.choice(np.flatnonzero(labels == label), size=min(per_class, int((labels == label).sum())),
+                         replace=False) for label in np.unique(labels)]
+    return np.sort(np.concatenate(chosen))
 
 
 # The feature cache
@@ -253,13 +263,28 @@ class LinearProbeMP(TrainerX):
             labels.append(torch.as_tensor(batch["label"]))
         return torch.cat(features), torch.cat(labels)
 
+    def validation_features(self) -> Tuple[np.ndarray, np.ndarray]:
+        """The val split's features; where a dataset's val split is its test split (ImageNet, as in
+        CoOp), ``min(NUM_SHOTS, 4)`` images per class of it drawn with the run's seed, as CoOp's
+        ``lpclip`` draws them, instead of searching C on the whole test set."""
+        dataset = self.dm.dataset
+        if [item.impath for item in dataset.val] != [item.impath for item in dataset.test]:
+            return tuple(t.numpy() for t in self.features("val"))
+        shots = self.cfg.DATASET.NUM_SHOTS
+        per_class = min(shots, VAL_SHOTS) if shots > 0 else VAL_SHOTS
+        features, labels = (t.numpy() for t in self.features("test"))
+        chosen = per_class_sample(labels, per_class, self.cfg.SEED)
+        print(f"The val split is the test split: C is searched on {per_class} of its images per class "
+              f"(seed {self.cfg.SEED}), as CoOp's lpclip does")
+        return features[chosen], labels[chosen]
+
     def train(self) -> None:
         """Fit the probe (search over C on val, refit on train), save it, then evaluate."""
         lp = self.cfg.TRAINER.LINEAR_PROBE_MP
         train_x, train_y = (t.numpy() for t in self.features("train"))
         searching = len(lp.C_GRID) > 1 or lp.SEARCH_STEPS > 0
         if searching:
-            val_x, val_y = (t.numpy() for t in self.features("val"))
+            val_x, val_y = self.validation_features()
 
             def val_accuracy(c: float) -> float:
                 return float((fit_logistic_regression(train_x, train_y, c, lp.MAX_ITER).predict(val_x) == val_y).mean())
