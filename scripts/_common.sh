@@ -131,6 +131,32 @@ print(cfg, *opts)' "configs/trainers/${TRAINER}/${CFG}.yaml" "$@") || return 0
     "${zs[@]:1}"
 }
 
+# run_linear_probe DATASET SHOTS [KEY VALUE ...]: run_train of linear-probe CLIP on all of DATASET's
+# classes with SHOTS shots, each seed, into FEW_SHOT_LINEAR_PROBE_DIR (the few-shot tables' reference
+# curve): LinearProbeMP with its config of $CFG's backbone and the MODEL.BACKBONE.* overrides among the
+# given ones. Sets LINEAR_PROBE_DIR to the folder of its seeds, or, where no LinearProbeMP config has
+# that backbone (or TRAINER is LinearProbeMP: its runs are the protocol's own), sets it empty and runs nothing.
+run_linear_probe() {
+  local dataset="$1" shots="$2" words seed
+  shift 2
+  LINEAR_PROBE_DIR=
+  [ "$TRAINER" != LinearProbeMP ] || return 0
+  words=$("$PYTHON" -c 'import sys
+from mutual_prompt.tools.protocols import linear_probe
+try:
+    cfg, opts = linear_probe(sys.argv[1], sys.argv[2:])
+except (ValueError, FileNotFoundError) as e:
+    sys.exit(str(e))
+print(cfg, *opts)' "configs/trainers/${TRAINER}/${CFG}.yaml" "$@") || return 0
+  local -a lp
+  read -ra lp <<< "$words"
+  LINEAR_PROBE_DIR=$(DATASET="$dataset" SHOTS="$shots" CFG="${lp[0]}" fill "$FEW_SHOT_LINEAR_PROBE_DIR")
+  for seed in ${SEEDS:-$FEW_SHOT_SEEDS}; do
+    TRAINER=LinearProbeMP CFG="${lp[0]}" SHOTS="$shots" run_train "$LINEAR_PROBE_DIR/seed${seed}" "$dataset" "$seed" \
+      "$FEW_SHOT_TRAIN_OPTS" "${lp[@]:1}"
+  done
+}
+
 require_args() {
   local n="$1" usage="$2"
   shift 2

@@ -50,3 +50,8 @@ FEW_SHOT_TRAIN_OPTS='DATASET.NUM_SHOTS {SHOTS}'
 # the same backbone as CFG (configs/trainers/ZeroshotMP/: vit_b16 for ViT-B/16, toy for the toy CLIP),
 # so {CFG} here is that config.
 FEW_SHOT_ZEROSHOT_DIR='{OUTPUT}/few_shot/{DATASET}/ZeroshotMP/{CFG}'
+# Linear-probe CLIP with each number of shots and seed, all classes: the reference curve of the few-shot
+# tables and figures (CoOp's figure has it). Trainer LinearProbeMP with its config of the same backbone
+# as CFG (configs/trainers/LinearProbeMP/), so {CFG} here is that config; FEW_SHOT_TRAIN_OPTS give its
+# shots. Each image's features are computed once and cached; the fits run on the CPU.
+FEW_SHOT_LINEAR_PROBE_DIR='{OUTPUT}/few_shot/{DATASET}/LinearProbeMP/{CFG}_{SHOTS}shots'

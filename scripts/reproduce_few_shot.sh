@@ -1,6 +1,7 @@
 #!/bin/bash
 # Few-shot learning with 1, 2, 4, 8 and 16 shots on the 11 datasets, seeds 1-3, then one summary each;
-# first, once per dataset, zero-shot CLIP (the reference line of the few-shot tables and figures).
+# first, once per dataset, zero-shot CLIP (the reference line of the few-shot tables and figures), and
+# after each number of shots, linear-probe CLIP with those shots and seeds (their reference curve).
 source "$(dirname "$0")/_common.sh"
 # SWEEP="--gpus 0,1,2,3" (or any sweep options, "" for the defaults) hands the same runs to the sweep:
 [ -z "${SWEEP+x}" ] || DATA="$DATA" OUTPUT="$OUTPUT" TRAINER="$TRAINER" \
@@ -13,5 +14,7 @@ for DATASET in ${DATASETS:-$FEW_SHOT_DATASETS}; do
     bash scripts/few_shot.sh "$DATASET" "$SHOTS" "$@"
     DIR=$(fill "$FEW_SHOT_TRAIN_DIR")
     "$PYTHON" parse_test_res.py "$DIR"
+    run_linear_probe "$DATASET" "$SHOTS" "$@"
+    [ -z "$LINEAR_PROBE_DIR" ] || "$PYTHON" parse_test_res.py "$LINEAR_PROBE_DIR"
   done
 done

@@ -451,7 +451,8 @@ def test_each_key_s_default_is_written_in_one_place():
 
     cfg = get_cfg_default()
     trainers.extend_cfg(cfg)
-    homes = {"MUTUAL_PROMPT": "trainers/mutual_prompt.py", "ZEROSHOT_MP": "trainers/zeroshot_mp.py"}
+    homes = {"MUTUAL_PROMPT": "trainers/mutual_prompt.py", "ZEROSHOT_MP": "trainers/zeroshot_mp.py",
+             "LINEAR_PROBE_MP": "trainers/linear_probe_mp.py"}
     for block, home in homes.items():
         for key in leaves(cfg.TRAINER[block]):
             # once in the trainer's extend_cfg; a key of the same name in another block (PREC) in its trainer's

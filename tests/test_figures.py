@@ -284,6 +284,30 @@ def test_few_shot_figure_carries_the_zero_shot_line():
     assert "No zero-shot result for: dtd (" in " ".join(caption(fig).split())
 
 
+def linear_probe_lines(ax):
+    return [line for line in ax.get_lines() if line.get_label() == figures.LINEAR_PROBE_LABEL]
+
+
+def test_few_shot_figure_carries_the_linear_probe_curve():
+    probe = {"dtd": {k: summary(30 + k) for k in (1, 2, 4, 8, 16)},
+             "eurosat": {k: summary(20 + k) for k in (1, 2, 4)}}
+    fig = figures.few_shot_figure(few_shot_series(), None, probe)
+    dtd, eurosat, average = [ax for ax in fig.axes if ax.get_visible()]
+    for ax, shots, means in ((dtd, [1, 2, 4, 8, 16], [31 + k for k in (1, 2, 4, 8, 16)]),
+                             (eurosat, [1, 2, 4], [21 + k for k in (1, 2, 4)]),
+                             (average, [1, 2, 4], [26 + k for k in (1, 2, 4)])):  # the shots both have
+        (line,) = linear_probe_lines(ax)
+        assert list(line.get_xdata()) == shots and list(line.get_ydata()) == means and line.get_linestyle() == ":"
+    assert figures.LINEAR_PROBE_LABEL in [t.get_text() for t in dtd.get_legend().get_texts()]
+    text = " ".join(caption(fig).split())
+    assert "Dotted: linear-probe CLIP" in text and "No linear-probe result" not in text
+
+    fig = figures.few_shot_figure(few_shot_series(), None, {"dtd": probe["dtd"], "eurosat": {1: SeedSummary()}})
+    dtd, eurosat, average = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(linear_probe_lines(dtd)) == 1 and linear_probe_lines(eurosat) == linear_probe_lines(average) == []
+    assert "No linear-probe result for: eurosat (" in " ".join(caption(fig).split())
+
+
 def test_training_curves_from_logs_resumed_run_overrides_repeated_epochs(tmp_path):
     run = tmp_path / "seed1"
     write_log(str(run), epoch_lines(1, 3, 2.0, 40.0) + epoch_lines(2, 3, 1.5, 50.0))
@@ -306,7 +330,7 @@ def test_parse_test_res_plot(repo_root, tmp_path):
     assert f"figure: {out}" in proc.stdout and out.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_the_sweeps_few_shot_figure_has_the_zero_shot_line(repo_root, tmp_path, monkeypatch):
+def test_the_sweeps_few_shot_figure_has_the_zero_shot_line_and_the_linear_probe_curve(repo_root, tmp_path, monkeypatch):
     from mutual_prompt.tools.sweep import plots
     from mutual_prompt.tools.sweep.plan import Settings, expand
 
@@ -322,3 +346,5 @@ def test_the_sweeps_few_shot_figure_has_the_zero_shot_line(repo_root, tmp_path, 
     (line,) = zero_shot_lines(ax)
     assert list(line.get_ydata()) == [70.0, 70.0]
     assert tick_labels(ax) == ["1", "2", "4"]
+    (probe,) = linear_probe_lines(ax)  # the linear probe's runs, read from their folders
+    assert list(probe.get_xdata()) == [1, 2, 4] and list(probe.get_ydata()) == [60.0, 60.0, 60.0]

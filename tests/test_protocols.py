@@ -5,7 +5,7 @@ import os
 import pytest
 
 from mutual_prompt.tools import protocols
-from mutual_prompt.tools.protocols import ProtocolFileError, load, max_epoch, zero_shot
+from mutual_prompt.tools.protocols import ProtocolFileError, linear_probe, load, max_epoch, zero_shot
 from mutual_prompt.tools.sweep import cli
 from mutual_prompt.tools.sweep.plan import Ablation, Settings, expand
 
@@ -25,6 +25,9 @@ def test_the_definition_gives_each_protocols_defaults_and_templates():
     assert xd.test_opts.fill() == ""
     assert few_shot.zeroshot_dir.fill(OUTPUT="out", CFG="vit_b16", DATASET="dtd") == "out/few_shot/dtd/ZeroshotMP/vit_b16"
     assert base2new.zeroshot_dir is None and xd.zeroshot_dir is None
+    assert few_shot.linear_probe_dir.fill(OUTPUT="out", CFG="vit_b16", DATASET="dtd", SHOTS=4) == \
+        "out/few_shot/dtd/LinearProbeMP/vit_b16_4shots"
+    assert base2new.linear_probe_dir is None and xd.linear_probe_dir is None
 
 
 def written(tmp_path, edit):
@@ -131,7 +134,7 @@ def test_the_few_shot_plan_runs_zero_shot_clip_once_per_dataset(repo_root, tmp_p
                                                   Ablation("no_tvp", opts=("TRAINER.MUTUAL_PROMPT.TVP.ENABLED", "False"))])
     zero_shot_runs = [r for r in main.runs if r.kind == "zero_shot"]
     assert [r.output_dir for r in zero_shot_runs] == [f"out/few_shot/{ds}/ZeroshotMP/toy/seed1" for ds in ("toy_shapes", "dtd")]
-    assert main.runs[0] == zero_shot_runs[0] and main.runs[5] == zero_shot_runs[1]  # each dataset's first run
+    assert main.runs[0] == zero_shot_runs[0] and main.runs[9] == zero_shot_runs[1]  # each dataset's first run
     args = zero_shot_runs[1].args
     assert args[args.index("--trainer") + 1] == "ZeroshotMP"
     assert args[args.index("--config-file") + 1] == "configs/trainers/ZeroshotMP/toy.yaml"
@@ -142,4 +145,41 @@ def test_the_few_shot_plan_runs_zero_shot_clip_once_per_dataset(repo_root, tmp_p
     no_match = expand("few_shot", Settings(repo_root=repo_root, data="data", output="out", cfg="toy",
                                            datasets=("dtd",), shot_list=(1,), seeds=(1,),
                                            opts=("MODEL.BACKBONE.NAME", "RN50")))[0]
-    assert [r.kind for r in no_match.runs] == ["train"]  # no ZeroshotMP config of RN50: the table says so
+    assert [r.kind for r in no_match.runs] == ["train"]  # no ZeroshotMP or LinearProbeMP config of RN50
+
+
+def test_linear_probe_takes_the_linear_probe_config_of_the_trainings_backbone(repo_root):
+    trainers = os.path.join(repo_root, "configs", "trainers")
+    fewshot = os.path.join(trainers, "MutualPrompt", "vit_b16_c4_ep10_batch4_ctxv1_fewshot.yaml")
+    assert linear_probe(fewshot) == ("vit_b16", ())
+    assert linear_probe(os.path.join(trainers, "MutualPrompt", "toy.yaml"), ["MODEL.BACKBONE.PATH", "/w/t.pt"]) == \
+        ("toy", ("MODEL.BACKBONE.PATH", "/w/t.pt"))
+    with pytest.raises(ValueError, match=r"^no linear-probe CLIP curve: no config in .*LinearProbeMP has "
+                                         r"MODEL.BACKBONE.NAME 'RN50', the backbone of .*fewshot.yaml$"):
+        linear_probe(fewshot, ["MODEL.BACKBONE.NAME", "RN50"])
+
+
+def test_the_few_shot_plan_runs_the_linear_probe_with_each_shots_and_seed(repo_root):
+    s = Settings(repo_root=repo_root, data="data", output="out", cfg="toy", datasets=("dtd",), shot_list=(1, 4),
+                 seeds=(1, 2))
+    no_tvp_ablation = Ablation("no_tvp", opts=("TRAINER.MUTUAL_PROMPT.TVP.ENABLED", "False"))
+    main, cocoop, no_tvp = expand("few_shot", s, [Ablation("cocoop", cfg="toy_cocoop"), no_tvp_ablation])
+    assert [(r.kind, r.output_dir) for r in main.runs] == [
+        ("zero_shot", "out/few_shot/dtd/ZeroshotMP/toy/seed1"),
+        ("train", "out/few_shot/dtd/MutualPrompt/toy_1shots/seed1"),
+        ("train", "out/few_shot/dtd/MutualPrompt/toy_1shots/seed2"),
+        ("linear_probe", "out/few_shot/dtd/LinearProbeMP/toy_1shots/seed1"),
+        ("linear_probe", "out/few_shot/dtd/LinearProbeMP/toy_1shots/seed2"),
+        ("train", "out/few_shot/dtd/MutualPrompt/toy_4shots/seed1"),
+        ("train", "out/few_shot/dtd/MutualPrompt/toy_4shots/seed2"),
+        ("linear_probe", "out/few_shot/dtd/LinearProbeMP/toy_4shots/seed1"),
+        ("linear_probe", "out/few_shot/dtd/LinearProbeMP/toy_4shots/seed2")]
+    args = main.runs[-1].args
+    assert args[args.index("--trainer") + 1] == "LinearProbeMP" and args[args.index("--seed") + 1] == "2"
+    assert args[args.index("--config-file") + 1] == "configs/trainers/LinearProbeMP/toy.yaml"
+    assert args[-2:] == ("DATASET.NUM_SHOTS", "4") and "--eval-only" not in args  # it fits: a training run
+    assert [r.kind for r in cocoop.runs] == ["train"] * 4  # its reference runs are main's: made once
+    assert "TRAINER.MUTUAL_PROMPT.TVP.ENABLED" not in no_tvp.runs[3].args and no_tvp.runs[3].kind == "linear_probe"
+    lp_itself = expand("few_shot", Settings(repo_root=repo_root, data="data", output="out", trainer="LinearProbeMP",
+                                            cfg="toy", datasets=("dtd",), shot_list=(1,), seeds=(1,)))[0]
+    assert [r.kind for r in lp_itself.runs] == ["zero_shot", "train"]  # its own runs are the curve

@@ -209,7 +209,7 @@ def few_shot_variant(repo_root, tmp_path, **kw):
     s = Settings(repo_root=repo_root, data=str(tmp_path / "data"), output=str(tmp_path / "out"), cfg="toy",
                  datasets=("toy_shapes", "dtd"), shot_list=(1, 2), seeds=(1, 2), **kw)
     (variant,) = expand("few_shot", s)
-    for i, run in enumerate(variant.runs):
+    for i, run in enumerate(r for r in variant.runs if r.kind != "linear_probe"):  # the values before it existed
         if run.kind == "train":
             _write(os.path.join(run.output_dir, "log.txt"), TRAIN_LOG.format(c=60 + i, acc=60.0 + i, err=40.0 - i))
     return variant
@@ -224,16 +224,44 @@ def test_the_few_shot_table_carries_the_zero_shot_line(repo_root, tmp_path):
     assert table[0].split() == ["Dataset", "zero-shot", "CLIP", "1", "shot", "2", "shots"]
     assert table[2].split() == ["toy_shapes", "-", "61.50", "±", "0.50", "63.50", "±", "0.50"]
     out = tmp_path / "out"
-    assert table[-1] == (f"no zero-shot CLIP result yet for toy_shapes, dtd (its run: {out}/few_shot/toy_shapes/"
+    assert table[-2] == (f"no zero-shot CLIP result yet for toy_shapes, dtd (its run: {out}/few_shot/toy_shapes/"
                          "ZeroshotMP/toy/seed1, ...)")
     for run in variant.runs:
-        if run.kind == "zero_shot":
-            _write(os.path.join(run.output_dir, "log.txt"), TEST_LOG.format(c=55, acc=55.0, err=45.0))
-    table = "\n".join(summary_lines(repo_root, variant)).splitlines()[-5:]
-    assert table[2].split()[:2] == ["toy_shapes", "55.00"] and table[3].split()[:2] == ["dtd", "55.00"]
+        if run.kind in ("zero_shot", "linear_probe"):
+            _write(os.path.join(run.output_dir, "log.txt"), TEST_LOG.format(c=55, acc=55.0, err=45.0)
+                   if run.kind == "zero_shot" else TRAIN_LOG.format(c=50, acc=50.0, err=50.0))
+    table = "\n".join(summary_lines(repo_root, variant)).splitlines()[-7:]
+    assert table[2].split()[:2] == ["toy_shapes", "55.00"] and table[4].split()[:2] == ["dtd", "55.00"]
     assert table[-1] == ("(mean ± std over 1 to 2 seeds, population std; a value without ± is one seed; "
                          "the missing: lines name the seeds without a result)")
 
     no_config = few_shot_variant(repo_root, tmp_path, opts=("MODEL.BACKBONE.NAME", "RN50"))
-    last = summary_lines(repo_root, no_config)[-1]
-    assert last.startswith("no zero-shot CLIP line: no config in ") and "MODEL.BACKBONE.NAME 'RN50'" in last
+    zero_shot_line, linear_probe_line = summary_lines(repo_root, no_config)[-2:]
+    assert zero_shot_line.startswith("no zero-shot CLIP line: no config in ") and "'RN50'" in zero_shot_line
+    assert linear_probe_line.startswith("no linear-probe CLIP curve: no config in ") and "'RN50'" in linear_probe_line
+
+
+def test_the_few_shot_table_carries_the_linear_probe_rows(repo_root, tmp_path):
+    from mutual_prompt.tools.sweep.report import few_shot_table
+
+    variant = few_shot_variant(repo_root, tmp_path)
+    out = tmp_path / "out"
+    table = few_shot_table(repo_root, variant.settings)
+    assert "linear probe" not in table[0]  # no result yet: no rows, one line
+    assert table[-1] == (f"no linear-probe CLIP result yet for toy_shapes, dtd (its runs: {out}/few_shot/toy_shapes/"
+                         "LinearProbeMP/toy_1shots/seed*, ...)")
+    probes = [run for run in variant.runs if run.kind == "linear_probe"]
+    for i, run in enumerate(probes[:-1]):  # all but dtd's 2-shot seed 2
+        _write(os.path.join(run.output_dir, "log.txt"), TRAIN_LOG.format(c=70 + i, acc=70.0 + i, err=30.0 - i))
+    lines = few_shot_table(repo_root, variant.settings)
+    rows = lines[0].splitlines()
+    assert rows[3].split() == ["toy_shapes", "linear", "probe", "70.50", "±", "0.50", "72.50", "±", "0.50"]
+    assert rows[5].split() == ["dtd", "linear", "probe", "74.50", "±", "0.50", "76.00"]
+    assert lines[1:] == [l for l in lines[1:] if not l.startswith("no linear-probe")]  # all present: no line
+
+    _write(os.path.join(probes[-1].output_dir, "log.txt"), "Finish training\n")  # a seed without a result
+    for run in probes[-3:-1]:
+        os.remove(os.path.join(run.output_dir, "log.txt"))
+    assert few_shot_table(repo_root, variant.settings)[-1] == (
+        f"no linear-probe CLIP result yet for dtd (2 shots) (its runs: {out}/few_shot/dtd/LinearProbeMP/toy_2shots/"
+        "seed*)")

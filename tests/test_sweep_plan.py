@@ -77,7 +77,9 @@ def test_sweep_commands_are_the_scripts_commands(repo_root, tmp_path, protocol, 
     got = recorded_commands(repo_root, tmp_path, script, *opts, DATA=s.data, OUTPUT=s.output, **ENV, **env)
     assert got == expected
     zero_shot = len(s.datasets) if protocol == "few_shot" else 0  # one zero-shot CLIP run per dataset
-    assert len(got) == zero_shot + {"base2new": 2, "xd": 1 + len(s.targets), "few_shot": len(s.shot_list)}[protocol] * (
+    # few_shot: each training beside a linear-probe CLIP run of the same shots and seed
+    per_seed = {"base2new": 2, "xd": 1 + len(s.targets), "few_shot": 2 * len(s.shot_list)}[protocol]
+    assert len(got) == zero_shot + per_seed * (
         len(s.seeds) * (1 if protocol == "xd" else len(s.datasets)))
 
 
@@ -148,7 +150,7 @@ def test_the_summaries_read_the_folders_of_the_definition(repo_root, tmp_path):
     for protocol, kw in (("xd", dict(targets=("dtd",), source="toy_shapes")), ("few_shot", dict(shot_list=(2,)))):
         s = settings(repo_root, tmp_path, cfg="toy", seeds=(1, 2), datasets=("dtd",), **kw)
         (variant,) = expand(protocol, s)
-        run = variant.runs[-1]
+        run = [r for r in variant.runs if r.kind in ("train", "test")][-1]
         os.makedirs(run.output_dir)
         with open(os.path.join(run.output_dir, "log.txt"), "w") as f:
             f.write(f"{run.end_signal}\n* accuracy: 61.5%\n")

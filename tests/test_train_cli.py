@@ -290,7 +290,7 @@ def test_a_dataset_layout_error_while_building_is_one_error_line(tiny_clip_file,
 
 @pytest.mark.parametrize("flags, message", [
     (["--trainer", "MutualPromt"], "TRAINER.NAME (--trainer): unknown trainer 'MutualPromt' (did you mean "
-                                   "'MutualPrompt'?); valid trainers: MutualPrompt, ZeroshotMP"),
+                                   "'MutualPrompt'?); valid trainers: LinearProbeMP, MutualPrompt, ZeroshotMP"),
     (["--trainer", "MutualPrompt", "DATASET.NAME", "ToyShape"],
      "DATASET.NAME (--dataset-config-file): unknown dataset 'ToyShape' (did you mean 'ToyShapes'?); valid datasets: "),
 ], ids=["trainer", "dataset"])

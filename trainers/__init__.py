@@ -3,9 +3,9 @@
 Each trainer module registers its trainer(s) on import and provides ``extend_cfg(cfg)`` for its
 config keys; adding a trainer is importing its module here and listing it in ``TRAINER_MODULES``.
 """
-from . import mutual_prompt, zeroshot_mp
+from . import linear_probe_mp, mutual_prompt, zeroshot_mp
 
-TRAINER_MODULES = (mutual_prompt, zeroshot_mp)
+TRAINER_MODULES = (mutual_prompt, zeroshot_mp, linear_probe_mp)
 
 
 def extend_cfg(cfg) -> None:

@@ -172,10 +172,23 @@ def zeroshot_problems(cfg) -> List[Optional[str]]:
     return problems
 
 
+def linear_probe_problems(cfg) -> List[Optional[str]]:
+    key = "TRAINER.LINEAR_PROBE_MP"
+    grid = lookup(cfg, f"{key}.C_GRID")
+    problems = [one_of(cfg, f"{key}.PREC", PRECISIONS), at_least(cfg, f"{key}.SEARCH_STEPS", 0),
+                at_least(cfg, f"{key}.MAX_ITER", 1)]
+    if grid is not _ABSENT and not (isinstance(grid, (list, tuple)) and grid and all(
+            isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0 for c in grid)):
+        problems.append(f"{key}.C_GRID must be a non-empty list of positive numbers, got {grid!r} (YAML reads 1e6 "
+                        "as text: write 1.0e+6)")
+    return problems
+
+
 # The checks of each trainer's own block, by TRAINER.NAME: another trainer's block is not read.
 TRAINER_PROBLEMS: Dict[str, Checks] = {
     "MutualPrompt": mutual_prompt_problems,
     "ZeroshotMP": zeroshot_problems,
+    "LinearProbeMP": linear_probe_problems,
 }
 
 

@@ -285,15 +285,21 @@ def _published_caption(missing: Mapping[str, Sequence[str]]) -> List[str]:
 
 
 def few_shot_figure(series: Mapping[str, Mapping[str, Mapping[int, SeedSummary]]],
-                    zero_shot: Optional[Mapping[str, SeedSummary]] = None, title: str = "Few-shot learning"):
+                    zero_shot: Optional[Mapping[str, SeedSummary]] = None,
+                    linear_probe: Optional[Mapping[str, Mapping[int, SeedSummary]]] = None,
+                    title: str = "Few-shot learning"):
     """Accuracy vs shots per class (ticks at the shots run: 1, 2, 4, 8, 16 on a log scale): one panel per
-    dataset plus their average, one line per series (mean, error bars ± 1 std over seeds), and zero-shot
-    CLIP as a dashed horizontal line where ``zero_shot`` (dataset -> its result) has it. The caption says
-    what the lines and error bars are, and which datasets have no zero-shot result."""
+    dataset plus their average, one line per series (mean, error bars ± 1 std over seeds), zero-shot
+    CLIP as a dashed horizontal line where ``zero_shot`` (dataset -> its result) has it, and linear-probe
+    CLIP as a dotted gray curve where ``linear_probe`` (dataset -> shots -> its result) has results (CoOp's
+    figure). The caption says what the lines and error bars are, and which datasets have no reference
+    result."""
     plt = _pyplot()
     from matplotlib.ticker import NullLocator
 
     zero_shot = {ds: s for ds, s in (zero_shot or {}).items() if s.n}
+    linear_probe = {ds: {k: s for k, s in by_k.items() if s.n} for ds, by_k in (linear_probe or {}).items()}
+    linear_probe = {ds: by_k for ds, by_k in linear_probe.items() if by_k}
     datasets = list(dict.fromkeys(ds for by_ds in series.values() for ds in by_ds))
     panels = datasets + (["Average"] if len(datasets) > 1 else [])
     cols = min(4, len(panels))
@@ -319,6 +325,11 @@ def few_shot_figure(series: Mapping[str, Mapping[str, Mapping[int, SeedSummary]]
                        label="zero-shot CLIP")
         elif panel in zero_shot:
             ax.axhline(zero_shot[panel].mean, color="gray", linestyle="--", label="zero-shot CLIP")
+        probe = _linear_probe_curve(linear_probe, panel, datasets)
+        if probe:
+            ax.plot(list(probe), list(probe.values()), color="gray", linestyle=":", marker="s", markersize=4,
+                    label=LINEAR_PROBE_LABEL)
+            shots_drawn += [k for k in probe if k not in shots_drawn]
         ax.set_title(panel)
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(shots_drawn), [str(k) for k in sorted(shots_drawn)])
@@ -337,11 +348,33 @@ def few_shot_figure(series: Mapping[str, Mapping[str, Mapping[int, SeedSummary]]
     if absent:
         lines.append(f"No zero-shot result for: {', '.join(absent)} (run bash scripts/reproduce_few_shot.sh or the "
                      "few_shot sweep, which evaluate it once per dataset).")
+    no_probe = [ds for ds in datasets if ds not in linear_probe]
+    if len(no_probe) < len(datasets):
+        lines.append("Dotted: linear-probe CLIP (LinearProbeMP: logistic regression on the same backbone's image "
+                     "features, the same shots; mean over its seeds).")
+    if no_probe:
+        lines.append(f"No linear-probe result for: {', '.join(no_probe)} (the few_shot protocol fits it with each "
+                     "number of shots and seed).")
     caption = "\n".join(textwrap.fill(line, int(fig.get_figwidth() * 14)) for line in lines)
     fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize="x-small")
     fig.suptitle(title)
     fig.tight_layout(rect=(0, (0.16 * (caption.count("\n") + 1) + 0.1) / fig.get_figheight(), 1, 1))
     return fig
+
+
+LINEAR_PROBE_LABEL = "linear-probe CLIP"
+
+
+def _linear_probe_curve(linear_probe: Mapping[str, Mapping[int, SeedSummary]], panel: str,
+                        datasets: Sequence[str]) -> Dict[int, float]:
+    """Shots -> mean accuracy of linear-probe CLIP on ``panel``; on the Average panel, the mean over
+    the datasets at the shots every dataset has."""
+    if panel != "Average":
+        return {k: linear_probe[panel][k].mean for k in sorted(linear_probe.get(panel, {}))}
+    if not all(ds in linear_probe for ds in datasets):
+        return {}
+    shots = sorted(set.intersection(*(set(linear_probe[ds]) for ds in datasets)))
+    return {k: statistics.fmean(linear_probe[ds][k].mean for ds in datasets) for k in shots}
 
 
 def training_figure(run_dirs: Mapping[str, str], title: str = "Training"):

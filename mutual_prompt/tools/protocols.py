@@ -22,9 +22,10 @@ PREFIXES = {"base2new": "BASE2NEW_", "xd": "XD_", "few_shot": "FEW_SHOT_"}
 DEFAULT_FIELDS = {"CFG": "cfg", "SHOTS": "shots", "SEEDS": "seeds", "DATASETS": "datasets", "SOURCE": "source",
                   "TARGETS": "targets", "SHOT_LIST": "shot_list", "SUB": "sub"}
 
-# The trainer of the zero-shot CLIP reference runs (few_shot).
+# The trainers of the reference runs of few_shot: zero-shot CLIP (one seed), linear-probe CLIP.
 ZERO_SHOT_TRAINER = "ZeroshotMP"
 ZERO_SHOT_SEED = 1
+LINEAR_PROBE_TRAINER = "LinearProbeMP"
 
 _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)")
 _VALUE = re.compile(r"""'(?P<single>[^']*)'|"(?P<double>[^"\\`]*)"|(?P<bare>[A-Za-z0-9_.,:+%@/{}-]*)""")
@@ -58,6 +59,7 @@ class Protocol:
     test_dir: Optional[Template] = None  # protocols without test runs have none
     test_opts: Optional[Template] = None
     zeroshot_dir: Optional[Template] = None  # zero-shot CLIP's folder of seeds, once per dataset (few_shot)
+    linear_probe_dir: Optional[Template] = None  # linear-probe CLIP's folder of seeds, per dataset and shots
 
 
 Parse = Callable[[str], object]  # a value's text -> its typed value; raises ValueError(expected)
@@ -123,6 +125,7 @@ SCHEMA: Dict[str, Parse] = {
     "FEW_SHOT_TRAIN_DIR": _template(*_RUN, "DATASET"),
     "FEW_SHOT_TRAIN_OPTS": _template(*_RUN, "DATASET", pairs=True),
     "FEW_SHOT_ZEROSHOT_DIR": _template("OUTPUT", "CFG", "DATASET"),
+    "FEW_SHOT_LINEAR_PROBE_DIR": _template("OUTPUT", "CFG", "DATASET", "SHOTS"),
 }
 
 
@@ -178,7 +181,7 @@ def load(path: str) -> Dict[str, Protocol]:
     for protocol, prefix in PREFIXES.items():
         defaults = {field: values[prefix + key] for key, field in DEFAULT_FIELDS.items() if prefix + key in values}
         runs = {key: values.get(prefix + key.upper())
-                for key in ("train_dir", "train_opts", "test_dir", "test_opts", "zeroshot_dir")}
+                for key in ("train_dir", "train_opts", "test_dir", "test_opts", "zeroshot_dir", "linear_probe_dir")}
         protocols[protocol] = Protocol(protocol, defaults, **runs)
     return protocols
 
@@ -200,19 +203,32 @@ def _backbone(config_file: str, opts: Sequence[str] = ()) -> str:
     return str(((data.get("MODEL") or {}).get("BACKBONE") or {}).get("NAME", ""))
 
 
-def zero_shot(config_file: str, opts: Sequence[str] = ()) -> Tuple[str, Tuple[str, ...]]:
-    """The zero-shot CLIP run that goes with a training of ``config_file`` (and overrides ``opts``): the
-    name of the ``configs/trainers/ZeroshotMP`` config of the same backbone, and the overrides of
-    ``opts`` it takes (``MODEL.BACKBONE.*``: the same weights). ValueError says why there is none."""
+def reference(trainer: str, config_file: str, opts: Sequence[str] = ()) -> Tuple[str, Tuple[str, ...]]:
+    """The reference run of ``trainer`` that goes with a training of ``config_file`` (and overrides
+    ``opts``): the name of the ``configs/trainers/<trainer>`` config of the same backbone, and the
+    overrides of ``opts`` it takes (``MODEL.BACKBONE.*``: the same weights). ValueError says why there
+    is none."""
     backbone = _backbone(config_file, opts)
-    folder = os.path.join(os.path.dirname(os.path.dirname(config_file)), ZERO_SHOT_TRAINER)
+    folder = os.path.join(os.path.dirname(os.path.dirname(config_file)), trainer)
     names = sorted(n for n in os.listdir(folder) if n.endswith(".yaml")) if os.path.isdir(folder) else []
     for name in names:
         if _backbone(os.path.join(folder, name)) == backbone:
             pairs = [(k, v) for k, v in zip(opts[::2], opts[1::2]) if k.startswith("MODEL.BACKBONE.")]
             return name[:-len(".yaml")], tuple(word for pair in pairs for word in pair)
-    raise ValueError(f"no zero-shot CLIP line: no config in {folder} has MODEL.BACKBONE.NAME {backbone!r}, the "
+    what = {ZERO_SHOT_TRAINER: "zero-shot CLIP line",
+            LINEAR_PROBE_TRAINER: "linear-probe CLIP curve"}.get(trainer, f"{trainer} run")
+    raise ValueError(f"no {what}: no config in {folder} has MODEL.BACKBONE.NAME {backbone!r}, the "
                      f"backbone of {config_file}")
+
+
+def zero_shot(config_file: str, opts: Sequence[str] = ()) -> Tuple[str, Tuple[str, ...]]:
+    """``reference`` of zero-shot CLIP (``ZeroshotMP``)."""
+    return reference(ZERO_SHOT_TRAINER, config_file, opts)
+
+
+def linear_probe(config_file: str, opts: Sequence[str] = ()) -> Tuple[str, Tuple[str, ...]]:
+    """``reference`` of linear-probe CLIP (``LinearProbeMP``)."""
+    return reference(LINEAR_PROBE_TRAINER, config_file, opts)
 
 
 def max_epoch(config_file: str, opts: Sequence[str] = (), model_dir: str = "") -> int:

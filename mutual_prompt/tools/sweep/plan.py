@@ -27,7 +27,8 @@ class Run:
     args: Tuple[str, ...]  # train.py's arguments
     end_signal: str  # the log line after which the result is read (as the scripts' skip check)
     depends_on: Tuple[str, ...] = ()  # output_dir of runs that must be finished first
-    kind: str = "train"  # "train", "test", or "zero_shot" (few_shot's reference runs, shared by its variants)
+    # "train", "test", or few_shot's reference runs, shared by its variants: "zero_shot", "linear_probe"
+    kind: str = "train"
 
     def command(self, python: str = sys.executable) -> List[str]:
         return [python, "train.py", *self.args]
@@ -135,6 +136,19 @@ def zero_shot_run(s: Settings, p: protocols.Protocol, dataset: str) -> Run:
                kind="zero_shot")
 
 
+def linear_probe_runs(s: Settings, p: protocols.Protocol, dataset: str, shots: int) -> List[Run]:
+    """``run_linear_probe`` in ``scripts/_common.sh``: linear-probe CLIP on ``dataset`` with ``shots``
+    shots, each seed, with the LinearProbeMP config of the training config's backbone; ValueError says
+    why there is none."""
+    assert p.linear_probe_dir is not None, f"{p.name} has no linear-probe runs"
+    config = os.path.join(s.repo_root, "configs", "trainers", s.trainer, f"{s.cfg}.yaml")
+    cfg, opts = protocols.linear_probe(config, s.opts)
+    lp = replace(s, trainer=protocols.LINEAR_PROBE_TRAINER, cfg=cfg, opts=opts)
+    lp_protocol = replace(p, train_dir=p.linear_probe_dir)
+    return [replace(train_run(lp, lp_protocol, dataset, seed, DATASET=dataset, SHOTS=shots), kind="linear_probe")
+            for seed in s.seeds]
+
+
 def protocol_runs(protocol: str, settings: Settings) -> List[Run]:
     """The runs of ``scripts/reproduce_<protocol>.sh``, in the order the script makes them."""
     if protocol not in PROTOCOLS:
@@ -157,7 +171,13 @@ def protocol_runs(protocol: str, settings: Settings) -> List[Run]:
                 runs.append(zero_shot_run(s, p, ds))
             except ValueError:  # no ZeroshotMP config of this backbone: the few-shot table says so
                 pass
-            runs += [train_run(s, p, ds, seed, DATASET=ds, SHOTS=k) for k in s.shot_list for seed in s.seeds]
+            for k in s.shot_list:
+                runs += [train_run(s, p, ds, seed, DATASET=ds, SHOTS=k) for seed in s.seeds]
+                if s.trainer != protocols.LINEAR_PROBE_TRAINER:  # else these are the runs above
+                    try:
+                        runs += linear_probe_runs(s, p, ds, k)
+                    except ValueError:  # no LinearProbeMP config of this backbone: the few-shot table says so
+                        pass
     return runs
 
 
@@ -168,8 +188,9 @@ def variant_settings(s: Settings, ablation: Ablation) -> Settings:
 
 def expand(protocol: str, settings: Settings, ablations: Sequence[Ablation] = ()) -> List[Variant]:
     """The main protocol and each ablation, with their runs (and their settings, the protocol's
-    defaults filled in). A zero-shot run that an earlier variant already makes (an ablation with another
-    config of the same backbone) is made once; any other two runs into one folder are an error."""
+    defaults filled in). A reference run (zero-shot, linear probe) that an earlier variant already makes
+    (an ablation with another config of the same backbone) is made once; any other two runs into one
+    folder are an error."""
     settings = with_defaults(protocol, settings)
     variants = [Variant("main", protocol, settings, tuple(protocol_runs(protocol, settings)))]
     for ablation in ablations:
@@ -181,7 +202,7 @@ def expand(protocol: str, settings: Settings, ablations: Sequence[Ablation] = ()
         runs = []
         for run in v.runs:
             if run.output_dir in seen:
-                if run.kind == "zero_shot" and seen[run.output_dir][1] == run:
+                if run.kind in ("zero_shot", "linear_probe") and seen[run.output_dir][1] == run:
                     continue
                 raise ValueError(f"Two runs of the sweep write into {run.output_dir} ({seen[run.output_dir][0]} and "
                                  f"{v.name}); give the ablation overrides or another config")

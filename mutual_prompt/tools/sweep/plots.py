@@ -1,6 +1,6 @@
 """The figures at the end of a sweep (``--plot DIR``): results beside published numbers (the toy world
-on its own panels), few-shot curves with the zero-shot line, and the training curves of every
-training run."""
+on its own panels), few-shot curves with the zero-shot line and the linear-probe curve, and the
+training curves of every training run."""
 import os
 from typing import List, Sequence
 
@@ -9,7 +9,7 @@ from mutual_prompt.tools.results import base2new_rows
 
 from .options import UsageError
 from .plan import Run, Variant
-from .report import few_shot_results, zero_shot_results
+from .report import few_shot_results, linear_probe_results, zero_shot_results
 
 
 PLOT_MISSING = 'figures need matplotlib: pip install -e ".[plot]" (or pip install matplotlib)'
@@ -51,7 +51,9 @@ def write_figures(repo_root: str, variants: Sequence[Variant], plot_dir: str) ->
     if protocol == "few_shot":
         series = {variant_label(v): few_shot_results(repo_root, v.settings) for v in variants}
         zero_shot, _ = zero_shot_results(repo_root, variants[0].settings)
-        paths.append(figures.save(figures.few_shot_figure(series, zero_shot), os.path.join(plot_dir, "few_shot.png")))
+        linear_probe, _ = linear_probe_results(repo_root, variants[0].settings)
+        paths.append(figures.save(figures.few_shot_figure(series, zero_shot, linear_probe),
+                                  os.path.join(plot_dir, "few_shot.png")))
     trained = {f"{variant_label(v) + ' ' if len(variants) > 1 else ''}{run_label(r)}": os.path.join(repo_root, r.output_dir)
                for v in variants for r in v.runs if r.kind == "train"}
     paths.append(figures.save(figures.training_figure(trained), os.path.join(plot_dir, "training.png")))

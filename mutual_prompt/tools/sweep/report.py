@@ -3,7 +3,7 @@ import os
 from collections import Counter
 from typing import Dict, List, Sequence, Tuple
 
-from mutual_prompt.tools.protocols import protocol
+from mutual_prompt.tools.protocols import LINEAR_PROBE_TRAINER, protocol
 from mutual_prompt.tools.results import (
     TEST_END_SIGNAL,
     SeedSummary,
@@ -15,7 +15,7 @@ from mutual_prompt.tools.results import (
     summarise_seeds,
 )
 
-from .plan import Settings, Variant, filled, zero_shot_run
+from .plan import Settings, Variant, filled, linear_probe_runs, zero_shot_run
 from .state import BLOCKED, DONE, FAILED, INTERRUPTED, PENDING, QUEUED, RUNNING, RunStatus
 
 ORDER = (DONE, RUNNING, QUEUED, INTERRUPTED, FAILED, BLOCKED, PENDING)
@@ -65,13 +65,43 @@ def zero_shot_results(repo_root: str, s: Settings) -> Tuple[Dict[str, SeedSummar
                      f"{runs[absent[0]].output_dir}{', ...' if len(absent) > 1 else ''})"]
 
 
+def linear_probe_results(repo_root: str, s: Settings) -> Tuple[Dict[str, Dict[int, SeedSummary]], List[str]]:
+    """Linear-probe CLIP's results by dataset and number of shots (from ``FEW_SHOT_LINEAR_PROBE_DIR``;
+    none where it has not run), and one line saying what is absent, if anything. With TRAINER
+    LinearProbeMP the protocol's own runs are the linear probe: none here."""
+    if s.trainer == LINEAR_PROBE_TRAINER:
+        return {}, []
+    p = protocol("few_shot")
+    try:
+        folders = {(ds, k): os.path.dirname(linear_probe_runs(s, p, ds, k)[0].output_dir)
+                   for ds in s.datasets for k in s.shot_list}
+    except ValueError as e:
+        return {}, [str(e)]
+    results = {ds: {k: summarise_seeds(os.path.join(repo_root, folders[ds, k]), expected_seeds=s.seeds)
+                    for k in s.shot_list} for ds in s.datasets}
+    absent = {ds: [k for k, summary in by_shots.items() if not summary.n] for ds, by_shots in results.items()}
+    absent = {ds: shots for ds, shots in absent.items() if shots}
+    if not absent:
+        return results, []
+    what = ", ".join(ds if len(shots) == len(s.shot_list) else f"{ds} ({', '.join(map(str, shots))} shots)"
+                     for ds, shots in absent.items())
+    ds, shots = next(iter(absent.items()))
+    more = ", ..." if len(absent) > 1 or len(shots) > 1 else ""
+    return results, [f"no linear-probe CLIP result yet for {what} (its runs: {folders[ds, shots[0]]}/seed*{more})"]
+
+
 def few_shot_table(repo_root: str, s: Settings) -> List[str]:
-    """The few-shot table: a row per dataset, zero-shot CLIP then each number of shots, and a line for
-    an absent zero-shot result."""
+    """The few-shot table: a row per dataset, zero-shot CLIP then each number of shots, below it a row
+    of linear-probe CLIP where it has results, and a line for each absent reference result."""
     zero_shot, absent = zero_shot_results(repo_root, s)
+    linear_probe, absent_probe = linear_probe_results(repo_root, s)
     header = ["Dataset", "zero-shot CLIP", *(f"{k} shot{'s' if k > 1 else ''}" for k in s.shot_list)]
-    body = [[ds, zero_shot[ds], *by_shots.values()] for ds, by_shots in few_shot_results(repo_root, s).items()]
-    return [render(header, body)] + absent
+    body = []
+    for ds, by_shots in few_shot_results(repo_root, s).items():
+        body.append([ds, zero_shot[ds], *by_shots.values()])
+        if any(summary.n for summary in linear_probe.get(ds, {}).values()):
+            body.append([f"{ds} linear probe", "", *linear_probe[ds].values()])
+    return [render(header, body)] + absent + absent_probe
 
 
 def summary_lines(repo_root: str, variant: Variant) -> List[str]:
