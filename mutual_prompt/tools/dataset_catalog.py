@@ -127,3 +127,5 @@ _ENTRIES = (
 )
 CATALOG: Dict[str, DatasetEntry] = {entry.config_name: entry for entry in _ENTRIES}
 ALIASES = {"DTD": "dtd"}  # other DATASET.NAMEs a dataset is registered under -> its config name
+# Datasets that render themselves into DATA on first use (the toy world): config name -> DATASET.NAME.
+RENDERED_DATASETS: Dict[str, str] = {"toy_shapes": "ToyShapes"}

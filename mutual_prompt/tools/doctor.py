@@ -28,7 +28,7 @@ from mutual_prompt.data.split_files import SPLIT_PARTS, read_record_file, record
 from mutual_prompt.names import unknown_name
 
 from . import PACKAGE_CHECKOUT
-from .dataset_catalog import ALIASES, CATALOG, DatasetEntry
+from .dataset_catalog import ALIASES, CATALOG, RENDERED_DATASETS, DatasetEntry
 
 PROG = "python -m mutual_prompt.doctor"
 DESCRIPTION = """Check a setup before hours of work.
@@ -41,7 +41,6 @@ Ends with a table: dataset | status | problem | fix.
 
 Exit status: 0 when every dataset checked is usable, 1 when one is not, 2 for an unknown
 dataset name. Environment findings (e.g. no CLIP weights) never change it."""
-RENDERED = {"toy_shapes": "ToyShapes"}  # datasets that render themselves into DATA on first use
 CHECK_ALL_UP_TO = 20_000  # a dataset with more images has a random sample of them checked
 SAMPLE_SIZE = 2_000
 SAMPLE_SEED = 0
@@ -253,19 +252,19 @@ def check_dataset(entry: DatasetEntry, root: str, named: bool = True, progress: 
 def rendered_report(name: str, root: str) -> DatasetReport:
     folder = os.path.join(root, name)
     where = f"rendered copy in {folder}" if os.path.isdir(folder) else f"rendered into {folder} on first use"
-    return DatasetReport(name, "renders itself", [f"{RENDERED[name]} draws its own images: {where}"])
+    return DatasetReport(name, "renders itself", [f"{RENDERED_DATASETS[name]} draws its own images: {where}"])
 
 
 def resolve_names(names: Sequence[str]) -> List[str]:
     """Config names for ``names`` (config names or DATASET.NAMEs, any case); ValueError for an unknown one."""
-    known = {**{n: n for n in list(CATALOG) + list(RENDERED)},
+    known = {**{n: n for n in list(CATALOG) + list(RENDERED_DATASETS)},
              **{e.registry_name: e.config_name for e in CATALOG.values()},
-             **{registry: n for n, registry in RENDERED.items()}, **ALIASES}
+             **{registry: n for n, registry in RENDERED_DATASETS.items()}, **ALIASES}
     by_lower = {name.lower(): config for name, config in known.items()}
     resolved = []
     for name in names:
         if name.lower() not in by_lower:
-            raise ValueError(unknown_name("dataset", name, list(CATALOG) + list(RENDERED)))
+            raise ValueError(unknown_name("dataset", name, list(CATALOG) + list(RENDERED_DATASETS)))
         resolved.append(by_lower[name.lower()])
     return list(dict.fromkeys(resolved))
 
@@ -273,8 +272,8 @@ def resolve_names(names: Sequence[str]) -> List[str]:
 def check_datasets(root: str, names: Sequence[str] = (), progress: bool = True) -> List[DatasetReport]:
     """Reports on the datasets ``names`` (config names), or on every dataset when none is named."""
     reports = []
-    for name in names or list(CATALOG) + list(RENDERED):
-        if name in RENDERED:
+    for name in names or list(CATALOG) + list(RENDERED_DATASETS):
+        if name in RENDERED_DATASETS:
             reports.append(rendered_report(name, root))
         else:
             reports.append(check_dataset(CATALOG[name], root, named=bool(names), progress=progress))
@@ -405,7 +404,7 @@ def data_root(given: Optional[str]) -> Tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    choices = sorted(CATALOG) + sorted(RENDERED)
+    choices = sorted(CATALOG) + sorted(RENDERED_DATASETS)
     parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION.format(all=CHECK_ALL_UP_TO, sample=SAMPLE_SIZE),
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=textwrap.fill(f"datasets: {', '.join(choices)} (or their DATASET.NAME, "

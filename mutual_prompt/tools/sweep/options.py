@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 from mutual_prompt.names import unknown_name
 
 from .. import doctor
-from .plan import RENDERED_DATASETS, Ablation, Settings
+from ..dataset_catalog import RENDERED_DATASETS
+from .plan import Ablation, Settings
 
 if TYPE_CHECKING:
     from .remembered import Remembered

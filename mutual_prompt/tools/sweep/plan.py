@@ -16,7 +16,6 @@ from mutual_prompt.tools.results import TEST_END_SIGNAL, TRAIN_END_SIGNAL
 
 PROTOCOLS = tuple(protocols.PREFIXES)
 # Datasets that render themselves into the data folder on first use (the toy world's).
-RENDERED_DATASETS = ("toy_shapes",)
 
 
 @dataclass(frozen=True)
