@@ -109,6 +109,21 @@ run_test() {
     ${opts[@]+"${opts[@]}"} "$@"
 }
 
+# reference_config TRAINER [KEY VALUE ...]: the words "CFG KEY VALUE ..." of the reference run of TRAINER
+# (ZeroshotMP or LinearProbeMP) that goes with $TRAINER's $CFG: its config of the same backbone and the
+# MODEL.BACKBONE.* overrides among the given ones. Fails, saying why on stderr, where it has no such config.
+reference_config() {
+  local trainer="$1"
+  shift
+  "$PYTHON" -c 'import sys
+from mutual_prompt.tools.protocols import reference
+try:
+    cfg, opts = reference(sys.argv[1], sys.argv[2], sys.argv[3:])
+except (ValueError, FileNotFoundError) as e:
+    sys.exit(str(e))
+print(cfg, *opts)' "$trainer" "configs/trainers/${TRAINER}/${CFG}.yaml" "$@"
+}
+
 # run_zero_shot DATASET [KEY VALUE ...]: run_once of zero-shot CLIP on all of DATASET's classes into
 # FEW_SHOT_ZEROSHOT_DIR (the few-shot tables' reference line): ZeroshotMP with its config of $CFG's
 # backbone and the MODEL.BACKBONE.* overrides among the given ones. Sets ZERO_SHOT_DIR to the folder
@@ -117,13 +132,7 @@ run_zero_shot() {
   local dataset="$1" words
   shift
   ZERO_SHOT_DIR=
-  words=$("$PYTHON" -c 'import sys
-from mutual_prompt.tools.protocols import zero_shot
-try:
-    cfg, opts = zero_shot(sys.argv[1], sys.argv[2:])
-except (ValueError, FileNotFoundError) as e:
-    sys.exit(str(e))
-print(cfg, *opts)' "configs/trainers/${TRAINER}/${CFG}.yaml" "$@") || return 0
+  words=$(reference_config ZeroshotMP "$@") || return 0
   local -a zs
   read -ra zs <<< "$words"
   ZERO_SHOT_DIR=$(DATASET="$dataset" CFG="${zs[0]}" fill "$FEW_SHOT_ZEROSHOT_DIR")
@@ -141,13 +150,7 @@ run_linear_probe() {
   shift 2
   LINEAR_PROBE_DIR=
   [ "$TRAINER" != LinearProbeMP ] || return 0
-  words=$("$PYTHON" -c 'import sys
-from mutual_prompt.tools.protocols import linear_probe
-try:
-    cfg, opts = linear_probe(sys.argv[1], sys.argv[2:])
-except (ValueError, FileNotFoundError) as e:
-    sys.exit(str(e))
-print(cfg, *opts)' "configs/trainers/${TRAINER}/${CFG}.yaml" "$@") || return 0
+  words=$(reference_config LinearProbeMP "$@") || return 0
   local -a lp
   read -ra lp <<< "$words"
   LINEAR_PROBE_DIR=$(DATASET="$dataset" SHOTS="$shots" CFG="${lp[0]}" fill "$FEW_SHOT_LINEAR_PROBE_DIR")
