@@ -464,3 +464,13 @@ def test_each_key_s_default_is_written_in_one_place():
     for parents, key, default in KEYS_DASSL_LACKS:  # written only in KEYS_DASSL_LACKS
         dotted = ".".join(parents + (key,))
         assert assignments(dotted) == {} and leaves(cfg)[dotted] == default, dotted
+
+
+def test_has_key_follows_dotted_keys_and_stops_at_a_value():
+    from yacs.config import CfgNode as CN
+
+    from mutual_prompt.run.config_checks import has_key
+
+    cfg = CN({"TRAINER": CN({"MUTUAL_PROMPT": CN({"N_CTX": 4})})})
+    assert has_key(cfg, "TRAINER.MUTUAL_PROMPT.N_CTX") and has_key(cfg, "TRAINER")
+    assert not has_key(cfg, "TRAINER.COOP.N_CTX") and not has_key(cfg, "TRAINER.MUTUAL_PROMPT.N_CTX.X")

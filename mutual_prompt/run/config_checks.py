@@ -203,6 +203,11 @@ def lookup(cfg, key: str) -> Any:
     return node
 
 
+def has_key(cfg, key: str) -> bool:
+    """Whether ``cfg`` has the dotted ``key``."""
+    return lookup(cfg, key) is not _ABSENT
+
+
 def one_of(cfg, key: str, allowed: Sequence[str], why: str = "") -> Optional[str]:
     value = lookup(cfg, key)
     if value is _ABSENT or value in allowed:

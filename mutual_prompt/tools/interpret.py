@@ -26,6 +26,7 @@ from ..clip import autocast
 from ..clip.openai.simple_tokenizer import SimpleTokenizer
 from ..files import atomic_path
 from ..run.checkpoints import BEST_MODEL_FILE, checkpoint_summary, model_checkpoint_path, newest_checkpoint
+from ..run.config_checks import has_key
 from ..run.fingerprint import BACKBONE_IDENTITY_KEYS, FINGERPRINT_FILE, read_fingerprint
 
 MODEL_NAME = "prompt_learner"  # the trainer's model folder under a run's output directory
@@ -68,22 +69,13 @@ def apply_fingerprint(cfg, run_dir: str) -> Optional[str]:
         return None
     path = os.path.join(run_dir, FINGERPRINT_FILE)
     for key, value in stored.config.items():
-        if key in BACKBONE_IDENTITY_KEYS or not _has_key(cfg, key):
+        if key in BACKBONE_IDENTITY_KEYS or not has_key(cfg, key):
             continue
         try:
             cfg.merge_from_list([key, value])
         except (ValueError, AssertionError) as e:
             raise ValueError(f"{path}: {key} {value!r} does not fit this config ({e})") from e
     return path
-
-
-def _has_key(cfg, key: str) -> bool:
-    node = cfg
-    for name in key.split("."):
-        if not hasattr(node, "keys") or name not in node:
-            return False
-        node = node[name]
-    return True
 
 
 # Words
