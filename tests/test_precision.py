@@ -326,3 +326,83 @@ def test_train_py_trains_and_evaluates_the_toy_world_in_each_cpu_precision(toy_d
     result = log.split("=> result")[-1]
     assert "* total: 32" in result  # the few-shot validation set: 1 image x 32 base classes
     assert float(re.search(r"\* accuracy: ([\d.]+)%", result).group(1)) > 50.0  # chance is 1/32
+
+
+class ProductDtypes(torch.utils._python_dispatch.TorchDispatchMode):
+    """The dtypes of every matrix product and convolution run under it, and the attention kernels called."""
+
+    PRODUCTS = {"mm", "addmm", "bmm", "baddbmm", "convolution", "convolution_backward"}
+
+    def __init__(self, frozen_storages: set) -> None:
+        super().__init__()
+        self.frozen_storages = frozen_storages  # grows with autocast's copies of the frozen weights (amp)
+        self.copies = []
+        self.frozen_products = []  # dtypes of the floating operands of products with a frozen CLIP weight
+        self.other_products = []
+        self.ops = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func._overloadpacket.__name__
+        self.ops.add(name)
+        if name in self.PRODUCTS:
+            tensors = [a for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()]
+            uses_frozen = any(t.untyped_storage().data_ptr() in self.frozen_storages for t in tensors)
+            (self.frozen_products if uses_frozen else self.other_products).append({t.dtype for t in tensors})
+        out = func(*args, **(kwargs or {}))
+        if name == "_to_copy" and args[0].untyped_storage().data_ptr() in self.frozen_storages:
+            self.frozen_storages.add(out.untyped_storage().data_ptr())
+            self.copies.append(out)  # kept alive: no later tensor may reuse its address
+        return out
+
+
+@pytest.mark.parametrize("precision", ["bf16", "amp"])
+def test_a_bf16_training_step_on_the_cpu_runs_on_bf16_kernels(vit_clip, images, precision):
+    """Every product through CLIP's frozen weights, forward and backward, runs in bfloat16, and the fused
+    attention's slow bfloat16 CPU backward is never called (prefix_attention.attention); the prompts'
+    float32 gradients point where fp32's do."""
+    state = full_model_in(vit_clip, "fp32").prompt_learner.state_dict()
+    gradients = {}
+    for run in ("fp32", precision):
+        model = full_model_in(vit_clip, run, state)
+        frozen = {p.untyped_storage().data_ptr() for p in model.clip_model.parameters() if p.dim() >= 2}
+        forward, backward = ProductDtypes(frozen), ProductDtypes(frozen)
+        with forward, autocast(run, "cpu"):
+            loss = F.cross_entropy(model(images).float(), torch.tensor([0, 1, 2]))
+        with backward:
+            loss.backward()
+        gradients[run] = {name: p.grad for name, p in model.prompt_learner.named_parameters()}
+    for mode in (forward, backward):
+        assert mode.frozen_products and all(dtypes == {torch.bfloat16} for dtypes in mode.frozen_products)
+    assert "_scaled_dot_product_flash_attention_for_cpu_backward" not in backward.ops
+    # The backward's products through the frozen weights are the input gradients of the frozen layers:
+    # as many as in the forward pass that needs them (the last text block's and the prompted image pass's).
+    assert len(backward.frozen_products) >= len(forward.frozen_products) // 2
+    for name, gradient in gradients[precision].items():
+        reference = gradients["fp32"][name]
+        assert gradient.dtype == torch.float32 and torch.isfinite(gradient).all(), name
+        assert F.cosine_similarity(gradient.flatten(), reference.flatten(), dim=0) > 0.98, name
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_warns_once_and_runs(monkeypatch, capsys):
+    from mutual_prompt.clip import precision as precision_module
+
+    monkeypatch.setattr(precision_module, "cpu_has_bf16_instructions", lambda: False)
+    monkeypatch.setattr(precision_module, "_warned_slow_bf16", False)
+    assert resolve_precision("bf16", "cpu", "TRAINER.MUTUAL_PROMPT.PREC") == "bf16"
+    assert resolve_precision("amp", "cpu", "TRAINER.MUTUAL_PROMPT.PREC") == "amp"
+    out = capsys.readouterr().out
+    assert out.count("Warning:") == 1
+    assert "TRAINER.MUTUAL_PROMPT.PREC bf16 on this CPU, which has no bfloat16 instructions" in out
+    assert "slower than fp32" in out
+    monkeypatch.setattr(precision_module, "_warned_slow_bf16", False)
+    monkeypatch.setattr(precision_module, "cpu_has_bf16_instructions", lambda: True)
+    assert resolve_precision("bf16", "cpu") == "bf16" and capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("flags, expected", [({"avx512f", "avx512_bf16"}, True), ({"amx_bf16", "amx_tile"}, True),
+                                             ({"fp", "asimd", "bf16"}, True), ({"avx2", "avx512f"}, False)])
+def test_bf16_instructions_are_read_from_the_cpu_flags(monkeypatch, flags, expected):
+    from mutual_prompt.clip import precision as precision_module
+
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: frozenset(flags))
+    assert precision_module.cpu_has_bf16_instructions() is expected
