@@ -33,13 +33,12 @@ import torch
 import torch.nn.functional as F
 import yaml
 from torch import Tensor
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
+from benchmarks.roofline import step_flops_per_image  # noqa: E402
 from benchmarks.throughput import QUICK_SHAPE, VIT_B16, random_clip  # noqa: E402
 
 # fp16 tensor-core peak (dense, fp32 accumulation as PyTorch's fp16 matrix products use), FLOP/s,
@@ -54,15 +53,6 @@ NAME_TOKENS = 10  # tokens of the longest class name: the text encoder runs ever
 GIB = 2 ** 30
 COLUMNS = ("protocol", "dataset", "classes train / test", "train images x epochs", "batch", "GFLOP per train image",
            "GFLOP per test image", "test images", "train memory GiB")  # then one "<GPU> min" column per GPU
-
-
-def count_flops(step: Callable[[], object]) -> int:
-    """FLOPs of the matrix products and convolutions ``step`` runs (attention in its unfused form,
-    which FlopCounterMode counts on every device)."""
-    counter = FlopCounterMode(display=False)
-    with counter, sdpa_kernel([SDPBackend.MATH]):
-        step()
-    return counter.get_total_flops()
 
 
 def saved_activation_bytes(step: Callable[[], object], exclude: Iterable[Tensor] = ()) -> int:
@@ -147,30 +137,18 @@ class CostModel:
         from torch._subclasses.fake_tensor import FakeTensorMode
 
         self.set_classes(classes)
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        flops = step_flops_per_image(self.model, batch, self.size, classes, train=True)
         with FakeTensorMode(allow_non_fake_inputs=True) as mode:
             held = [mode.from_tensor(t) for t in (*self.model.parameters(), *self.model.buffers()) if t is not None]
             images = torch.randn(batch, 3, self.size, self.size)
             labels = torch.zeros(batch, dtype=torch.long)
-
-            def forward() -> Tensor:
-                return F.cross_entropy(self.model(images).float(), labels)
-
-            def step() -> None:
-                torch.autograd.grad(forward(), trainable)
-
-            flops = count_flops(step)
-            saved = saved_activation_bytes(forward, held)
-        return flops / batch, saved
+            saved = saved_activation_bytes(lambda: F.cross_entropy(self.model(images).float(), labels), held)
+        return flops, saved
 
     def eval_flops(self, classes: int) -> float:
         """FLOPs per image of an evaluation pass (the same for any batch)."""
-        from torch._subclasses.fake_tensor import FakeTensorMode
-
         self.set_classes(classes)
-        with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad():
-            images = torch.randn(1, 3, self.size, self.size)
-            return float(count_flops(lambda: self.model(images)))
+        return step_flops_per_image(self.model, 1, self.size, classes, train=False)
 
 
 def config_values(config_file: str) -> Tuple[int, int]:

@@ -1,4 +1,4 @@
-"""Training and evaluation throughput of MutualPrompt against a plain CoCoOp-style loop.
+"""Training and evaluation throughput of MutualPrompt against a plain CoCoOp-style loop, and against the machine.
 
 ViT-B/16-shaped CLIP with random weights (nothing is downloaded), synthetic 224x224 batches. Modes:
 
@@ -8,12 +8,22 @@ ViT-B/16-shaped CLIP with random weights (nothing is downloaded), synthetic 224x
 - ``cocoop_equiv``: MutualPromptCLIP with FTP ``shared`` and TVP off (the same logits, tested);
 - ``full``: MutualPromptCLIP with FTP ``fine`` and TVP.
 
-Each (mode, classes, batch) runs in a fresh subprocess, so its peak memory (ru_maxrss on the CPU,
-max_memory_allocated on CUDA) is its own; ratios are against the plain loop of the same run.
+Each (precision, mode, classes, batch) runs in a fresh subprocess, so its peak memory (ru_maxrss on
+the CPU, max_memory_allocated on CUDA) is its own; ratios are against the plain loop of the same
+run and precision. ``--precision`` takes any PREC (comma-separated; CLIP in the trainer's weight
+layout and autocast for it, as ``resolve_precision`` runs it on the device).
+
+The roofline (``benchmarks/roofline.py``): each record's FLOPs per image of a training step and of
+an evaluation pass, counted from the model with ``FlopCounterMode`` (matrix products and
+convolutions), times its images/s is the rate it reached; ``roofline_train`` / ``roofline_eval``
+divide that by the machine's matrix-product rate in the precision's compute dtype, measured in the
+same run on ViT-B/16's largest product (its MLP at batch 4, ``F.linear`` 788 x 768 by 768 x 3072).
+Near 1, a step is as fast as this machine multiplies matrices; only fewer FLOPs make it faster.
 
     python benchmarks/throughput.py                 # C = 10, 50 (train + eval), 1000 (eval; full-mode train memory)
-    python benchmarks/throughput.py --quick         # C = 50 only, fewer iterations (< 3 min on 2 CPU cores)
-    python benchmarks/throughput.py --device cuda --json results.json
+    python benchmarks/throughput.py --quick         # C = 50 only, fewer iterations (< 3 min per precision on 2 CPU cores)
+    python benchmarks/throughput.py --quick --precision fp32,bf16
+    python benchmarks/throughput.py --device cuda --precision fp16 --json results.json
 """
 import argparse
 import json
@@ -40,6 +50,9 @@ VIT_B16 = dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_wid
 # A tiny CLIP for the scripts' --quick runs (CI).
 QUICK_SHAPE = dict(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
                    context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=2)
+RATE_BATCH = 4  # the matrix-product rate is measured on ViT-B/16's MLP at this batch (the benchmark's)
+JSON_KEYS = ("precision", "mode", "classes", "batch", "train_img_s", "eval_img_s", "peak_mem_mb", "train_ratio",
+             "eval_ratio", "gflop_per_image_train", "gflop_per_image_eval", "roofline_train", "roofline_eval")
 
 
 def random_clip(device: str, shape: Optional[Dict] = None, precision: str = "fp32") -> nn.Module:
@@ -149,7 +162,9 @@ def measure(mode: str, classes: int, batch: int, device: str, iters: int, warmup
             text_chunk: int = 0, text_checkpoint: bool = False, label: str = "",
             precision: str = "fp32", shape: Optional[Dict] = None) -> Dict:
     """One (mode, classes, batch) record: images/s for a training step and for evaluation, with CLIP
-    in ``precision`` (trainer's layout and autocast) at ``shape`` (ViT-B/16 by default)."""
+    in ``precision`` (trainer's layout and autocast) at ``shape`` (ViT-B/16 by default), and the
+    FLOPs per image of each (``gflop_per_image_train`` / ``_eval``)."""
+    from benchmarks.roofline import step_flops_per_image
     from mutual_prompt.clip import autocast, grad_scaler
 
     if device == "cuda":
@@ -173,11 +188,13 @@ def measure(mode: str, classes: int, batch: int, device: str, iters: int, warmup
     def rate(step):
         return batch * iters / time_steps(step, iters, warmup, device)
 
-    record = {"mode": label or mode, "classes": classes, "batch": batch, "train_img_s": None, "eval_img_s": None}
-    if train:
-        record["train_img_s"] = rate(train_step)
-    if evaluate:
-        record["eval_img_s"] = rate(eval_step)
+    record = {"precision": precision, "mode": label or mode, "classes": classes, "batch": batch, "train_img_s": None,
+              "eval_img_s": None, "gflop_per_image_train": None, "gflop_per_image_eval": None}
+    for direction, wanted, step in (("train", train, train_step), ("eval", evaluate, eval_step)):
+        if wanted:
+            flops = step_flops_per_image(model, batch, size, classes, direction == "train", precision, device)
+            record[f"gflop_per_image_{direction}"] = flops / 1e9
+            record[f"{direction}_img_s"] = rate(step)
     if device == "cuda":
         record["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
     else:
@@ -215,11 +232,30 @@ def plan(quick: bool, device: str) -> List[Dict]:
 
 
 def add_ratios(records: List[Dict]) -> None:
-    plain = {r["classes"]: r for r in records if r["mode"] == "plain"}
+    """``train_ratio`` / ``eval_ratio``: images/s over the plain loop's at the same classes and precision."""
+    plain = {(r.get("precision"), r["classes"]): r for r in records if r["mode"] == "plain"}
     for r in records:
-        base = plain.get(r["classes"], {})
+        base = plain.get((r.get("precision"), r["classes"]), {})
         for key, ratio in (("train_img_s", "train_ratio"), ("eval_img_s", "eval_ratio")):
             r[ratio] = r[key] / base[key] if r.get(key) and base.get(key) else None
+
+
+def add_roofline(records: List[Dict], rates: Dict[str, float]) -> None:
+    """``roofline_train`` / ``roofline_eval``: the FLOP/s a record reached (FLOPs per image x images/s)
+    as a fraction of ``rates[precision]``, the machine's matrix-product FLOP/s in that precision."""
+    for r in records:
+        for direction in ("train", "eval"):
+            flops, speed = r.get(f"gflop_per_image_{direction}"), r.get(f"{direction}_img_s")
+            r[f"roofline_{direction}"] = flops * 1e9 * speed / rates[r["precision"]] if flops and speed else None
+
+
+def measure_rates(precisions: List[str], device: str) -> Dict[str, float]:
+    """The matrix-product FLOP/s of each precision on ``device``: ViT-B/16's MLP at batch RATE_BATCH."""
+    from benchmarks.roofline import matmul_rate
+
+    tokens = RATE_BATCH * ((VIT_B16["image_resolution"] // VIT_B16["vision_patch_size"]) ** 2 + 1)
+    width = VIT_B16["vision_width"]
+    return {p: matmul_rate(p, device, tokens, width, 4 * width) for p in precisions}
 
 
 def machine() -> str:
@@ -232,26 +268,50 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
-def print_table(records: List[Dict], device: str) -> None:
+def print_table(records: List[Dict], device: str, rates: Dict[str, float]) -> None:
+    """One table per precision, then each later precision's images/s over the first one's."""
+    from mutual_prompt.clip.precision import compute_dtype
     from tabulate import tabulate
 
     def fmt(v, pattern):
         return "-" if v is None else pattern.format(v)
 
-    rows = [[r["mode"], r["classes"], r["batch"], fmt(r["train_img_s"], "{:.3f}"), fmt(r["eval_img_s"], "{:.3f}"),
-             fmt(r["peak_mem_mb"], "{:.0f}"), fmt(r["train_ratio"], "{:.1f}x"), fmt(r["eval_ratio"], "{:.1f}x")]
-            for r in records]
     print(f"Device: {device}; {machine()}")
-    print(tabulate(rows, headers=["mode", "C", "batch", "train img/s", "eval img/s", "peak MB", "train ratio", "eval ratio"],
-                   disable_numparse=True))
+    tokens = RATE_BATCH * ((VIT_B16["image_resolution"] // VIT_B16["vision_patch_size"]) ** 2 + 1)
+    for precision, rate in rates.items():
+        rows = [[r["mode"], r["classes"], r["batch"], fmt(r["train_img_s"], "{:.3f}"), fmt(r["eval_img_s"], "{:.3f}"),
+                 fmt(r["gflop_per_image_train"], "{:.1f}"), fmt(r["gflop_per_image_eval"], "{:.1f}"),
+                 fmt(r["roofline_train"], "{:.0%}"), fmt(r["roofline_eval"], "{:.0%}"), fmt(r["peak_mem_mb"], "{:.0f}"),
+                 fmt(r["train_ratio"], "{:.1f}x"), fmt(r["eval_ratio"], "{:.1f}x")]
+                for r in records if r["precision"] == precision]
+        dtype = str(compute_dtype(precision, device)).replace("torch.", "")
+        print(f"\nPREC {precision}: matrix products at {rate / 1e9:.0f} GFLOP/s "
+              f"(F.linear {tokens} x {VIT_B16['vision_width']} by {VIT_B16['vision_width']} x "
+              f"{4 * VIT_B16['vision_width']}, {dtype}); roofline = GFLOP/img x img/s / that rate")
+        print(tabulate(rows, headers=["mode", "C", "batch", "train img/s", "eval img/s", "GFLOP/img train",
+                                      "GFLOP/img eval", "train roofline", "eval roofline", "peak MB", "train ratio",
+                                      "eval ratio"], disable_numparse=True))
+    first, *others = list(rates)
+    for precision in others:
+        print(f"\nPREC {precision} over PREC {first}, same run (images/s):")
+        for r in records:
+            base = next((b for b in records if b["precision"] == first and b["mode"] == r["mode"]
+                         and b["classes"] == r["classes"]), None)
+            if r["precision"] != precision or base is None:
+                continue
+            parts = [f"{d} {r[f'{d}_img_s'] / base[f'{d}_img_s']:.2f}x" for d in ("train", "eval")
+                     if r[f"{d}_img_s"] and base[f"{d}_img_s"]]
+            print(f"  {r['mode']} C={r['classes']}: {', '.join(parts)}")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--quick", action="store_true", help="C = 50 only, one timed iteration (< 3 min on 2 CPU cores)")
+    parser.add_argument("--quick", action="store_true", help="C = 50 only, one timed iteration (< 3 min per precision on 2 CPU cores)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
-    parser.add_argument("--json", metavar="PATH", help="write one record per (mode, classes, batch)")
+    parser.add_argument("--precision", default="fp32", metavar="PREC[,PREC...]",
+                        help="the PREC of each run, comma-separated (fp32, fp16, amp, bf16; default fp32)")
+    parser.add_argument("--json", metavar="PATH", help="write one record per (precision, mode, classes, batch)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
@@ -265,22 +325,46 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but no CUDA device is available")
+    precisions = parse_precisions(parser, args.precision, args.device)
+    rates = measure_rates(list(precisions.values()), args.device)
     records = []
-    specs = plan(args.quick, args.device)
+    specs = [dict(spec, precision=p) for p in precisions.values() for spec in plan(args.quick, args.device)]
     start = time.time()
     for i, spec in enumerate(specs, 1):
         records.append(run_worker(dict(spec, device=args.device)))
         elapsed = time.time() - start
         eta = elapsed / i * (len(specs) - i)
-        print(f"[{i}/{len(specs)}] {spec['mode']} C={spec['classes']} done; elapsed {elapsed:.0f}s, eta {eta:.0f}s",
-              file=sys.stderr, flush=True)
+        print(f"[{i}/{len(specs)}] {spec['precision']} {spec['mode']} C={spec['classes']} done; "
+              f"elapsed {elapsed:.0f}s, eta {eta:.0f}s", file=sys.stderr, flush=True)
     add_ratios(records)
-    print_table(records, args.device)
+    add_roofline(records, rates)
+    requested = {effective: asked for asked, effective in precisions.items()}
+    for r in records:
+        r["precision"] = requested[r["precision"]]
+    print_table(records, args.device, {requested[p]: rate for p, rate in rates.items()})
     if args.json:
         with open(args.json, "w") as f:
-            json.dump([{k: r[k] for k in ("mode", "classes", "batch", "train_img_s", "eval_img_s", "peak_mem_mb",
-                                           "train_ratio", "eval_ratio")} for r in records], f, indent=2)
+            json.dump([{k: r[k] for k in JSON_KEYS} for r in records], f, indent=2)
     return 0
+
+
+def parse_precisions(parser: argparse.ArgumentParser, value: str, device: str) -> Dict[str, str]:
+    """Each requested PREC with the one it runs as on ``device`` (``resolve_precision``: fp16 on the CPU
+    runs as fp32 unless MUTUAL_PROMPT_CPU_FP16=1, as in training), in the order given."""
+    from mutual_prompt.clip import PRECISIONS, resolve_precision
+
+    precisions: Dict[str, str] = {}
+    for name in (part.strip() for part in value.split(",")):
+        if name not in PRECISIONS:
+            parser.error(f"--precision: unknown PREC {name!r}; expected some of {', '.join(PRECISIONS)}, comma-separated")
+        try:
+            effective = resolve_precision(name, device, key="--precision")
+        except ValueError as err:
+            parser.error(str(err))
+        if effective in precisions.values():
+            parser.error(f"--precision: {name} runs as {effective} on {device}, which is already measured")
+        precisions[name] = effective
+    return precisions
 
 
 if __name__ == "__main__":
