@@ -152,7 +152,7 @@ def throughput_specs(quick: bool, precision: str, shape: Optional[Dict]) -> List
     specs = []
     for classes in ((10,) if quick else (50, 1000)):
         for mode in MODES:
-            common = dict(mode=mode, classes=classes, precision=precision, shape=shape, text_chunk=2000)
+            common = dict(mode=mode, classes=classes, precision=precision, shape=shape, text_chunk=2000, flops=False)
             specs.append(dict(common, batch=TRAIN_BATCH, train=True, evaluate=False, iters=1 if quick else 2,
                               warmup=0 if quick else 1))
             specs.append(dict(common, batch=8 if quick else 100, train=False, evaluate=True, iters=1,

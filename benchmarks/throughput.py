@@ -16,9 +16,9 @@ layout and autocast for it, as ``resolve_precision`` runs it on the device).
 The roofline (``benchmarks/roofline.py``): each record's FLOPs per image of a training step and of
 an evaluation pass, counted from the model with ``FlopCounterMode`` (matrix products and
 convolutions), times its images/s is the rate it reached; ``roofline_train`` / ``roofline_eval``
-divide that by the machine's matrix-product rate in the precision's compute dtype, measured in the
-same run on ViT-B/16's largest product (its MLP at batch 4, ``F.linear`` 788 x 768 by 768 x 3072).
-Near 1, a step is as fast as this machine multiplies matrices; only fewer FLOPs make it faster.
+divide that by the machine's matrix-product rate in the precision's compute dtype, measured at the
+start of the run: the best ``F.linear`` over ViT-B/16's main layer shapes (``RATE_SHAPES``). Near 1,
+a step is as fast as this machine multiplies matrices; only fewer FLOPs make it faster.
 
     python benchmarks/throughput.py                 # C = 10, 50 (train + eval), 1000 (eval; full-mode train memory)
     python benchmarks/throughput.py --quick         # C = 50 only, fewer iterations (< 3 min per precision on 2 CPU cores)
@@ -50,7 +50,10 @@ VIT_B16 = dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_wid
 # A tiny CLIP for the scripts' --quick runs (CI).
 QUICK_SHAPE = dict(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=8,
                    context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=2)
-RATE_BATCH = 4  # the matrix-product rate is measured on ViT-B/16's MLP at this batch (the benchmark's)
+# The machine's matrix-product rate is the best of F.linear on ViT-B/16's main layer shapes (m, k, n) at
+# batch 4: the image tower's attention in-projection, MLP up and down (4 x 197 tokens), and the text
+# tower's MLP up and down on C = 50 class suffixes of 6 tokens.
+RATE_SHAPES = ((788, 768, 2304), (788, 768, 3072), (788, 3072, 768), (1200, 512, 2048), (1200, 2048, 512))
 JSON_KEYS = ("precision", "mode", "classes", "batch", "train_img_s", "eval_img_s", "peak_mem_mb", "train_ratio",
              "eval_ratio", "gflop_per_image_train", "gflop_per_image_eval", "roofline_train", "roofline_eval")
 
@@ -160,10 +163,10 @@ def prompt_train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tens
 
 def measure(mode: str, classes: int, batch: int, device: str, iters: int, warmup: int, train: bool, evaluate: bool,
             text_chunk: int = 0, text_checkpoint: bool = False, label: str = "",
-            precision: str = "fp32", shape: Optional[Dict] = None) -> Dict:
+            precision: str = "fp32", shape: Optional[Dict] = None, flops: bool = True) -> Dict:
     """One (mode, classes, batch) record: images/s for a training step and for evaluation, with CLIP
-    in ``precision`` (trainer's layout and autocast) at ``shape`` (ViT-B/16 by default), and the
-    FLOPs per image of each (``gflop_per_image_train`` / ``_eval``)."""
+    in ``precision`` (trainer's layout and autocast) at ``shape`` (ViT-B/16 by default), and with
+    ``flops`` the FLOPs per image of each (``gflop_per_image_train`` / ``_eval``)."""
     from benchmarks.roofline import step_flops_per_image
     from mutual_prompt.clip import autocast, grad_scaler
 
@@ -191,9 +194,10 @@ def measure(mode: str, classes: int, batch: int, device: str, iters: int, warmup
     record = {"precision": precision, "mode": label or mode, "classes": classes, "batch": batch, "train_img_s": None,
               "eval_img_s": None, "gflop_per_image_train": None, "gflop_per_image_eval": None}
     for direction, wanted, step in (("train", train, train_step), ("eval", evaluate, eval_step)):
+        if wanted and flops:
+            count = step_flops_per_image(model, batch, size, classes, direction == "train", precision, device)
+            record[f"gflop_per_image_{direction}"] = count / 1e9
         if wanted:
-            flops = step_flops_per_image(model, batch, size, classes, direction == "train", precision, device)
-            record[f"gflop_per_image_{direction}"] = flops / 1e9
             record[f"{direction}_img_s"] = rate(step)
     if device == "cuda":
         record["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -250,12 +254,10 @@ def add_roofline(records: List[Dict], rates: Dict[str, float]) -> None:
 
 
 def measure_rates(precisions: List[str], device: str) -> Dict[str, float]:
-    """The matrix-product FLOP/s of each precision on ``device``: ViT-B/16's MLP at batch RATE_BATCH."""
+    """The matrix-product FLOP/s of each precision on ``device``: the best over RATE_SHAPES."""
     from benchmarks.roofline import matmul_rate
 
-    tokens = RATE_BATCH * ((VIT_B16["image_resolution"] // VIT_B16["vision_patch_size"]) ** 2 + 1)
-    width = VIT_B16["vision_width"]
-    return {p: matmul_rate(p, device, tokens, width, 4 * width) for p in precisions}
+    return {p: max(matmul_rate(p, device, *shape, repeats=3) for shape in RATE_SHAPES) for p in precisions}
 
 
 def machine() -> str:
@@ -277,7 +279,6 @@ def print_table(records: List[Dict], device: str, rates: Dict[str, float]) -> No
         return "-" if v is None else pattern.format(v)
 
     print(f"Device: {device}; {machine()}")
-    tokens = RATE_BATCH * ((VIT_B16["image_resolution"] // VIT_B16["vision_patch_size"]) ** 2 + 1)
     for precision, rate in rates.items():
         rows = [[r["mode"], r["classes"], r["batch"], fmt(r["train_img_s"], "{:.3f}"), fmt(r["eval_img_s"], "{:.3f}"),
                  fmt(r["gflop_per_image_train"], "{:.1f}"), fmt(r["gflop_per_image_eval"], "{:.1f}"),
@@ -285,9 +286,8 @@ def print_table(records: List[Dict], device: str, rates: Dict[str, float]) -> No
                  fmt(r["train_ratio"], "{:.1f}x"), fmt(r["eval_ratio"], "{:.1f}x")]
                 for r in records if r["precision"] == precision]
         dtype = str(compute_dtype(precision, device)).replace("torch.", "")
-        print(f"\nPREC {precision}: matrix products at {rate / 1e9:.0f} GFLOP/s "
-              f"(F.linear {tokens} x {VIT_B16['vision_width']} by {VIT_B16['vision_width']} x "
-              f"{4 * VIT_B16['vision_width']}, {dtype}); roofline = GFLOP/img x img/s / that rate")
+        print(f"\nPREC {precision}: matrix products at {rate / 1e9:.0f} GFLOP/s ({dtype}, the best F.linear on "
+              "ViT-B/16's layer shapes); roofline = GFLOP/img x img/s / that rate")
         print(tabulate(rows, headers=["mode", "C", "batch", "train img/s", "eval img/s", "GFLOP/img train",
                                       "GFLOP/img eval", "train roofline", "eval roofline", "peak MB", "train ratio",
                                       "eval ratio"], disable_numparse=True))
