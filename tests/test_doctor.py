@@ -161,6 +161,19 @@ def test_the_environment_names_each_cuda_device(monkeypatch):
     assert doctor.torch_lines()[1] == f"CUDA {torch.version.cuda}: 2 devices: Card 0, Card 1"
 
 
+@pytest.mark.parametrize("has, advice", [(True, "yes (PREC bf16 is the fast CPU precision"),
+                                          (False, "none (keep PREC fp32 on the CPU"),
+                                          (None, "cannot tell on this system (PREC fp32")])
+def test_without_cuda_the_environment_says_which_precision_suits_the_cpu(monkeypatch, has, advice):
+    import torch
+
+    from mutual_prompt.clip import precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_bf16_instructions", lambda: has)
+    assert doctor.torch_lines()[2].startswith(f"CPU bf16 instructions: {advice}")
+
+
 def test_absent_weights_are_a_note_with_the_fix_and_present_ones_are_listed(tmp_path):
     lines, findings = doctor.weights_lines(str(tmp_path))
     assert lines == [f"CLIP weights in {tmp_path}: none"]
