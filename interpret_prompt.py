@@ -21,6 +21,7 @@ from mutual_prompt.run.checkpoints import config_difference_hint, load_state_dic
 from mutual_prompt.run.config_checks import TRAINER_PROBLEMS, raise_problems, validate_cfg
 from mutual_prompt.run.fingerprint import FINGERPRINT_FILE, check_eval_fingerprint
 from mutual_prompt.tools import interpret
+from mutual_prompt.tools.exit_status import exit_status_of
 
 import datasets  # noqa: F401  (registers every dataset)
 import trainers
@@ -143,4 +144,4 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status_of(main))

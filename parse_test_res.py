@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 
+from mutual_prompt.tools.exit_status import exit_status_of
 from mutual_prompt.tools.results import (
     FORMATS,
     TEST_END_SIGNAL,
@@ -169,4 +170,4 @@ def summarise(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status_of(main))

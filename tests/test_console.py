@@ -1,8 +1,11 @@
-"""A run's details reach log.txt always and the terminal only with --verbose; the known clip warning is silenced."""
+"""A run's details reach log.txt always and the terminal only with --verbose; the known clip warning is silenced;
+the reporting commands end quietly when their reader goes away (mutual_prompt/tools/exit_status.py)."""
 import contextlib
 import io
 import subprocess
 import sys
+
+import pytest
 
 from mutual_prompt.run import console
 from mutual_prompt.runtime.logger import Tee
@@ -50,3 +53,18 @@ def test_importing_clip_shows_no_pkg_resources_warning():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "pkg_resources" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["doctor", "sweep status"])
+def test_a_reader_that_goes_away_ends_a_command_quietly(repo_root, tmp_path, command):
+    """``python -m mutual_prompt.doctor | head -1`` and the like: exit 141 as a shell tool would, no traceback."""
+    (tmp_path / "data").mkdir()
+    args = {"doctor": ["-m", "mutual_prompt.doctor", "--root", str(tmp_path / "data")],
+            "sweep status": ["-m", "mutual_prompt.sweep", "status", "base2new", "--repo", repo_root, "--output",
+                             str(tmp_path / "out"), "--data", str(tmp_path / "data"), "--cfg", "toy", "--datasets",
+                             "toy_shapes"]}[command]
+    proc = subprocess.Popen([sys.executable, *args], cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader leaves before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err
