@@ -6,7 +6,8 @@
    classes, all with the same prompt weights. One evaluation batch: its logits must agree with
    fp32's (no TF32) to LOGIT_EPS machine epsilons of the precision's 16-bit type in cosine units,
    eps x exp(logit_scale) (the CPU tests hold 1 eps; this model measured 0.19 / 0.24 / 0.13 eps
-   for fp16 / bf16 / amp on the CPU). The share of images whose top class is unchanged is
+   for fp16 / bf16 / amp on the CPU with PyTorch's fused attention; bf16 and amp on the CPU now
+   write attention out, see mutual_prompt/clip/prefix_attention.py). The share of images whose top class is unchanged is
    reported, not checked: random weights give near-ties. Then TRAIN_STEPS training steps on one
    fixed batch of 4 with the trainer's optimizer, autocast and GradScaler: every loss finite, the
    last below the first.
