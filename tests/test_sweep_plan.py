@@ -83,6 +83,25 @@ def test_sweep_commands_are_the_scripts_commands(repo_root, tmp_path, protocol, 
         len(s.seeds) * (1 if protocol == "xd" else len(s.datasets)))
 
 
+def test_the_few_shot_script_ends_with_the_sweeps_few_shot_table(repo_root, tmp_path):
+    """reproduce_few_shot.sh ends as ``sweep status few_shot --tables`` does: datasets x shots, with
+    zero-shot CLIP and the linear probe (here before any result: every cell empty, and lines that say so)."""
+    shim = tmp_path / "python"
+    shim.write_text(RECORDER.format(python=sys.executable, record=tmp_path / "record.jsonl"))
+    shim.chmod(0o755)
+    env = dict(os.environ, PYTHON=str(shim), DATA=str(tmp_path / "data"), OUTPUT=str(tmp_path / "out"),
+               TRAINER="MutualPrompt", DATASETS="dtd caltech101", SHOT_LIST="1 4", SEEDS="1")
+    proc = subprocess.run(["bash", "scripts/reproduce_few_shot.sh", *TOPK], cwd=repo_root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = proc.stdout[proc.stdout.index("== few_shot: MutualPrompt / vit_b16_c4_ep10_batch4_ctxv1_fewshot"):]
+    header = next(line for line in table.splitlines() if line.startswith("Dataset"))
+    assert header.split() == ["Dataset", "zero-shot", "CLIP", "1", "shot", "4", "shots"]
+    assert [line.split()[0] for line in table.splitlines() if line.startswith(("dtd", "caltech101"))] == \
+        ["dtd", "caltech101"]
+    assert "no zero-shot CLIP result yet for dtd" in table
+
+
 def test_the_scripts_test_the_last_epoch_of_an_overridden_training_as_the_sweep_does(repo_root, tmp_path):
     """``OPTIM.MAX_EPOCH N`` among the overrides: both test the checkpoint of epoch N (LOADEP unset)."""
     s = settings(repo_root, tmp_path, cfg="toy", seeds=(2,), targets=("dtd",), opts=("OPTIM.MAX_EPOCH", "3"))

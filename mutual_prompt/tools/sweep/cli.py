@@ -138,6 +138,10 @@ def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.Argument
                        help="also run the protocol with another config file, beside the main runs (default: none)")
         g.add_argument("--plot", metavar="DIR", help="write the figures (PNG) into DIR at the end; needs matplotlib: "
                                                      'pip install -e ".[plot]" (default: no figures)')
+        if name == "status":
+            p.add_argument("--tables", action="store_true",
+                           help="print the results only, not each run's state (what reproduce_<protocol>.sh ends "
+                                "with; default: off)")
         if name == "run":
             e = p.add_argument_group("how to run")
             e.add_argument("--dry-run", action="store_true", help="print the plan and stop")
@@ -311,12 +315,15 @@ def print_plan(settings: Settings, variants: Sequence[Variant]) -> None:
     print(progress_bar(statuses))
 
 
-def report(settings: Settings, variants: Sequence[Variant], plot_dir: Optional[str]) -> int:
+def report(settings: Settings, variants: Sequence[Variant], plot_dir: Optional[str], tables_only: bool = False) -> int:
+    """Each run's state (unless ``tables_only``), then each variant's results; 1 when a run failed."""
     statuses = sweep_status(settings.repo_root, settings.output, all_runs(variants))
-    print("\n".join(status_lines(statuses)))
-    print(progress_bar(statuses))
-    for variant in variants:
-        print()
+    if not tables_only:
+        print("\n".join(status_lines(statuses)))
+        print(progress_bar(statuses))
+    for i, variant in enumerate(variants):
+        if i or not tables_only:
+            print()
         print("\n".join(summary_lines(settings.repo_root, variant)))
     if plot_dir:
         from .plots import write_figures
@@ -398,4 +405,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"\nSweep finished in {time.time() - started:.1f} s")
     elif args.remembered_line:
         print(args.remembered_line)
-    return report(settings, variants, args.plot)
+    return report(settings, variants, args.plot, tables_only=getattr(args, "tables", False))
