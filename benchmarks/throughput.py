@@ -270,8 +270,10 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
-def print_table(records: List[Dict], device: str, rates: Dict[str, float]) -> None:
-    """One table per precision, then each later precision's images/s over the first one's."""
+def print_table(records: List[Dict], device: str, rates: Dict[str, float],
+                runs_as: Optional[Dict[str, str]] = None) -> None:
+    """One table per precision, then each later precision's images/s over the first one's; ``runs_as``
+    maps a PREC to the one it ran as on ``device`` where they differ (``parse_precisions``)."""
     from mutual_prompt.clip.precision import compute_dtype
     from tabulate import tabulate
 
@@ -285,8 +287,10 @@ def print_table(records: List[Dict], device: str, rates: Dict[str, float]) -> No
                  fmt(r["roofline_train"], "{:.0%}"), fmt(r["roofline_eval"], "{:.0%}"), fmt(r["peak_mem_mb"], "{:.0f}"),
                  fmt(r["train_ratio"], "{:.1f}x"), fmt(r["eval_ratio"], "{:.1f}x")]
                 for r in records if r["precision"] == precision]
-        dtype = str(compute_dtype(precision, device)).replace("torch.", "")
-        print(f"\nPREC {precision}: matrix products at {rate / 1e9:.0f} GFLOP/s ({dtype}, the best F.linear on "
+        effective = (runs_as or {}).get(precision, precision)
+        dtype = str(compute_dtype(effective, device)).replace("torch.", "")
+        ran_as = "" if effective == precision else f" (runs as {effective} on {device})"
+        print(f"\nPREC {precision}{ran_as}: matrix products at {rate / 1e9:.0f} GFLOP/s ({dtype}, the best F.linear on "
               "ViT-B/16's layer shapes); roofline = GFLOP/img x img/s / that rate")
         print(tabulate(rows, headers=["mode", "C", "batch", "train img/s", "eval img/s", "GFLOP/img train",
                                       "GFLOP/img eval", "train roofline", "eval roofline", "peak MB", "train ratio",
@@ -326,22 +330,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but no CUDA device is available")
     precisions = parse_precisions(parser, args.precision, args.device)
-    rates = measure_rates(list(precisions.values()), args.device)
+    by_effective = measure_rates(list(precisions.values()), args.device)
+    rates = {asked: by_effective[effective] for asked, effective in precisions.items()}  # keyed by the PREC asked
     records = []
-    specs = [dict(spec, precision=p) for p in precisions.values() for spec in plan(args.quick, args.device)]
+    specs = [(asked, dict(spec, precision=effective)) for asked, effective in precisions.items()
+             for spec in plan(args.quick, args.device)]
     start = time.time()
-    for i, spec in enumerate(specs, 1):
-        records.append(run_worker(dict(spec, device=args.device)))
+    for i, (asked, spec) in enumerate(specs, 1):
+        records.append(dict(run_worker(dict(spec, device=args.device)), precision=asked))
         elapsed = time.time() - start
         eta = elapsed / i * (len(specs) - i)
-        print(f"[{i}/{len(specs)}] {spec['precision']} {spec['mode']} C={spec['classes']} done; "
+        print(f"[{i}/{len(specs)}] {asked} {spec['mode']} C={spec['classes']} done; "
               f"elapsed {elapsed:.0f}s, eta {eta:.0f}s", file=sys.stderr, flush=True)
     add_ratios(records)
     add_roofline(records, rates)
-    requested = {effective: asked for asked, effective in precisions.items()}
-    for r in records:
-        r["precision"] = requested[r["precision"]]
-    print_table(records, args.device, {requested[p]: rate for p, rate in rates.items()})
+    print_table(records, args.device, rates, precisions)
     if args.json:
         with open(args.json, "w") as f:
             json.dump([{k: r[k] for k in JSON_KEYS} for r in records], f, indent=2)
@@ -352,11 +355,12 @@ def parse_precisions(parser: argparse.ArgumentParser, value: str, device: str) -
     """Each requested PREC with the one it runs as on ``device`` (``resolve_precision``: fp16 on the CPU
     runs as fp32 unless MUTUAL_PROMPT_CPU_FP16=1, as in training), in the order given."""
     from mutual_prompt.clip import PRECISIONS, resolve_precision
+    from mutual_prompt.names import unknown_name
 
     precisions: Dict[str, str] = {}
     for name in (part.strip() for part in value.split(",")):
         if name not in PRECISIONS:
-            parser.error(f"--precision: unknown PREC {name!r}; expected some of {', '.join(PRECISIONS)}, comma-separated")
+            parser.error(f"--precision: {unknown_name('PREC', name, PRECISIONS)} (comma-separated)")
         try:
             effective = resolve_precision(name, device, key="--precision")
         except ValueError as err:

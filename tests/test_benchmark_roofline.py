@@ -133,3 +133,12 @@ def test_precision_list_is_checked(capsys):
     with pytest.raises(SystemExit):
         throughput.main(["--precision", "fp32,fp16"])
     assert "fp16 runs as fp32 on cpu, which is already measured" in capsys.readouterr().err
+
+
+def test_the_table_names_the_precision_a_prec_ran_as(measured_records, capsys):
+    """fp16 on the CPU runs as fp32 (resolve_precision): the table keeps the PREC asked and says so."""
+    records, rates = measured_records
+    fp32 = [dict(r, precision="fp16") for r in records if r["precision"] == "fp32"]
+    throughput.print_table(fp32, "cpu", {"fp16": rates["fp32"]}, {"fp16": "fp32"})
+    out = capsys.readouterr().out
+    assert "PREC fp16 (runs as fp32 on cpu): matrix products at" in out and "GFLOP/s (float32, " in out
